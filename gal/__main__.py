@@ -1,0 +1,3 @@
+from gal.cli import entry
+
+entry()

@@ -1,0 +1,219 @@
+"""One typed config for a GAL run, from a YAML file and command-line flags (flags win).
+
+Keys are the flags with `_` for `-` (`--train-steps` -> `train_steps`); `lambda` is spelled as in the
+paper. Values left as None are resolved from the kind, the method or the model, the way the paper's
+authors set them (see `resolved`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gal.errors import GalError
+
+STRATEGIES = ("uncertainty", "random", "clip", "none", "human")
+METHODS = ("lora", "full")
+KINDS = ("object", "style")
+ORACLE_TEXTS = ("non-soi", "reference-prompt")
+
+
+@dataclass
+class Config:
+    # what to personalize
+    references: str | None = None
+    kind: str = "object"
+    subject: str | None = None  # SoI phrase in prompts, e.g. "a <sks> cat"
+    subject_plain: str | None = None  # SoI phrase for CLIP; default: subject without <...> tokens
+    non_soi: list[str] = field(default_factory=list)  # non-SoI texts of Eq. 8
+    anchors: str | None = None  # anchor template file; default: the paper's 18 for the kind
+    # the models
+    base: str = "CompVis/stable-diffusion-v1-4"  # the paper's base model
+    scorer: str = "openai/clip-vit-base-patch32"  # the paper's CLIP ViT-B/32
+    # the active-learning loop (paper defaults, section 4)
+    strategy: str = "uncertainty"
+    balance: bool = True
+    rounds: int = 4
+    m: int = 10
+    k: int = 3
+    lambda_: float = 0.005
+    oracle: str = "non-soi"  # "reference-prompt": the authors' code's style oracle
+    # personalization (None: the authors' setting for the kind / method)
+    method: str = "lora"
+    train_steps: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    lora_rank: int = 4
+    resolution: int | None = None  # None: the model's native size
+    from_previous_round: bool = False  # the authors restart every round from the base model
+    prior: bool | None = None  # prior preservation; None: on for objects
+    class_images: str | None = None
+    num_class_images: int = 100
+    prior_loss_weight: float = 1.0
+    # sampling
+    steps: int = 50
+    guidance: float = 7.5
+    gen_batch_size: str = "auto"
+    seed: int = 0
+    # where and how
+    out: str = "gal-run"
+    device: str = "auto"
+    mixed_precision: str = "auto"
+
+
+# Keys that do not change what a run computes: they may differ when a run is resumed.
+NOT_RESULT_KEYS = {"out", "gen_batch_size", "device"}
+
+
+def key_of(name: str) -> str:
+    return "lambda" if name == "lambda_" else name
+
+
+def field_of(key: str) -> str:
+    return "lambda_" if key == "lambda" else key
+
+
+def valid_keys() -> list[str]:
+    return [key_of(f.name) for f in dataclasses.fields(Config)]
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise GalError(f"--config {p}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GalError(f"--config {p}: cannot read it ({e})") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where else ""
+        raise GalError(f"--config {p}: invalid YAML{at}; expected a mapping of keys to values") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise GalError(f"--config {p}: found a {type(data).__name__}; expected a mapping of keys to values")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - set(valid_keys()))
+    if unknown:
+        raise GalError(f"--config {p}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid_keys())}")
+    return data
+
+
+def make_config(values: dict[str, Any], source: str = "config") -> Config:
+    """Build a Config from plain values (YAML keys), checking each value's type."""
+    cfg = Config()
+    types = {f.name: f.type for f in dataclasses.fields(Config)}
+    for key, value in values.items():
+        name = field_of(key)
+        if name not in types:
+            raise GalError(f"{source}: unknown key '{key}'; valid keys: {', '.join(valid_keys())}")
+        setattr(cfg, name, _coerce(key, value, types[name], source))
+    return cfg
+
+
+def _coerce(key: str, value: Any, type_: str, source: str) -> Any:
+    if value is None:
+        if "None" in type_:
+            return None
+        raise GalError(f"{source}: '{key}' is empty; expected a value")
+    want = type_.replace(" | None", "")
+    try:
+        if want == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "yes", "1", "on"):
+                return True
+            if str(value).lower() in ("false", "no", "0", "off"):
+                return False
+            raise ValueError
+        if want == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if want == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if want == "list[str]":
+            items = value if isinstance(value, list) else [value]
+            return [str(v) for v in items]
+        return str(value)
+    except (TypeError, ValueError):
+        raise GalError(f"{source}: '{key}' is {value!r}; expected {want.replace('str', 'text')}") from None
+
+
+def plain_subject(subject: str) -> str:
+    """`a <sks> cat` -> `a cat`: placeholder tokens mean nothing to CLIP."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^<>]*>", " ", subject)).strip()
+
+
+def resolved(cfg: Config) -> Config:
+    """Fill the values left open with the authors' settings and check every value.
+    (The model-dependent resolution is filled in later, from the loaded model.)"""
+    c = dataclasses.replace(cfg, non_soi=list(cfg.non_soi))
+    _choice("kind", c.kind, KINDS)
+    _choice("method", c.method, METHODS)
+    _choice("oracle", c.oracle, ORACLE_TEXTS)
+    if c.strategy not in STRATEGIES:
+        raise GalError(f"--strategy: unknown strategy '{c.strategy}'; expected one of {', '.join(STRATEGIES)}")
+    if c.strategy == "human":
+        raise GalError("--strategy human: the review step (`gal review`) is not available in this version; "
+                       "use uncertainty, random, clip or none")
+    if not c.subject or not c.subject.strip():
+        raise GalError("--subject: missing; expected the subject phrase used in prompts, e.g. --subject 'a <sks> cat'")
+    if not c.references:
+        raise GalError("--references: missing; expected a folder of reference images")
+    if c.subject_plain is None:
+        c.subject_plain = plain_subject(c.subject)
+    if c.m < 2:
+        raise GalError(f"--m {c.m}: with fewer than 2 samples per anchor the overfit rate (Eq. 7) is 0 or 1, "
+                       "so its entropy (Eq. 6) is always 0 and no direction could ever be chosen; expected --m 2 or more")
+    if c.k < 1:
+        raise GalError(f"--k {c.k}: expected at least 1 anchor per round")
+    if c.rounds < 1:
+        raise GalError(f"--rounds {c.rounds}: expected at least 1")
+    if c.lambda_ < 0:
+        raise GalError(f"--lambda {c.lambda_}: the openness rate of Eq. 9 must be 0 or more")
+    for name in ("steps", "num_class_images", "lora_rank"):
+        if getattr(c, name) < 1:
+            raise GalError(f"--{name.replace('_', '-')} {getattr(c, name)}: expected at least 1")
+    for name in ("train_steps", "batch_size", "resolution"):
+        v = getattr(c, name)
+        if v is not None and v < 1:
+            raise GalError(f"--{name.replace('_', '-')} {v}: expected at least 1")
+    if c.resolution is not None and c.resolution % 8:
+        raise GalError(f"--resolution {c.resolution}: expected a multiple of 8")
+    if c.lr is not None and c.lr <= 0:
+        raise GalError(f"--lr {c.lr}: expected a positive learning rate")
+    if c.gen_batch_size != "auto" and not (c.gen_batch_size.isdigit() and int(c.gen_batch_size) > 0):
+        raise GalError(f"--gen-batch-size {c.gen_batch_size}: expected a positive number or 'auto'")
+    _choice("mixed_precision", c.mixed_precision, ("auto", "no", "fp16", "bf16"))
+    # The authors' DreamBooth settings: style 500 steps batch 2, object 800 steps batch 1.
+    if c.train_steps is None:
+        c.train_steps = 800 if c.kind == "object" else 500
+    if c.batch_size is None:
+        c.batch_size = 1 if c.kind == "object" else 2
+    if c.lr is None:
+        c.lr = 5e-6 if c.method == "full" else 1e-4  # full: the authors'; LoRA: diffusers' DreamBooth-LoRA default
+    if c.prior is None:
+        c.prior = c.kind == "object"
+    return c
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise GalError(f"--{key.replace('_', '-')}: unknown value '{value}'; expected one of {', '.join(choices)}")
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return {key_of(k): v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def result_dict(cfg: Config) -> dict[str, Any]:
+    """The keys that decide what a run computes: a resumed run must match them."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in NOT_RESULT_KEYS}

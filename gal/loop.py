@@ -1,0 +1,290 @@
+"""Algorithm 1 of the paper, one round at a time:
+
+    fine-tune f_θ on T -> generate m images per anchor (Eq. 4) -> oracle Φ (Eq. 8) -> β, Ω (Eq. 7, 6)
+    -> openness Δ (Eq. 9) -> stop (Eq. 10) -> add the top-k directions' best images to T -> next round
+
+Every step's result goes to the ledger before the next step starts, so a killed run resumes where it
+stopped: a round with a checkpoint is not trained again, a sample on record is not generated again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gal import strategy
+from gal.anchors import make_anchors, read_templates
+from gal.config import Config, result_dict, resolved, to_dict
+from gal.errors import GalError
+from gal.generate import auto_batch_size, generate, sample_seed
+from gal.ledger import Anchor, Ledger, Reference, Sample
+from gal.models import load_pipeline, mixed_precision, native_resolution, pick_device
+from gal.personalize import Example, Personalizer
+from gal.references import load_rgb, read_references, reference_prompt
+from gal.score import ClipScorer
+from gal.storage import RunLock, folder_in_place, remove_leftovers, write_png, write_text
+
+
+def run(config: Config, log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) GAL into `config.out`; returns the ledger's summary."""
+    cfg = resolved(config)
+    run_dir = Path(cfg.out)
+    existing = _existing_config(run_dir)
+    if existing is None:
+        _check_new_folder(run_dir)
+        refs = read_references(cfg.references)
+        templates = read_templates(cfg.anchors, cfg.kind)
+        captions = _captions(refs, cfg)
+        if cfg.k > len(templates):
+            raise GalError(f"--k {cfg.k}: larger than the {len(templates)} anchors in the pool; expected --k {len(templates)} or less")
+    else:
+        _check_same_config(existing, cfg)
+        ledger = Ledger(run_dir)
+        if ledger.get("status") == "finished":
+            log(f"{run_dir}: this run has already finished (result: {ledger.get('result')}); nothing to do")
+            return ledger.summary()
+        ledger.close()
+
+    parts = _Parts(cfg)  # loads the models: a bad --base or --scorer fails here, before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):
+        remove_leftovers(run_dir)
+        ledger = Ledger(run_dir)
+        if ledger.get("config") is None:
+            _start(ledger, cfg, refs, templates, captions)
+        parts.non_soi_texts = non_soi_texts(cfg, ledger)
+        try:
+            _rounds(cfg, ledger, parts, log)
+            return ledger.summary()
+        finally:
+            ledger.close()
+
+
+def _rounds(cfg: Config, ledger: Ledger, parts: "_Parts", log) -> None:
+    run_dir = ledger.run_dir
+    prior = _prior_examples(cfg, ledger, parts) if cfg.prior else []
+    for r in range(1, cfg.rounds + 1):
+        state = ledger.round(r)
+        if state and state["closed"]:
+            continue
+        # Fine-tune f_θ on T (Eq. 2 with each reference's weight)
+        if state is None or state["checkpoint"] is None:
+            if cfg.from_previous_round and r > 1:
+                parts.personalizer.load(run_dir / ledger.round(r - 1)["checkpoint"])
+            else:
+                parts.personalizer.reset(seed=sample_seed(cfg.seed, "init", r) % 2**31)
+            T = [Example(load_rgb(run_dir / t.path), t.prompt, t.weight) for t in ledger.training_set(r)]
+            loss = parts.personalizer.train(T, steps=cfg.train_steps, batch_size=cfg.batch_size, prior=prior,
+                                          seed=sample_seed(cfg.seed, "train", r), desc=f"round {r}: fine-tune")
+            checkpoint = f"rounds/{r}/checkpoint"
+            with folder_in_place(run_dir / checkpoint) as tmp:
+                parts.personalizer.save(tmp)
+            ledger.record_checkpoint(r, checkpoint, loss)
+        else:
+            parts.personalizer.load(run_dir / state["checkpoint"])
+            loss = state["train_loss"]
+
+        pool = ledger.pool(r)
+        if r == cfg.rounds or cfg.strategy == "none":
+            reason = "strategy none: the DreamBooth baseline" if cfg.strategy == "none" else f"round budget spent ({cfg.rounds} rounds)"
+            ledger.close_round(r, openness=None, directions=[], added=[], stop_reason=reason)
+            log(f"round {r}: fine-tuned (loss {loss:.4f}); {reason}; result: {ledger.round(r)['checkpoint']}")
+            return
+        if len(pool) < cfg.k:
+            reason = f"only {len(pool)} anchor(s) left in the pool, fewer than k = {cfg.k}"
+            ledger.close_round(r, openness=None, directions=[], added=[], stop_reason=reason)
+            log(f"round {r}: {reason}; result: {ledger.round(r)['checkpoint']}")
+            return
+
+        # Generate I_ij for every anchor left in the pool (Eq. 4) and verify each with the oracle (Eq. 8)
+        _query(cfg, ledger, parts, r, pool)
+
+        samples = ledger.samples(r)
+        s_a = np.array([[s.sim_anchor for s in samples if s.anchor_idx == a.idx] for a in pool])
+        s_n = np.array([[s.sim_non_soi for s in samples if s.anchor_idx == a.idx] for a in pool])
+        phi = strategy.overfit(s_a, s_n)  # Eq. 8
+        beta = strategy.overfit_rate(phi)  # Eq. 7
+        omega = strategy.entropy(beta)  # Eq. 6
+        delta = strategy.openness(omega, cfg.lambda_)  # Eq. 9
+        picks, reason = [], None
+        if cfg.strategy in strategy.USES_STOP_RULE and strategy.should_stop(omega, cfg.k):  # Eq. 10
+            reason = f"Eq. 10: {int((omega > 0).sum())} direction(s) with Ω > 0, fewer than k = {cfg.k}"
+        else:
+            rng = np.random.default_rng([cfg.seed, r])
+            picks = strategy.STRATEGIES[cfg.strategy](strategy.RoundScores(s_a, omega), cfg.k, rng)
+        # Update T with the chosen directions' images, weighted by the balance scheme (section 3.3)
+        weight = strategy.reference_weight(delta, cfg.balance)
+        by_anchor = {(s.anchor_idx, s.j): s for s in samples}
+        added = [Reference(by_anchor[pool[p.row].idx, p.j].path, pool[p.row].prompt, weight, r, pool[p.row].idx)
+                 for p in picks]
+        chosen = {pool[p.row].idx for p in picks}
+        directions = [(a.idx, float(beta[i]), float(omega[i]), int(a.idx in chosen)) for i, a in enumerate(pool)]
+        ledger.close_round(r, openness=delta, directions=directions, added=added, stop_reason=reason)
+        log(_round_line(r, loss, pool, beta, omega, delta, picks, reason))
+        if reason:
+            log(f"result: {ledger.round(r)['checkpoint']}")
+            return
+
+
+def _query(cfg: Config, ledger: Ledger, parts: "_Parts", r: int, pool: list[Anchor]) -> None:
+    """Generate the round's samples not yet on record, in batches across anchors; score each batch
+    with CLIP and record it (files first, then one transaction)."""
+    done = {(s.anchor_idx, s.j) for s in ledger.samples(r)}
+    todo = [(a, j) for a in pool for j in range(cfg.m) if (a.idx, j) not in done]
+    if not todo:
+        return
+    seeds = [sample_seed(cfg.seed, r, a.idx, j) for a, j in todo]
+    non_soi = parts.non_soi_texts
+    bar = tqdm(total=len(todo), initial=0, desc=f"round {r}: query", leave=False, dynamic_ncols=True, unit="img")
+    for start, images in generate(parts.pipe, [a.prompt for a, _ in todo], seeds, steps=cfg.steps,
+                                  guidance=cfg.guidance, resolution=parts.resolution, batch_size=parts.gen_batch_size,
+                                  autocast_dtype=parts.autocast_dtype):
+        batch = todo[start:start + len(images)]
+        features = parts.scorer.image_features(images)
+        s_a = (features * parts.scorer.text_features([a.text for a, _ in batch])).sum(-1)  # sim(I_ij, a_i)
+        s_n = parts.scorer.similarity(features, non_soi).max(dim=1).values  # sim(I_ij, ē*), max over texts
+        rows = []
+        for (a, j), image, seed, sa, sn in zip(batch, images, seeds[start:], s_a.tolist(), s_n.tolist()):
+            path = f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png"
+            write_png(ledger.run_dir / path, image)
+            rows.append(Sample(r, a.idx, j, seed, path, sa, sn, int(strategy.overfit(sa, sn))))
+        ledger.add_samples(rows)
+        bar.update(len(images))
+    bar.close()
+
+
+def _round_line(r, loss, pool, beta, omega, delta, picks, reason) -> str:
+    chosen = ", ".join(f"[{pool[p.row].idx}] {pool[p.row].template} (Ω {omega[p.row]:.3f})" for p in picks)
+    line = (f"round {r}: loss {loss:.4f} | anchor overfit {float(beta.mean()):.2f} over {len(pool)} directions | "
+            f"{int((omega > 0).sum())} uncertain | openness Δ {delta:.5f}")
+    return line + (f" | stop: {reason}" if reason else f" | chose {chosen}")
+
+
+# ---- set-up ------------------------------------------------------------------------------------------
+
+class _Parts:
+    """The loaded components, kept across rounds: pipeline (with its LoRA or full weights), trainer, scorer."""
+
+    def __init__(self, cfg: Config):
+        from accelerate import Accelerator
+        from diffusers import DPMSolverMultistepScheduler
+
+        device = pick_device(cfg.device)
+        precision = mixed_precision(cfg.mixed_precision, device)
+        self.accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
+        frozen_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+        self.autocast_dtype = frozen_dtype if precision != "no" else None
+        self.pipe = load_pipeline(cfg.base, dtype=frozen_dtype if cfg.method == "lora" else torch.float32)
+        self.resolution = cfg.resolution or native_resolution(self.pipe)
+        self.pipe.to(self.accelerator.device)
+        self.pipe.vae.to(frozen_dtype)
+        self.pipe.text_encoder.to(frozen_dtype)
+        self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
+                                         resolution=self.resolution, prior_loss_weight=cfg.prior_loss_weight)
+        # Query sampler: DPM-Solver multistep, as the authors' code (training keeps the DDPM schedule).
+        self.pipe.scheduler = DPMSolverMultistepScheduler.from_config(self.pipe.scheduler.config)
+        self.scorer = ClipScorer(cfg.scorer, device=self.accelerator.device)
+        self.gen_batch_size = (auto_batch_size(self.accelerator.device, self.resolution)
+                               if cfg.gen_batch_size == "auto" else int(cfg.gen_batch_size))
+        self.non_soi_texts: list[str] = []  # filled from the ledger's references
+
+
+def _captions(refs, cfg: Config) -> list[str]:
+    """The non-SoI caption of each reference: its sidecar .txt, else the first --non-soi text."""
+    captions = []
+    for ref in refs:
+        caption = ref.caption or (cfg.non_soi[0] if cfg.non_soi else None)
+        if caption is None:
+            raise GalError(f"--non-soi: missing; the oracle (Eq. 8) needs the non-subject content of the references, "
+                           f"e.g. --non-soi 'a cat on the stairs', or a caption file {ref.source.with_suffix('.txt').name} "
+                           "beside the image")
+        captions.append(caption)
+    return captions
+
+
+def _start(ledger: Ledger, cfg: Config, refs, templates, captions) -> None:
+    anchors = make_anchors(templates, cfg.subject, cfg.subject_plain)
+    records = []
+    for i, (ref, caption) in enumerate(zip(refs, captions)):
+        path = f"references/{i:02d}-{ref.source.stem[:40]}.png"
+        write_png(ledger.run_dir / path, ref.image)
+        records.append(Reference(path, reference_prompt(caption, cfg.subject, cfg.subject_plain, cfg.kind),
+                                 1.0, 0, None, caption))
+    write_text(ledger.run_dir / "config.yaml", _yaml(to_dict(cfg)))
+    ledger.start(result_dict(cfg), anchors, records)
+
+
+def _prior_examples(cfg: Config, ledger: Ledger, parts: _Parts) -> list[Example]:
+    """Class images for prior preservation: the user's, or generated by the base model into the run."""
+    class_prompt = cfg.subject_plain
+    if cfg.class_images:
+        return [Example(r.image, class_prompt, 1.0) for r in read_references(cfg.class_images)]
+    have = {i for i, _, _ in ledger.class_images()}
+    todo = [i for i in range(cfg.num_class_images) if i not in have]
+    if todo:
+        if ledger.round(1) is not None:
+            raise GalError(f"{ledger.run_dir}: class images are missing after training started; expected "
+                           f"{cfg.num_class_images} in class_images/")
+        parts.personalizer.reset(seed=0)  # the base model makes the class images
+        seeds = [sample_seed(cfg.seed, "class", i) for i in todo]
+        bar = tqdm(total=len(todo), desc="class images", leave=False, dynamic_ncols=True, unit="img")
+        for start, images in generate(parts.pipe, [class_prompt] * len(todo), seeds, steps=cfg.steps,
+                                      guidance=cfg.guidance, resolution=parts.resolution,
+                                      batch_size=parts.gen_batch_size, autocast_dtype=parts.autocast_dtype):
+            rows = []
+            for i, seed, image in zip(todo[start:], seeds[start:], images):
+                path = f"class_images/{i:04d}.png"
+                write_png(ledger.run_dir / path, image)
+                rows.append((i, seed, path))
+            ledger.add_class_images(rows)
+            bar.update(len(images))
+        bar.close()
+    return [Example(load_rgb(ledger.run_dir / p), class_prompt, 1.0) for _, _, p in ledger.class_images()]
+
+
+def _existing_config(run_dir: Path) -> dict | None:
+    if not Ledger.exists(run_dir):
+        return None
+    ledger = Ledger(run_dir)
+    try:
+        return ledger.get("config")
+    finally:
+        ledger.close()
+
+
+def _check_new_folder(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GalError(f"--out {run_dir}: is a file; expected a folder for the run")
+    if run_dir.is_dir() and any(p.name not in {".lock", Ledger.FILE} for p in run_dir.iterdir()):
+        raise GalError(f"--out {run_dir}: folder exists and holds no gal run; expected a new or empty folder, "
+                       "or the folder of an unfinished run to resume")
+
+
+def _check_same_config(stored: dict, cfg: Config) -> None:
+    now = result_dict(cfg)
+    changed = [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
+    if changed:
+        details = "; ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+        raise GalError(f"--out {cfg.out}: this run was started with a different config ({details}); "
+                       "resume it with the same settings, or choose a new --out")
+
+
+def _yaml(values: dict) -> str:
+    import yaml
+
+    return "# the resolved config of this run (gal run --config this-file resumes it)\n" + yaml.safe_dump(values, sort_keys=False)
+
+
+def non_soi_texts(cfg: Config, ledger: Ledger) -> list[str]:
+    """ē* of Eq. 8: the references' non-SoI captions (or, as in the authors' style code, their whole
+    reference prompts in plain words)."""
+    refs = ledger.added(0)
+    if cfg.oracle == "reference-prompt":
+        texts = [reference_prompt(r.caption, cfg.subject_plain, cfg.subject_plain, cfg.kind) for r in refs]
+    else:
+        texts = list(cfg.non_soi) + [r.caption for r in refs]
+    return list(dict.fromkeys(t for t in texts if t))

@@ -1,0 +1,81 @@
+"""Loading the base pipeline from a diffusers folder or hub id: safetensors only, no remote code."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from gal.errors import GalError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_model_folder(name_or_path: str, flag: str) -> None:
+    """A model is a local folder or a hub id (`owner/name`); anything else is a typo worth a clear line."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise GalError(f"{flag} {name_or_path}: is a file; expected a model folder (diffusers/transformers layout)")
+        return
+    if not HUB_ID.match(name_or_path):
+        raise GalError(f"{flag} {name_or_path}: folder not found; expected a model folder or a hub id like owner/name")
+
+
+@contextmanager
+def quiet_transformers():
+    """Keep library chatter (progress bars, backend fallbacks) off the user's terminal."""
+    import diffusers
+    import transformers
+
+    t_level, d_level = transformers.logging.get_verbosity(), diffusers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    diffusers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    diffusers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(t_level)
+        diffusers.logging.set_verbosity(d_level)
+
+
+def load_pipeline(name_or_path: str, dtype: torch.dtype = torch.float32):
+    from diffusers import StableDiffusionPipeline
+
+    check_model_folder(name_or_path, "--base")
+    with quiet_transformers():
+        try:
+            pipe = StableDiffusionPipeline.from_pretrained(
+                name_or_path, use_safetensors=True, safety_checker=None, requires_safety_checker=False,
+                torch_dtype=dtype)
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+            raise GalError(f"--base {name_or_path}: cannot load a Stable Diffusion pipeline ({first[:200]}); "
+                           "expected a diffusers StableDiffusionPipeline folder with safetensors weights") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def native_resolution(pipe) -> int:
+    return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise GalError(f"--device {name}: unknown device; expected auto, cpu, cuda or cuda:N") from None
+
+
+def mixed_precision(name: str, device: torch.device) -> str:
+    """auto: bf16 on GPUs that have it, fp16 on older GPUs, none on the CPU."""
+    if name != "auto":
+        return name
+    if device.type != "cuda":
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

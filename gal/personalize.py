@@ -1,0 +1,201 @@
+"""Personalization: DreamBooth fine-tuning of the UNet on a weighted training set, full or LoRA.
+
+Eq. 2 with per-sample weights: each sample's diffusion loss is multiplied by its weight (1 for the
+user's references, Δ_r or 1 for added ones), then averaged over the batch. Prior preservation adds the
+class images' loss, as in DreamBooth. The weights stay loaded: `reset` returns to the base model in place
+(the authors restart each round from the base), `save`/`load` write and read the formats plain diffusers
+loads (`pytorch_lora_weights.safetensors`, or a pipeline folder for a full fine-tune).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from gal.errors import GalError
+
+LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # attention projections, as diffusers' DreamBooth-LoRA
+
+
+class Example(NamedTuple):
+    image: Image.Image
+    prompt: str
+    weight: float
+
+
+def to_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
+    """Resize the shorter side to `resolution`, center-crop, scale to [-1, 1]; (3, H, W)."""
+    w, h = image.size
+    s = resolution / min(w, h)
+    image = image.resize((max(resolution, round(w * s)), max(resolution, round(h * s))), Image.Resampling.BICUBIC)
+    left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
+    image = image.crop((left, top, left + resolution, top + resolution))
+    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+class Personalizer:
+    def __init__(self, pipe, accelerator, *, method: str, lr: float, rank: int, resolution: int,
+                 prior_loss_weight: float = 1.0):
+        from diffusers import DDPMScheduler
+
+        self.pipe, self.accelerator, self.method = pipe, accelerator, method
+        self.resolution, self.prior_loss_weight = resolution, prior_loss_weight
+        # The base model's training noise schedule (the pipeline's sampler may be swapped for queries).
+        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        unet = pipe.unet
+        pipe.vae.requires_grad_(False)
+        pipe.text_encoder.requires_grad_(False)
+        if method == "lora":
+            from peft import LoraConfig
+
+            unet.requires_grad_(False)
+            unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+            for p in unet.parameters():
+                if p.requires_grad:
+                    p.data = p.data.float()  # trainable LoRA weights in fp32 even when the UNet is half precision
+            self.base_state = None
+        else:
+            unet.requires_grad_(True)
+            self.base_state = {k: v.detach().to("cpu", copy=True) for k, v in unet.state_dict().items()}
+        self.params = [p for p in unet.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.params, lr=lr)  # betas, eps, weight decay: diffusers' script defaults
+        self.unet, self.optimizer = accelerator.prepare(unet, optimizer)
+
+    # ---- the weights ----------------------------------------------------------------------------
+    def reset(self, seed: int) -> None:
+        """Back to the base model, in place, with a fresh optimizer state."""
+        unet = self.accelerator.unwrap_model(self.unet)
+        if self.method == "lora":
+            from peft.tuners.lora import LoraLayer
+
+            torch.manual_seed(seed)
+            for module in unet.modules():
+                if isinstance(module, LoraLayer):
+                    module.reset_lora_parameters("default", init_lora_weights="gaussian")
+        else:
+            unet.load_state_dict(self.base_state)
+        _optimizer_of(self.optimizer).state.clear()
+
+    def save(self, folder: Path) -> None:
+        unet = self.accelerator.unwrap_model(self.unet)
+        if self.method == "lora":
+            from diffusers import StableDiffusionPipeline
+            from diffusers.utils import convert_state_dict_to_diffusers
+            from peft.utils import get_peft_model_state_dict
+
+            layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+            StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
+        else:
+            self.pipe.save_pretrained(folder, safe_serialization=True)
+
+    def load(self, folder: Path) -> None:
+        """Load weights this class saved (resuming a run)."""
+        unet = self.accelerator.unwrap_model(self.unet)
+        if self.method == "lora":
+            from diffusers import StableDiffusionPipeline
+            from diffusers.utils import convert_unet_state_dict_to_peft
+            from peft import set_peft_model_state_dict
+
+            state, _ = StableDiffusionPipeline.lora_state_dict(str(folder))
+            state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+            result = set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(state), adapter_name="default")
+            if getattr(result, "unexpected_keys", None):
+                raise GalError(f"{folder}: LoRA weights do not match this model ({result.unexpected_keys[0]} ...)")
+        else:
+            from diffusers import UNet2DConditionModel
+
+            trained = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", use_safetensors=True)
+            unet.load_state_dict(trained.state_dict())
+
+    # ---- training ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _encode(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Latent mean and std of each image and the prompt embeddings, computed once per round
+        (no random augmentation, frozen text encoder)."""
+        vae, device = self.pipe.vae, self.accelerator.device
+        means, stds = [], []
+        for i in range(0, len(examples), 8):
+            pixels = torch.stack([to_pixels(e.image, self.resolution) for e in examples[i:i + 8]])
+            dist = vae.encode(pixels.to(device, vae.dtype)).latent_dist
+            means.append(dist.mean.float())
+            stds.append(dist.std.float())
+        text, _ = self.pipe.encode_prompt([e.prompt for e in examples], device, 1, False)
+        return torch.cat(means), torch.cat(stds), text
+
+    def train(self, examples: Sequence[Example], *, steps: int, batch_size: int, seed: int,
+              prior: Sequence[Example] = (), desc: str = "fine-tune") -> float:
+        """`steps` optimizer steps on `examples` (and `prior` class images); returns the mean loss."""
+        acc = self.accelerator
+        device, scale = acc.device, self.pipe.vae.config.scaling_factor
+        mean, std, text = self._encode(examples)
+        weights = torch.tensor([e.weight for e in examples], dtype=torch.float32, device=device)
+        if prior:
+            p_mean, p_std, p_text = self._encode(prior)
+        g = torch.Generator("cpu").manual_seed((seed + acc.process_index) % 2**63)
+        order = _Batches(len(examples), batch_size, g)
+        p_order = _Batches(len(prior), batch_size, g) if prior else None
+        T = self.noise_scheduler.config.num_train_timesteps
+        self.unet.train()
+        losses = []
+        bar = tqdm(range(steps), desc=desc, leave=False, disable=not acc.is_local_main_process, dynamic_ncols=True)
+        for step in bar:
+            idx = order.next()
+            x0, cond = _draw(mean[idx], std[idx], g) * scale, text[idx]
+            if p_order is not None:
+                pidx = p_order.next()
+                x0 = torch.cat([x0, _draw(p_mean[pidx], p_std[pidx], g) * scale])
+                cond = torch.cat([cond, p_text[pidx]])
+            noise = torch.randn(x0.shape, generator=g).to(device)
+            t = torch.randint(0, T, (x0.shape[0],), generator=g).to(device)  # uniform per sample
+            noisy = self.noise_scheduler.add_noise(x0, noise, t)
+            target = noise if self.noise_scheduler.config.prediction_type == "epsilon" else \
+                self.noise_scheduler.get_velocity(x0, noise, t)
+            with acc.autocast():
+                pred = self.unet(noisy, t, cond).sample
+            per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+            n = len(idx)
+            loss = (per_sample[:n] * weights[idx]).mean()  # Eq. 2, each sample's loss times its weight
+            if p_order is not None:
+                loss = loss + self.prior_loss_weight * per_sample[n:].mean()
+            if not math.isfinite(loss.item()):
+                raise GalError(f"{desc}: the training loss became {loss.item()} at step {step + 1}; "
+                               "lower --lr or use --mixed-precision no (generated data so far is kept)")
+            acc.backward(loss)
+            if acc.sync_gradients:
+                acc.clip_grad_norm_(self.params, 1.0)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        self.unet.eval()
+        return float(np.mean(losses)) if losses else float("nan")
+
+
+class _Batches:
+    """Indices in epochs of seeded random order, `size` at a time."""
+
+    def __init__(self, n: int, size: int, generator: torch.Generator):
+        self.n, self.size, self.g, self.queue = n, size, generator, []
+
+    def next(self) -> list[int]:
+        while len(self.queue) < self.size:
+            self.queue += torch.randperm(self.n, generator=self.g).tolist()
+        batch, self.queue = self.queue[:self.size], self.queue[self.size:]
+        return batch
+
+
+def _draw(mean: torch.Tensor, std: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """A sample of the VAE's latent distribution (what `latent_dist.sample()` does, from cached moments)."""
+    return mean + std * torch.randn(mean.shape, generator=g).to(mean.device)
+
+
+def _optimizer_of(optimizer):
+    return getattr(optimizer, "optimizer", optimizer)

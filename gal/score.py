@@ -1,0 +1,63 @@
+"""CLIP similarity (the paper's sim() of Eq. 8): batched image features, text features cached per text."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from gal.errors import GalError
+from gal.models import check_model_folder, quiet_transformers
+
+
+class ClipScorer:
+    def __init__(self, name_or_path: str, device: torch.device | str = "cpu", batch_size: int = 64):
+        from transformers import AutoConfig, CLIPModel, CLIPProcessor
+
+        check_model_folder(name_or_path, "--scorer")
+        with quiet_transformers():
+            try:
+                config = AutoConfig.from_pretrained(name_or_path)
+            except (OSError, ValueError) as e:
+                raise GalError(f"--scorer {name_or_path}: cannot load a model config ({str(e).splitlines()[0]})") from None
+            if config.model_type != "clip":
+                raise GalError(f"--scorer {name_or_path}: found a '{config.model_type}' model; expected a CLIP model "
+                               "(transformers CLIPModel, e.g. openai/clip-vit-base-patch32)")
+            try:
+                self.model = CLIPModel.from_pretrained(name_or_path, use_safetensors=True).to(device).eval()
+                self.processor = CLIPProcessor.from_pretrained(name_or_path)
+            except (OSError, ValueError) as e:
+                raise GalError(f"--scorer {name_or_path}: cannot load it ({str(e).splitlines()[0]}); "
+                               "expected a CLIP folder with safetensors weights, tokenizer and image processor") from None
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self._text_cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def image_features(self, images: list[Image.Image]) -> torch.Tensor:
+        """L2-normalised image embeddings, (n, d), on the CPU."""
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            pixels = self.processor(images=images[i:i + self.batch_size], return_tensors="pt")["pixel_values"]
+            out.append(_normalized(self.model.get_image_features(pixel_values=pixels.to(self.device))))
+        return torch.cat(out) if out else torch.empty(0)
+
+    @torch.no_grad()
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        """L2-normalised text embeddings, (n, d); each distinct text is encoded once per scorer."""
+        todo = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        for i in range(0, len(todo), self.batch_size):
+            chunk = todo[i:i + self.batch_size]
+            tokens = self.processor.tokenizer(chunk, padding=True, truncation=True, return_tensors="pt").to(self.device)
+            for text, feature in zip(chunk, _normalized(self.model.get_text_features(**tokens))):
+                self._text_cache[text] = feature
+        return torch.stack([self._text_cache[t] for t in texts])
+
+    def similarity(self, image_features: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """Cosine similarity of each image to each text, (n_images, n_texts)."""
+        return image_features @ self.text_features(texts).T
+
+
+def _normalized(features) -> torch.Tensor:
+    # transformers 5 returns a model output whose pooler_output is the projected embedding
+    features = getattr(features, "pooler_output", features)
+    return torch.nn.functional.normalize(features.float(), dim=-1).cpu()

@@ -1,0 +1,95 @@
+"""Eq. 6-10 of the paper and the selection rules of its Table 1: pure functions over arrays.
+
+Shapes: a round scores `n` anchors still in the pool with `m` samples each, so `sim_anchor`,
+`sim_non_soi` and `phi` are (n, m) and `beta`, `omega` are (n,). Rows are positions in the pool,
+not anchor indices; the loop maps them back.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+
+def overfit(sim_anchor, sim_non_soi) -> np.ndarray:
+    """Eq. 8: Φ = 1 when the image is no closer to its anchor text than to the non-SoI text."""
+    return (np.asarray(sim_anchor) <= np.asarray(sim_non_soi)).astype(np.int64)
+
+
+def overfit_rate(phi) -> np.ndarray:
+    """Eq. 7: β_i, the share of overfitted samples of each anchor."""
+    return np.asarray(phi, dtype=np.float64).mean(axis=-1)
+
+
+def entropy(beta) -> np.ndarray:
+    """Eq. 6: Ω = -[(1-β) ln(1-β) + β ln β], natural log, 0 when β is 0 or 1."""
+    b = np.asarray(beta, dtype=np.float64)
+    inside = (b > 0) & (b < 1)
+    safe = np.where(inside, b, 0.5)
+    return np.where(inside, -((1 - safe) * np.log(1 - safe) + safe * np.log(safe)), 0.0)
+
+
+def openness(omega, lam: float) -> float:
+    """Eq. 9: Δ = λ/|A| Σ Ω over the anchors evaluated this round."""
+    omega = np.asarray(omega, dtype=np.float64)
+    return float(lam * omega.sum() / len(omega)) if len(omega) else 0.0
+
+
+def should_stop(omega, k: int) -> bool:
+    """Eq. 10: stop when fewer than k directions are left with Ω > 0."""
+    return int((np.asarray(omega) > 0).sum()) < k
+
+
+def top_k(values, k: int) -> list[int]:
+    """The k largest values, ties to the lower position (the authors' code breaks them the other way)."""
+    values = np.asarray(values, dtype=np.float64)
+    return sorted(range(len(values)), key=lambda i: (-values[i], i))[:k]
+
+
+def reference_weight(delta: float, balance: bool) -> float:
+    """Section 3.3: a new reference weighs Δ of its round with the balance scheme, 1 without."""
+    return float(delta) if balance else 1.0
+
+
+class Pick(NamedTuple):
+    row: int  # position of the anchor in the round's pool
+    j: int  # which of its samples becomes a new reference
+
+
+class RoundScores(NamedTuple):
+    sim_anchor: np.ndarray  # (n, m) s_a
+    omega: np.ndarray  # (n,) Ω
+
+
+# A strategy is `strategy(scores, k, rng) -> picks`, modAL-style: no model inside.
+Strategy = Callable[[RoundScores, int, np.random.Generator], list[Pick]]
+
+
+def best_sample(sim_anchor_row) -> int:
+    """The most faithful sample of a direction: highest s_a (ties: lower j)."""
+    return top_k(sim_anchor_row, 1)[0]
+
+
+def uncertainty(scores: RoundScores, k: int, rng: np.random.Generator) -> list[Pick]:
+    """Section 3.2: the k directions of highest entropy, each with its highest-s_a sample."""
+    return [Pick(i, best_sample(scores.sim_anchor[i])) for i in top_k(scores.omega, k)]
+
+
+def random(scores: RoundScores, k: int, rng: np.random.Generator) -> list[Pick]:
+    """Table 1's Random: k directions and one of their samples, uniformly at random."""
+    n, m = scores.sim_anchor.shape
+    rows = sorted(int(i) for i in rng.choice(n, size=min(k, n), replace=False))
+    return [Pick(i, int(rng.integers(m))) for i in rows]
+
+
+def clip(scores: RoundScores, k: int, rng: np.random.Generator) -> list[Pick]:
+    """StyleDrop-CF style feedback: the k directions whose best sample has the highest s_a."""
+    best = scores.sim_anchor.max(axis=1)
+    return [Pick(i, best_sample(scores.sim_anchor[i])) for i in top_k(best, k)]
+
+
+STRATEGIES: dict[str, Strategy] = {"uncertainty": uncertainty, "random": random, "clip": clip}
+
+# Eq. 10 is part of the uncertainty strategy; the baselines of Table 1 run their round budget.
+USES_STOP_RULE = {"uncertainty"}

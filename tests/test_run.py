@@ -1,0 +1,193 @@
+"""`gal run` end to end on tiny random models loaded from disk like real checkpoints."""
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_args
+from gal.cli import main
+
+
+def show_json(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["show", str(run_dir), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def entropy(beta):
+    return 0.0 if beta in (0.0, 1.0) else -((1 - beta) * math.log(1 - beta) + beta * math.log(beta))
+
+
+def check_against_equations(summary):
+    """Recompute Eq. 6-10 and the selection from the scores the run recorded."""
+    cfg = summary["config"]
+    selected_before = set()
+    for r in summary["rounds"]:
+        anchors = r["anchors"]
+        if not anchors:  # a round without a query: the last one
+            assert r["stopped"] and r is summary["rounds"][-1]
+            continue
+        assert not selected_before & {a["index"] for a in anchors}  # chosen directions leave the pool
+        omegas = []
+        for a in anchors:
+            assert len(a["samples"]) == cfg["m"]
+            phi = [int(s["sim_anchor"] <= s["sim_non_soi"]) for s in a["samples"]]  # Eq. 8
+            assert phi == [s["overfit"] for s in a["samples"]]
+            beta = sum(phi) / len(phi)  # Eq. 7
+            assert a["beta"] == pytest.approx(beta)
+            assert a["entropy"] == pytest.approx(entropy(beta))  # Eq. 6
+            omegas.append(a["entropy"])
+        delta = cfg["lambda"] / len(anchors) * sum(omegas)  # Eq. 9
+        assert r["openness"] == pytest.approx(delta)
+        chosen = [a for a in anchors if a["selected"]]
+        if cfg["strategy"] == "uncertainty":
+            stop = sum(o > 0 for o in omegas) < cfg["k"]  # Eq. 10
+            assert r["stopped"] == stop
+            if not stop:
+                ranked = sorted(anchors, key=lambda a: (-a["entropy"], a["index"]))[:cfg["k"]]
+                assert {a["index"] for a in chosen} == {a["index"] for a in ranked}
+        if not r["stopped"]:
+            assert len(chosen) == len(r["added"]) == cfg["k"]
+            for a, added in zip(chosen, r["added"]):
+                assert added["anchor_index"] == a["index"] and added["prompt"] == a["prompt"]
+                assert added["weight"] == pytest.approx(delta if cfg["balance"] else 1.0)
+                if cfg["strategy"] in ("uncertainty", "clip"):
+                    best = max(a["samples"], key=lambda s: (s["sim_anchor"], -s["j"]))
+                    assert added["path"] == best["path"]
+        selected_before |= {a["index"] for a in chosen}
+
+
+def test_three_rounds_record_every_number_and_match_eq_6_to_10(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(run_args(tiny, out, "--rounds", "3", "--strategy", "random")) == 0
+    summary = show_json(out, capsys)
+    assert summary["status"] == "finished"
+    assert [r["round"] for r in summary["rounds"]] == [1, 2, 3]
+    assert summary["rounds"][-1]["stop_reason"].startswith("round budget spent")
+    assert summary["result"] == "rounds/3/checkpoint"
+    check_against_equations(summary)
+    for r in summary["rounds"]:
+        assert (out / r["checkpoint"] / "pytorch_lora_weights.safetensors").is_file()
+        for a in r["anchors"]:
+            for s in a["samples"]:
+                assert (out / s["path"]).is_file()
+    # the table view prints one line per round
+    assert main(["show", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "random + balance" in table and len([l for l in table.splitlines() if l.strip()[:1].isdigit()]) == 3
+
+
+def test_uncertainty_run_follows_its_recorded_scores(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(run_args(tiny, out, "--rounds", "3", "--m", "6", "--k", "1", "--no-balance")) == 0
+    summary = show_json(out, capsys)
+    check_against_equations(summary)
+
+
+def test_lora_of_a_round_loads_in_plain_diffusers(tiny, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    out = tmp_path / "run"
+    assert main(run_args(tiny, out, "--rounds", "1", "--train-steps", "6", "--lr", "1e-2")) == 0
+    pipe = StableDiffusionPipeline.from_pretrained(tiny / "pipeline", safety_checker=None)
+    kwargs = dict(prompt="a <sks> ball in a museum", num_inference_steps=3, height=32, width=32, output_type="np")
+    base = pipe(generator=torch.Generator().manual_seed(1), **kwargs).images
+    pipe.load_lora_weights(out / "rounds" / "1" / "checkpoint")
+    tuned = pipe(generator=torch.Generator().manual_seed(1), **kwargs).images
+    assert tuned.shape == (1, 32, 32, 3) and np.isfinite(tuned).all()
+    assert np.abs(tuned - base).max() > 1e-4  # the LoRA changed the model
+
+
+def test_full_fine_tune_writes_pipeline_folders(tiny, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    out = tmp_path / "run"
+    assert main(run_args(tiny, out, "--rounds", "2", "--method", "full", "--lr", "1e-3", "--strategy", "clip")) == 0
+    base = StableDiffusionPipeline.from_pretrained(tiny / "pipeline", safety_checker=None)
+    for r in (1, 2):
+        pipe = StableDiffusionPipeline.from_pretrained(out / "rounds" / str(r) / "checkpoint", safety_checker=None)
+        changed = [not torch.equal(a, b) for a, b in zip(pipe.unet.parameters(), base.unet.parameters())]
+        assert any(changed)
+        assert all(torch.equal(a, b) for a, b in zip(pipe.vae.parameters(), base.vae.parameters()))
+
+
+def test_rerun_of_finished_run_exits_0_and_changed_config_is_refused(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(run_args(tiny, out, "--rounds", "1")) == 0
+    before = (out / "gal.sqlite").read_bytes()
+    capsys.readouterr()
+    assert main(run_args(tiny, out, "--rounds", "1")) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert main(run_args(tiny, out, "--rounds", "1", "--m", "5")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different config" in err[0] and "m: 4 -> 5" in err[0]
+    assert (out / "gal.sqlite").read_bytes() == before
+
+
+def test_prior_preservation_generates_class_images_once(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [a for a in run_args(tiny, out, "--rounds", "2", "--strategy", "random") if a != "--no-prior"]
+    assert main(args + ["--prior", "--num-class-images", "3"]) == 0
+    assert sorted(p.name for p in (out / "class_images").iterdir()) == ["0000.png", "0001.png", "0002.png"]
+    rows = sqlite3.connect(out / "gal.sqlite").execute("SELECT count(*) FROM class_image").fetchone()
+    assert rows == (3,)
+
+
+def _ledger_samples(out):
+    try:
+        return sqlite3.connect(out / "gal.sqlite", timeout=1).execute("SELECT count(*) FROM sample").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_killed_run_resumes_to_the_same_result(tiny, tmp_path, capsys):
+    """SIGKILL in the middle of round 1's query, run again: same selections, weights and added images."""
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    extra = ("--rounds", "3", "--strategy", "random", "--gen-batch-size", "2")
+    assert main(run_args(tiny, clean, *extra)) == 0
+    cmd = [sys.executable, "-m", "gal", *run_args(tiny, killed, *extra)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    deadline = time.time() + 120
+    while _ledger_samples(killed) < 4 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < _ledger_samples(killed) < 24  # it stopped mid-query
+    assert main(run_args(tiny, killed, *extra)) == 0
+    a, b = show_json(clean, capsys), show_json(killed, capsys)
+    for ra, rb in zip(a["rounds"], b["rounds"]):
+        assert [x["selected"] for x in ra["anchors"]] == [x["selected"] for x in rb["anchors"]]
+        assert ra["openness"] == rb["openness"]
+        assert [(x["path"], x["weight"]) for x in ra["added"]] == [(x["path"], x["weight"]) for x in rb["added"]]
+        for x in ra["added"]:
+            assert (clean / x["path"]).read_bytes() == (killed / x["path"]).read_bytes()
+    assert len(a["rounds"]) == len(b["rounds"]) == 3
+    leftovers = [p for p in killed.rglob(".*tmp-*")]
+    assert leftovers == []
+
+
+def test_generated_images_do_not_depend_on_batch_size(tiny):
+    from gal.generate import generate, sample_seed
+    from gal.models import load_pipeline
+
+    pipe = load_pipeline(str(tiny / "pipeline"))
+    prompts = ["a <sks> ball in a museum", "a <sks> ball on a boat", "a <sks> ball under a tree"] * 2
+    seeds = [sample_seed(0, 1, i, 0) for i in range(len(prompts))]
+    runs = []
+    for batch_size in (1, 4, 6):
+        images = []
+        for _, batch in generate(pipe, prompts, seeds, steps=3, guidance=7.5, resolution=32, batch_size=batch_size):
+            images += [np.asarray(im, dtype=np.int16) for im in batch]
+        runs.append(np.stack(images))
+    assert np.abs(runs[0] - runs[1]).max() <= 1 and np.abs(runs[0] - runs[2]).max() <= 1
+    assert np.abs(runs[0][0] - runs[0][3]).max() > 0  # different seeds, different images
