@@ -178,16 +178,15 @@ class _Parts:
         self.accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
         frozen_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
         self.autocast_dtype = frozen_dtype if precision != "no" else None
-        self.pipe = load_pipeline(cfg.base, dtype=frozen_dtype if cfg.method == "lora" else torch.float32)
+        self.scorer = ClipScorer(cfg.scorer, device=self.accelerator.device)  # small: its errors come first
+        # Frozen weights in half precision on GPUs; a fully fine-tuned UNet keeps fp32 master weights.
+        self.pipe = load_pipeline(cfg.base, frozen_dtype, frozen_dtype if cfg.method == "lora" else torch.float32)
         self.resolution = cfg.resolution or native_resolution(self.pipe)
         self.pipe.to(self.accelerator.device)
-        self.pipe.vae.to(frozen_dtype)
-        self.pipe.text_encoder.to(frozen_dtype)
         self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
                                          resolution=self.resolution, prior_loss_weight=cfg.prior_loss_weight)
         # Query sampler: DPM-Solver multistep, as the authors' code (training keeps the DDPM schedule).
         self.pipe.scheduler = DPMSolverMultistepScheduler.from_config(self.pipe.scheduler.config)
-        self.scorer = ClipScorer(cfg.scorer, device=self.accelerator.device)
         self.gen_batch_size = (auto_batch_size(self.accelerator.device, self.resolution)
                                if cfg.gen_batch_size == "auto" else int(cfg.gen_batch_size))
         self.non_soi_texts: list[str] = []  # filled from the ledger's references

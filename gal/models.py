@@ -42,15 +42,15 @@ def quiet_transformers():
         diffusers.logging.set_verbosity(d_level)
 
 
-def load_pipeline(name_or_path: str, dtype: torch.dtype = torch.float32):
-    from diffusers import StableDiffusionPipeline
-
+def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32, unet_dtype: torch.dtype = torch.float32):
+    """The pipeline, with VAE and text encoder in `frozen_dtype` and the UNet in `unet_dtype`."""
     check_model_folder(name_or_path, "--base")
     with quiet_transformers():
+        from diffusers import StableDiffusionPipeline
+
         try:
             pipe = StableDiffusionPipeline.from_pretrained(
-                name_or_path, use_safetensors=True, safety_checker=None, requires_safety_checker=False,
-                torch_dtype=dtype)
+                name_or_path, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
         except (OSError, ValueError, TypeError, AttributeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             raise GalError(f"--base {name_or_path}: cannot load a Stable Diffusion pipeline ({first[:200]}); "

@@ -11,10 +11,10 @@ from gal.models import check_model_folder, quiet_transformers
 
 class ClipScorer:
     def __init__(self, name_or_path: str, device: torch.device | str = "cpu", batch_size: int = 64):
-        from transformers import AutoConfig, CLIPModel, CLIPProcessor
-
         check_model_folder(name_or_path, "--scorer")
         with quiet_transformers():
+            from transformers import AutoConfig, CLIPModel, CLIPProcessor
+
             try:
                 config = AutoConfig.from_pretrained(name_or_path)
             except (OSError, ValueError) as e:
