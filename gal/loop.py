@@ -9,11 +9,13 @@ stopped: a round with a checkpoint is not trained again, a sample on record is n
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from gal import strategy
@@ -50,22 +52,30 @@ def run(config: Config, log: Callable[[str], None] = print) -> dict:
         ledger.close()
 
     parts = _Parts(cfg)  # loads the models: a bad --base or --scorer fails here, before anything is written
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir):
-        remove_leftovers(run_dir)
-        ledger = Ledger(run_dir)
-        if ledger.get("config") is None:
-            _start(ledger, cfg, refs, templates, captions)
+    acc = parts.accelerator
+    # With `accelerate launch`, the main process owns the folder, its lock and every ledger write.
+    lock = RunLock(run_dir) if acc.is_main_process else nullcontext()
+    if acc.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with lock:
+        if acc.is_main_process:
+            remove_leftovers(run_dir)
+            ledger = Ledger(run_dir)
+            if ledger.get("config") is None:
+                _start(ledger, cfg, refs, templates, captions)
+        acc.wait_for_everyone()
+        if not acc.is_main_process:
+            ledger = Ledger(run_dir)
         parts.non_soi_texts = non_soi_texts(cfg, ledger)
         try:
-            _rounds(cfg, ledger, parts, log)
+            _rounds(cfg, ledger, parts, log if acc.is_main_process else (lambda line: None))
             return ledger.summary()
         finally:
             ledger.close()
 
 
 def _rounds(cfg: Config, ledger: Ledger, parts: "_Parts", log) -> None:
-    run_dir = ledger.run_dir
+    run_dir, acc = ledger.run_dir, parts.accelerator
     prior = _prior_examples(cfg, ledger, parts) if cfg.prior else []
     for r in range(1, cfg.rounds + 1):
         state = ledger.round(r)
@@ -81,9 +91,11 @@ def _rounds(cfg: Config, ledger: Ledger, parts: "_Parts", log) -> None:
             loss = parts.personalizer.train(T, steps=cfg.train_steps, batch_size=cfg.batch_size, prior=prior,
                                           seed=sample_seed(cfg.seed, "train", r), desc=f"round {r}: fine-tune")
             checkpoint = f"rounds/{r}/checkpoint"
-            with folder_in_place(run_dir / checkpoint) as tmp:
-                parts.personalizer.save(tmp)
-            ledger.record_checkpoint(r, checkpoint, loss)
+            if acc.is_main_process:
+                with folder_in_place(run_dir / checkpoint) as tmp:
+                    parts.personalizer.save(tmp)
+                ledger.record_checkpoint(r, checkpoint, loss)
+            acc.wait_for_everyone()
         else:
             parts.personalizer.load(run_dir / state["checkpoint"])
             loss = state["train_loss"]
@@ -91,12 +103,12 @@ def _rounds(cfg: Config, ledger: Ledger, parts: "_Parts", log) -> None:
         pool = ledger.pool(r)
         if r == cfg.rounds or cfg.strategy == "none":
             reason = "strategy none: the DreamBooth baseline" if cfg.strategy == "none" else f"round budget spent ({cfg.rounds} rounds)"
-            ledger.close_round(r, openness=None, directions=[], added=[], stop_reason=reason)
+            _close_round(acc, ledger, r, openness=None, directions=[], added=[], stop_reason=reason)
             log(f"round {r}: fine-tuned (loss {loss:.4f}); {reason}; result: {ledger.round(r)['checkpoint']}")
             return
         if len(pool) < cfg.k:
             reason = f"only {len(pool)} anchor(s) left in the pool, fewer than k = {cfg.k}"
-            ledger.close_round(r, openness=None, directions=[], added=[], stop_reason=reason)
+            _close_round(acc, ledger, r, openness=None, directions=[], added=[], stop_reason=reason)
             log(f"round {r}: {reason}; result: {ledger.round(r)['checkpoint']}")
             return
 
@@ -123,7 +135,7 @@ def _rounds(cfg: Config, ledger: Ledger, parts: "_Parts", log) -> None:
                  for p in picks]
         chosen = {pool[p.row].idx for p in picks}
         directions = [(a.idx, float(beta[i]), float(omega[i]), int(a.idx in chosen)) for i, a in enumerate(pool)]
-        ledger.close_round(r, openness=delta, directions=directions, added=added, stop_reason=reason)
+        _close_round(acc, ledger, r, openness=delta, directions=directions, added=added, stop_reason=reason)
         log(_round_line(r, loss, pool, beta, omega, delta, picks, reason))
         if reason:
             log(f"result: {ledger.round(r)['checkpoint']}")
@@ -131,30 +143,53 @@ def _rounds(cfg: Config, ledger: Ledger, parts: "_Parts", log) -> None:
 
 
 def _query(cfg: Config, ledger: Ledger, parts: "_Parts", r: int, pool: list[Anchor]) -> None:
-    """Generate the round's samples not yet on record, in batches across anchors; score each batch
-    with CLIP and record it (files first, then one transaction)."""
+    """Generate the round's samples not yet on record, in batches across anchors, score each batch
+    with CLIP and record it: files first, then one transaction per batch."""
     done = {(s.anchor_idx, s.j) for s in ledger.samples(r)}
     todo = [(a, j) for a in pool for j in range(cfg.m) if (a.idx, j) not in done]
-    if not todo:
-        return
     seeds = [sample_seed(cfg.seed, r, a.idx, j) for a, j in todo]
-    non_soi = parts.non_soi_texts
-    bar = tqdm(total=len(todo), initial=0, desc=f"round {r}: query", leave=False, dynamic_ncols=True, unit="img")
-    for start, images in generate(parts.pipe, [a.prompt for a, _ in todo], seeds, steps=cfg.steps,
-                                  guidance=cfg.guidance, resolution=parts.resolution, batch_size=parts.gen_batch_size,
-                                  autocast_dtype=parts.autocast_dtype):
-        batch = todo[start:start + len(images)]
-        features = parts.scorer.image_features(images)
-        s_a = (features * parts.scorer.text_features([a.text for a, _ in batch])).sum(-1)  # sim(I_ij, a_i)
-        s_n = parts.scorer.similarity(features, non_soi).max(dim=1).values  # sim(I_ij, ē*), max over texts
+    for mine, images in _generate_shared(parts, cfg, [a.prompt for a, _ in todo], seeds, f"round {r}: query"):
         rows = []
-        for (a, j), image, seed, sa, sn in zip(batch, images, seeds[start:], s_a.tolist(), s_n.tolist()):
-            path = f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png"
-            write_png(ledger.run_dir / path, image)
-            rows.append(Sample(r, a.idx, j, seed, path, sa, sn, int(strategy.overfit(sa, sn))))
-        ledger.add_samples(rows)
-        bar.update(len(images))
+        if mine:
+            features = parts.scorer.image_features(images)
+            s_a = (features * parts.scorer.text_features([todo[i][0].text for i in mine])).sum(-1)  # sim(I_ij, a_i)
+            s_n = parts.scorer.similarity(features, parts.non_soi_texts).max(dim=1).values  # sim(I_ij, ē*)
+            for i, image, sa, sn in zip(mine, images, s_a.tolist(), s_n.tolist()):
+                a, j = todo[i]
+                path = f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png"
+                write_png(ledger.run_dir / path, image)
+                rows.append(Sample(r, a.idx, j, seeds[i], path, sa, sn, int(strategy.overfit(sa, sn))))
+        rows = gather_object(rows)
+        if parts.accelerator.is_main_process:
+            ledger.add_samples(rows)
+    parts.accelerator.wait_for_everyone()
+
+
+def _generate_shared(parts: "_Parts", cfg: Config, prompts: Sequence[str], seeds: Sequence[int],
+                     desc: str) -> Iterator[tuple[list[int], list]]:
+    """Yield (indices, images) of this process's share of each global batch. With `accelerate launch`
+    the prompts are split across processes; every process sees the same number of steps."""
+    acc, size = parts.accelerator, parts.gen_batch_size
+    bar = tqdm(total=len(prompts), desc=desc, leave=False, dynamic_ncols=True, unit="img",
+               disable=not acc.is_main_process or not prompts)
+    for start in range(0, len(prompts), size * acc.num_processes):
+        first = start + acc.process_index * size
+        mine = list(range(first, min(first + size, len(prompts))))
+        images: list = []
+        if mine:
+            for _, images in generate(parts.pipe, [prompts[i] for i in mine], [seeds[i] for i in mine],
+                                      steps=cfg.steps, guidance=cfg.guidance, resolution=parts.resolution,
+                                      batch_size=size, autocast_dtype=parts.autocast_dtype):
+                pass  # one batch
+        yield mine, images
+        bar.update(min(size * acc.num_processes, len(prompts) - start))
     bar.close()
+
+
+def _close_round(acc, ledger: Ledger, r: int, **outcome) -> None:
+    if acc.is_main_process:
+        ledger.close_round(r, **outcome)
+    acc.wait_for_everyone()
 
 
 def _round_line(r, loss, pool, beta, omega, delta, picks, reason) -> str:
@@ -224,24 +259,21 @@ def _prior_examples(cfg: Config, ledger: Ledger, parts: _Parts) -> list[Example]
         return [Example(r.image, class_prompt, 1.0) for r in read_references(cfg.class_images)]
     have = {i for i, _, _ in ledger.class_images()}
     todo = [i for i in range(cfg.num_class_images) if i not in have]
-    if todo:
-        if ledger.round(1) is not None:
-            raise GalError(f"{ledger.run_dir}: class images are missing after training started; expected "
-                           f"{cfg.num_class_images} in class_images/")
-        parts.personalizer.reset(seed=0)  # the base model makes the class images
-        seeds = [sample_seed(cfg.seed, "class", i) for i in todo]
-        bar = tqdm(total=len(todo), desc="class images", leave=False, dynamic_ncols=True, unit="img")
-        for start, images in generate(parts.pipe, [class_prompt] * len(todo), seeds, steps=cfg.steps,
-                                      guidance=cfg.guidance, resolution=parts.resolution,
-                                      batch_size=parts.gen_batch_size, autocast_dtype=parts.autocast_dtype):
-            rows = []
-            for i, seed, image in zip(todo[start:], seeds[start:], images):
-                path = f"class_images/{i:04d}.png"
-                write_png(ledger.run_dir / path, image)
-                rows.append((i, seed, path))
+    if todo and ledger.round(1) is not None:
+        raise GalError(f"{ledger.run_dir}: class images are missing after training started; expected "
+                       f"{cfg.num_class_images} in class_images/")
+    parts.personalizer.reset(seed=0)  # the base model makes the class images
+    seeds = [sample_seed(cfg.seed, "class", i) for i in todo]
+    for mine, images in _generate_shared(parts, cfg, [class_prompt] * len(todo), seeds, "class images"):
+        rows = []
+        for i, image in zip(mine, images):
+            path = f"class_images/{todo[i]:04d}.png"
+            write_png(ledger.run_dir / path, image)
+            rows.append((todo[i], seeds[i], path))
+        rows = gather_object(rows)
+        if parts.accelerator.is_main_process:
             ledger.add_class_images(rows)
-            bar.update(len(images))
-        bar.close()
+    parts.accelerator.wait_for_everyone()
     return [Example(load_rgb(ledger.run_dir / p), class_prompt, 1.0) for _, _, p in ledger.class_images()]
 
 
@@ -256,6 +288,8 @@ def _existing_config(run_dir: Path) -> dict | None:
 
 
 def _check_new_folder(run_dir: Path) -> None:
+    if Ledger.exists(run_dir):
+        return  # a run killed before its first transaction: start it again
     if run_dir.exists() and not run_dir.is_dir():
         raise GalError(f"--out {run_dir}: is a file; expected a folder for the run")
     if run_dir.is_dir() and any(p.name not in {".lock", Ledger.FILE} for p in run_dir.iterdir()):

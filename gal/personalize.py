@@ -139,7 +139,14 @@ class Personalizer:
         weights = torch.tensor([e.weight for e in examples], dtype=torch.float32, device=device)
         if prior:
             p_mean, p_std, p_text = self._encode(prior)
-        g = torch.Generator("cpu").manual_seed((seed + acc.process_index) % 2**63)
+        # Every process draws the same global batch and trains on its share: with `accelerate launch`,
+        # DDP's gradient average then equals the one-process step on the whole batch.
+        if batch_size % acc.num_processes:
+            raise GalError(f"--batch-size {batch_size}: cannot be split over {acc.num_processes} processes; "
+                           f"expected a multiple of {acc.num_processes}")
+        share = slice(acc.process_index * batch_size // acc.num_processes,
+                      (acc.process_index + 1) * batch_size // acc.num_processes)
+        g = torch.Generator("cpu").manual_seed(seed % 2**63)
         order = _Batches(len(examples), batch_size, g)
         p_order = _Batches(len(prior), batch_size, g) if prior else None
         T = self.noise_scheduler.config.num_train_timesteps
@@ -148,21 +155,23 @@ class Personalizer:
         bar = tqdm(range(steps), desc=desc, leave=False, disable=not acc.is_local_main_process, dynamic_ncols=True)
         for step in bar:
             idx = order.next()
-            x0, cond = _draw(mean[idx], std[idx], g) * scale, text[idx]
+            parts = [(_draw(mean[idx], std[idx], g) * scale, text[idx], weights[idx])]
             if p_order is not None:
                 pidx = p_order.next()
-                x0 = torch.cat([x0, _draw(p_mean[pidx], p_std[pidx], g) * scale])
-                cond = torch.cat([cond, p_text[pidx]])
-            noise = torch.randn(x0.shape, generator=g).to(device)
-            t = torch.randint(0, T, (x0.shape[0],), generator=g).to(device)  # uniform per sample
-            noisy = self.noise_scheduler.add_noise(x0, noise, t)
+                parts.append((_draw(p_mean[pidx], p_std[pidx], g) * scale, p_text[pidx], None))
+            x0 = torch.cat([x[share] for x, _, _ in parts])
+            cond = torch.cat([c[share] for _, c, _ in parts])
+            noise = torch.cat([torch.randn(x.shape, generator=g)[share] for x, _, _ in parts]).to(device)
+            t = torch.cat([torch.randint(0, T, (len(x),), generator=g)[share] for x, _, _ in parts]).to(device)
+            noisy = self.noise_scheduler.add_noise(x0, noise, t)  # t: uniform per sample
             target = noise if self.noise_scheduler.config.prediction_type == "epsilon" else \
                 self.noise_scheduler.get_velocity(x0, noise, t)
             with acc.autocast():
                 pred = self.unet(noisy, t, cond).sample
             per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-            n = len(idx)
-            loss = (per_sample[:n] * weights[idx]).mean()  # Eq. 2, each sample's loss times its weight
+            w = parts[0][2][share]
+            n = len(w)
+            loss = (per_sample[:n] * w).mean()  # Eq. 2, each sample's loss times its weight
             if p_order is not None:
                 loss = loss + self.prior_loss_weight * per_sample[n:].mean()
             if not math.isfinite(loss.item()):
@@ -176,7 +185,8 @@ class Personalizer:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         self.unet.eval()
-        return float(np.mean(losses)) if losses else float("nan")
+        mean_loss = torch.tensor(np.mean(losses) if losses else float("nan"), device=device)
+        return float(acc.reduce(mean_loss, "mean"))  # over every process's share
 
 
 class _Batches:
