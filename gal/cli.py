@@ -57,6 +57,8 @@ def _run_parser(sub) -> None:
     g.add_argument("--out", default=S, metavar="DIR", help="run folder (default: gal-run)")
     g.add_argument("--device", default=S, help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--mixed-precision", default=S, choices=["auto", "no", "fp16", "bf16"], help="(default: auto: bf16 on GPUs)")
+    g.add_argument("--allow-pickle", default=S, action=argparse.BooleanOptionalAction, help="load .bin/.ckpt weights when a model has no safetensors (they can run code; default: refuse)")
+    g.add_argument("--force", action="store_true", help="resume a run even though its config changed")
 
 
 def _show_parser(sub) -> None:
@@ -88,9 +90,10 @@ def _run(args: dict) -> int:
     from gal.loop import run  # the model stack loads only for commands that need it
 
     config_file = args.pop("config", None)
+    force = args.pop("force")
     values = load_yaml(config_file) if config_file else {}
     values.update(args)
-    summary = run(make_config(values, source=f"--config {config_file}" if config_file else "flags"))
+    summary = run(make_config(values, source=f"--config {config_file}" if config_file else "flags"), force=force)
     print(f"status: {summary['status']}; result: {summary['result']}")
     return 0
 

@@ -63,10 +63,11 @@ class Config:
     out: str = "gal-run"
     device: str = "auto"
     mixed_precision: str = "auto"
+    allow_pickle: bool = False  # pickle weights (.bin/.ckpt) can run code when loaded: refused unless asked
 
 
 # Keys that do not change what a run computes: they may differ when a run is resumed.
-NOT_RESULT_KEYS = {"out", "gen_batch_size", "device"}
+NOT_RESULT_KEYS = {"out", "gen_batch_size", "device", "allow_pickle"}
 
 
 def key_of(name: str) -> str:

@@ -9,6 +9,8 @@ stopped: a round with a checkpoint is not trained again, a sample on record is n
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -18,33 +20,33 @@ import torch
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from gal import strategy
+from gal import setup, strategy
 from gal.anchors import make_anchors, read_templates
-from gal.config import Config, result_dict, resolved, to_dict
+from gal.config import Config, result_dict, resolved
 from gal.errors import GalError
 from gal.generate import auto_batch_size, generate, sample_seed
 from gal.ledger import Anchor, Ledger, Reference, Sample
 from gal.models import load_pipeline, mixed_precision, native_resolution, pick_device
 from gal.personalize import Example, Personalizer
-from gal.references import load_rgb, read_references, reference_prompt
+from gal.references import load_rgb, read_references
 from gal.score import ClipScorer
-from gal.storage import RunLock, folder_in_place, remove_leftovers, write_png, write_text
+from gal.storage import RunLock, folder_in_place, remove_leftovers, write_png
 
 
-def run(config: Config, log: Callable[[str], None] = print) -> dict:
+def run(config: Config, log: Callable[[str], None] = print, force: bool = False) -> dict:
     """Run (or resume) GAL into `config.out`; returns the ledger's summary."""
     cfg = resolved(config)
     run_dir = Path(cfg.out)
-    existing = _existing_config(run_dir)
-    if existing is None:
-        _check_new_folder(run_dir)
+    stored = setup.existing_config(run_dir)
+    if stored is None:
+        setup.check_new_folder(run_dir)
         refs = read_references(cfg.references)
         templates = read_templates(cfg.anchors, cfg.kind)
-        captions = _captions(refs, cfg)
+        captions = setup.captions(refs, cfg)
         if cfg.k > len(templates):
             raise GalError(f"--k {cfg.k}: larger than the {len(templates)} anchors in the pool; expected --k {len(templates)} or less")
     else:
-        _check_same_config(existing, cfg)
+        setup.check_same_config(stored, cfg, force)
         ledger = Ledger(run_dir)
         if ledger.get("status") == "finished":
             log(f"{run_dir}: this run has already finished (result: {ledger.get('result')}); nothing to do")
@@ -53,25 +55,36 @@ def run(config: Config, log: Callable[[str], None] = print) -> dict:
 
     parts = _Parts(cfg)  # loads the models: a bad --base or --scorer fails here, before anything is written
     acc = parts.accelerator
+    if stored is None and acc.is_main_process:
+        anchors = make_anchors(templates, cfg.subject, cfg.subject_plain)
+        setup.warn_about_inputs(cfg, refs, anchors, parts.pipe.tokenizer, parts.resolution)
     # With `accelerate launch`, the main process owns the folder, its lock and every ledger write.
     lock = RunLock(run_dir) if acc.is_main_process else nullcontext()
-    if acc.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    with lock:
+    try:
         if acc.is_main_process:
-            remove_leftovers(run_dir)
-            ledger = Ledger(run_dir)
-            if ledger.get("config") is None:
-                _start(ledger, cfg, refs, templates, captions)
-        acc.wait_for_everyone()
-        if not acc.is_main_process:
-            ledger = Ledger(run_dir)
-        parts.non_soi_texts = non_soi_texts(cfg, ledger)
-        try:
-            _rounds(cfg, ledger, parts, log if acc.is_main_process else (lambda line: None))
-            return ledger.summary()
-        finally:
-            ledger.close()
+            run_dir.mkdir(parents=True, exist_ok=True)
+        with lock:
+            if acc.is_main_process:
+                remove_leftovers(run_dir)
+                ledger = Ledger(run_dir)
+                if ledger.get("config") is None:
+                    setup.start(ledger, cfg, refs, templates, captions)
+                elif force:
+                    ledger.set("config", result_dict(cfg))
+            acc.wait_for_everyone()
+            if not acc.is_main_process:
+                ledger = Ledger(run_dir)
+            parts.non_soi_texts = setup.non_soi_texts(cfg, ledger)
+            try:
+                _rounds(cfg, ledger, parts, log if acc.is_main_process else (lambda line: None))
+                return ledger.summary()
+            finally:
+                ledger.close()
+    except (OSError, sqlite3.OperationalError) as e:
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(e):
+            raise GalError(f"--out {run_dir}: no space left on the device; everything recorded so far is kept: "
+                           "free some space and run the same command to resume") from None
+        raise
 
 
 def _rounds(cfg: Config, ledger: Ledger, parts: "_Parts", log) -> None:
@@ -213,9 +226,11 @@ class _Parts:
         self.accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
         frozen_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
         self.autocast_dtype = frozen_dtype if precision != "no" else None
-        self.scorer = ClipScorer(cfg.scorer, device=self.accelerator.device)  # small: its errors come first
+        # the scorer is small: its errors come first
+        self.scorer = ClipScorer(cfg.scorer, device=self.accelerator.device, allow_pickle=cfg.allow_pickle)
         # Frozen weights in half precision on GPUs; a fully fine-tuned UNet keeps fp32 master weights.
-        self.pipe = load_pipeline(cfg.base, frozen_dtype, frozen_dtype if cfg.method == "lora" else torch.float32)
+        self.pipe = load_pipeline(cfg.base, frozen_dtype, frozen_dtype if cfg.method == "lora" else torch.float32,
+                                  allow_pickle=cfg.allow_pickle)
         self.resolution = cfg.resolution or native_resolution(self.pipe)
         self.pipe.to(self.accelerator.device)
         self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
@@ -225,31 +240,6 @@ class _Parts:
         self.gen_batch_size = (auto_batch_size(self.accelerator.device, self.resolution)
                                if cfg.gen_batch_size == "auto" else int(cfg.gen_batch_size))
         self.non_soi_texts: list[str] = []  # filled from the ledger's references
-
-
-def _captions(refs, cfg: Config) -> list[str]:
-    """The non-SoI caption of each reference: its sidecar .txt, else the first --non-soi text."""
-    captions = []
-    for ref in refs:
-        caption = ref.caption or (cfg.non_soi[0] if cfg.non_soi else None)
-        if caption is None:
-            raise GalError(f"--non-soi: missing; the oracle (Eq. 8) needs the non-subject content of the references, "
-                           f"e.g. --non-soi 'a cat on the stairs', or a caption file {ref.source.with_suffix('.txt').name} "
-                           "beside the image")
-        captions.append(caption)
-    return captions
-
-
-def _start(ledger: Ledger, cfg: Config, refs, templates, captions) -> None:
-    anchors = make_anchors(templates, cfg.subject, cfg.subject_plain)
-    records = []
-    for i, (ref, caption) in enumerate(zip(refs, captions)):
-        path = f"references/{i:02d}-{ref.source.stem[:40]}.png"
-        write_png(ledger.run_dir / path, ref.image)
-        records.append(Reference(path, reference_prompt(caption, cfg.subject, cfg.subject_plain, cfg.kind),
-                                 1.0, 0, None, caption))
-    write_text(ledger.run_dir / "config.yaml", _yaml(to_dict(cfg)))
-    ledger.start(result_dict(cfg), anchors, records)
 
 
 def _prior_examples(cfg: Config, ledger: Ledger, parts: _Parts) -> list[Example]:
@@ -275,49 +265,3 @@ def _prior_examples(cfg: Config, ledger: Ledger, parts: _Parts) -> list[Example]
             ledger.add_class_images(rows)
     parts.accelerator.wait_for_everyone()
     return [Example(load_rgb(ledger.run_dir / p), class_prompt, 1.0) for _, _, p in ledger.class_images()]
-
-
-def _existing_config(run_dir: Path) -> dict | None:
-    if not Ledger.exists(run_dir):
-        return None
-    ledger = Ledger(run_dir)
-    try:
-        return ledger.get("config")
-    finally:
-        ledger.close()
-
-
-def _check_new_folder(run_dir: Path) -> None:
-    if Ledger.exists(run_dir):
-        return  # a run killed before its first transaction: start it again
-    if run_dir.exists() and not run_dir.is_dir():
-        raise GalError(f"--out {run_dir}: is a file; expected a folder for the run")
-    if run_dir.is_dir() and any(p.name not in {".lock", Ledger.FILE} for p in run_dir.iterdir()):
-        raise GalError(f"--out {run_dir}: folder exists and holds no gal run; expected a new or empty folder, "
-                       "or the folder of an unfinished run to resume")
-
-
-def _check_same_config(stored: dict, cfg: Config) -> None:
-    now = result_dict(cfg)
-    changed = [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
-    if changed:
-        details = "; ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
-        raise GalError(f"--out {cfg.out}: this run was started with a different config ({details}); "
-                       "resume it with the same settings, or choose a new --out")
-
-
-def _yaml(values: dict) -> str:
-    import yaml
-
-    return "# the resolved config of this run (gal run --config this-file resumes it)\n" + yaml.safe_dump(values, sort_keys=False)
-
-
-def non_soi_texts(cfg: Config, ledger: Ledger) -> list[str]:
-    """ē* of Eq. 8: the references' non-SoI captions (or, as in the authors' style code, their whole
-    reference prompts in plain words)."""
-    refs = ledger.added(0)
-    if cfg.oracle == "reference-prompt":
-        texts = [reference_prompt(r.caption, cfg.subject_plain, cfg.subject_plain, cfg.kind) for r in refs]
-    else:
-        texts = list(cfg.non_soi) + [r.caption for r in refs]
-    return list(dict.fromkeys(t for t in texts if t))

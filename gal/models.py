@@ -11,14 +11,23 @@ import torch
 from gal.errors import GalError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+PICKLE_SUFFIXES = {".bin", ".ckpt", ".pt", ".pth", ".pkl"}
 
 
-def check_model_folder(name_or_path: str, flag: str) -> None:
-    """A model is a local folder or a hub id (`owner/name`); anything else is a typo worth a clear line."""
+def check_model_folder(name_or_path: str, flag: str, allow_pickle: bool = False) -> None:
+    """A model is a local folder or a hub id (`owner/name`); anything else is a typo worth a clear line.
+    A folder whose weights are only pickles is refused: unpickling can run code."""
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():
             raise GalError(f"{flag} {name_or_path}: is a file; expected a model folder (diffusers/transformers layout)")
+        files = [p for p in path.rglob("*") if p.is_file()]
+        safe = {p.parent for p in files if p.suffix == ".safetensors"}
+        pickles = [p for p in files if p.suffix in PICKLE_SUFFIXES and p.parent not in safe]  # per component
+        if pickles and not allow_pickle:
+            raise GalError(f"{flag} {name_or_path}: holds only pickle weights ({pickles[0].relative_to(path)}), which can run "
+                           "code when loaded; expected .safetensors weights (convert them, or pass --allow-pickle "
+                           "if you trust this folder)")
         return
     if not HUB_ID.match(name_or_path):
         raise GalError(f"{flag} {name_or_path}: folder not found; expected a model folder or a hub id like owner/name")
@@ -42,15 +51,17 @@ def quiet_transformers():
         diffusers.logging.set_verbosity(d_level)
 
 
-def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32, unet_dtype: torch.dtype = torch.float32):
+def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32, unet_dtype: torch.dtype = torch.float32,
+                  allow_pickle: bool = False):
     """The pipeline, with VAE and text encoder in `frozen_dtype` and the UNet in `unet_dtype`."""
-    check_model_folder(name_or_path, "--base")
+    check_model_folder(name_or_path, "--base", allow_pickle)
     with quiet_transformers():
         from diffusers import StableDiffusionPipeline
 
         try:
             pipe = StableDiffusionPipeline.from_pretrained(
-                name_or_path, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
+                name_or_path, use_safetensors=None if allow_pickle else True, safety_checker=None,
+                requires_safety_checker=False)
         except (OSError, ValueError, TypeError, AttributeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             raise GalError(f"--base {name_or_path}: cannot load a Stable Diffusion pipeline ({first[:200]}); "

@@ -10,8 +10,9 @@ from gal.models import check_model_folder, quiet_transformers
 
 
 class ClipScorer:
-    def __init__(self, name_or_path: str, device: torch.device | str = "cpu", batch_size: int = 64):
-        check_model_folder(name_or_path, "--scorer")
+    def __init__(self, name_or_path: str, device: torch.device | str = "cpu", batch_size: int = 64,
+                 allow_pickle: bool = False):
+        check_model_folder(name_or_path, "--scorer", allow_pickle)
         with quiet_transformers():
             from transformers import AutoConfig, CLIPModel, CLIPProcessor
 
@@ -23,7 +24,7 @@ class ClipScorer:
                 raise GalError(f"--scorer {name_or_path}: found a '{config.model_type}' model; expected a CLIP model "
                                "(transformers CLIPModel, e.g. openai/clip-vit-base-patch32)")
             try:
-                self.model = CLIPModel.from_pretrained(name_or_path, use_safetensors=True).to(device).eval()
+                self.model = CLIPModel.from_pretrained(name_or_path, use_safetensors=None if allow_pickle else True).to(device).eval()
                 self.processor = CLIPProcessor.from_pretrained(name_or_path)
             except (OSError, ValueError) as e:
                 raise GalError(f"--scorer {name_or_path}: cannot load it ({str(e).splitlines()[0]}); "
