@@ -1,0 +1,150 @@
+"""Torture test: SIGKILL a `gal run` at random moments, resume it each time, and compare the result with
+an uninterrupted run of the same command.
+
+    python benchmarks/kill_resume.py --kills 20            # tiny random models built on the spot
+    python benchmarks/kill_resume.py --kills 20 --base DIR --scorer DIR --references DIR
+
+Identical means: the same selected anchors, openness and weights in every round, byte-identical added
+images and checkpoints, no duplicate or orphan sample rows or files, no temporary file left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SETTINGS = ["--subject", "a <sks> ball", "--non-soi", "a ball on grass", "--rounds", "3", "--m", "4", "--k", "2",
+            "--train-steps", "30", "--steps", "4", "--strategy", "random", "--gen-batch-size", "2", "--no-prior"]
+
+
+ANCHORS = ["{} in a workshop", "{} in a museum", "{} on a plane", "{} on a boat", "{} in a garden", "{} under a tree"]
+
+
+def gal(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gal", *args]
+
+
+def phase_of(run_dir: Path) -> str:
+    """Where a killed run stood, from its ledger: for the report."""
+    try:
+        db = sqlite3.connect(run_dir / "gal.sqlite", timeout=5)
+        rounds = db.execute("SELECT round, checkpoint IS NOT NULL, closed FROM round ORDER BY round").fetchall()
+        samples = dict(db.execute("SELECT round, count(*) FROM sample GROUP BY round").fetchall())
+        db.close()
+    except sqlite3.Error:
+        return "start-up"
+    if not rounds:
+        return "round 1: training"
+    r, trained, closed = rounds[-1]
+    if closed:
+        return f"round {r + 1}: training"
+    return f"round {r}: query ({samples.get(r, 0)} samples on record)" if trained else f"round {r}: training"
+
+
+def compare(clean: Path, other: Path) -> list[str]:
+    """What differs between two finished runs (empty: identical)."""
+    show = lambda d: json.loads(subprocess.run(gal("show", str(d), "--json"), check=True, capture_output=True,
+                                               text=True).stdout)
+    a, b = show(clean), show(other)
+    problems = []
+    if b["status"] != "finished":
+        problems.append(f"status {b['status']}")
+    if len(a["rounds"]) != len(b["rounds"]):
+        problems.append(f"{len(b['rounds'])} rounds instead of {len(a['rounds'])}")
+    for ra, rb in zip(a["rounds"], b["rounds"]):
+        r = ra["round"]
+        if [(x["index"], x["selected"], x["beta"]) for x in ra["anchors"]] != \
+                [(x["index"], x["selected"], x["beta"]) for x in rb["anchors"]]:
+            problems.append(f"round {r}: directions differ")
+        if ra["openness"] != rb["openness"]:
+            problems.append(f"round {r}: openness {rb['openness']} != {ra['openness']}")
+        if [(x["path"], x["weight"]) for x in ra["added"]] != [(x["path"], x["weight"]) for x in rb["added"]]:
+            problems.append(f"round {r}: added references differ")
+        for x in ra["added"]:
+            if (clean / x["path"]).read_bytes() != (other / x["path"]).read_bytes():
+                problems.append(f"round {r}: added image {x['path']} differs")
+        for f in (clean / ra["checkpoint"]).rglob("*.safetensors"):
+            if f.read_bytes() != (other / f.relative_to(clean)).read_bytes():
+                problems.append(f"round {r}: checkpoint {f.name} differs")
+        recorded = {s["path"] for x in rb["anchors"] for s in x["samples"]}
+        on_disk = {str(p.relative_to(other)) for p in (other / "rounds" / str(r) / "samples").glob("*.png")}
+        if on_disk != recorded:
+            problems.append(f"round {r}: {len(on_disk ^ recorded)} orphan or missing sample file(s)")
+    leftovers = [p for p in other.rglob(".*tmp-*")]
+    if leftovers:
+        problems.append(f"temporary files left: {leftovers[:2]}")
+    return problems
+
+
+def torture(kills: int, workdir: Path, run_args: list[str], seed: int = 0, log=print) -> dict:
+    rng = random.Random(seed)
+    clean = workdir / "clean"
+    t0 = time.time()
+    subprocess.run(gal(*run_args, "--out", str(clean)), check=True, capture_output=True)
+    duration = time.time() - t0
+    log(f"uninterrupted run: {duration:.1f} s")
+    report = {"kills": [], "runs": [], "duration_s": duration}
+    n_run = 0
+    while len(report["kills"]) < kills:
+        n_run += 1
+        out = workdir / f"killed-{n_run}"
+        while len(report["kills"]) < kills:
+            proc = subprocess.Popen(gal(*run_args, "--out", str(out)), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            moment = rng.uniform(0.2, 1.0) * duration
+            try:
+                proc.wait(timeout=moment)
+                break  # it finished before the kill
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                where = phase_of(out)
+                report["kills"].append({"run": n_run, "after_s": round(moment, 2), "phase": where})
+                log(f"kill {len(report['kills']):>2} at {moment:5.1f} s: {where}")
+        subprocess.run(gal(*run_args, "--out", str(out)), check=True, capture_output=True)  # resume to the end
+        problems = compare(clean, out)
+        report["runs"].append({"run": n_run, "identical": not problems, "problems": problems})
+        log(f"run {n_run}: {'identical to the uninterrupted run' if not problems else '; '.join(problems)}")
+    report["identical"] = all(r["identical"] for r in report["runs"])
+    return report
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base")
+    p.add_argument("--scorer")
+    p.add_argument("--references")
+    p.add_argument("--workdir")
+    args = p.parse_args()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gal-kill-"))
+    if not args.base:
+        from gal.tiny import build_tiny_clip, build_tiny_pipeline, write_references
+
+        args.base = str(build_tiny_pipeline(workdir / "models" / "pipeline"))
+        args.scorer = str(build_tiny_clip(workdir / "models" / "clip"))
+        args.references = str(write_references(workdir / "models" / "references"))
+    anchors = workdir / "anchors.txt"
+    anchors.write_text("".join(f"{t}\n" for t in ANCHORS))
+    run_args = ["run", "--base", args.base, "--scorer", args.scorer, "--references", args.references,
+                "--anchors", str(anchors), *SETTINGS]
+    report = torture(args.kills, workdir, run_args, args.seed)
+    n_ok = sum(r["identical"] for r in report["runs"])
+    print(f"{len(report['kills'])} kills over {len(report['runs'])} runs; "
+          f"{n_ok} of {len(report['runs'])} resumed runs identical to the uninterrupted run")
+    (workdir / "report.json").write_text(json.dumps(report, indent=1))
+    return 0 if report["identical"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
