@@ -67,16 +67,44 @@ def _show_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
 
 
+def _eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="TXT-ALN, IMG-ALN and OVF on test prompts, per round of a run or for one model",
+                       description="gal eval RUN: every round's checkpoint (stored in the run, computed once). "
+                                   "gal eval --base MODEL [--lora DIR] --references DIR --subject ...: one model.")
+    p.add_argument("run", nargs="?", metavar="RUN", help="run folder")
+    p.add_argument("--round", type=int, action="append", help="only this round (repeatable)")
+    p.add_argument("--n", type=int, default=4, help="images per test prompt (default: 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompts", metavar="FILE", help="test prompts, one per line, {} for the subject (default: the paper's)")
+    p.add_argument("--image-model", metavar="DIR", help="a second image model (e.g. DINO) for another IMG-ALN column")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    g = p.add_argument_group("one model, without a run")
+    g.add_argument("--base", help="diffusers pipeline folder or hub id")
+    g.add_argument("--lora", metavar="DIR", help="LoRA folder loaded with pipe.load_lora_weights")
+    g.add_argument("--scorer", default="openai/clip-vit-base-patch32")
+    g.add_argument("--references", metavar="DIR")
+    g.add_argument("--kind", default="object", choices=["object", "style"])
+    g.add_argument("--subject")
+    g.add_argument("--subject-plain")
+    g.add_argument("--non-soi", action="append", default=[])
+    g.add_argument("--steps", type=int, default=50)
+    g.add_argument("--guidance", type=float, default=7.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gal", description="Generative active learning for text-to-image personalization.")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _show_parser(sub)
+    _eval_parser(sub)
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     try:
         if command == "run":
             return _run(args)
+        if command == "eval":
+            return _eval(args)
         return _show(Path(args["run"]), as_json=args["json"])
     except GalError as e:
         print(f"gal: error: {e}", file=sys.stderr)
@@ -123,6 +151,62 @@ def _show(run_dir: Path, as_json: bool) -> int:
         print(f"{r['round']:>5}  {loss:>7}  {_fmt(beta, '.2f'):>9}  {_fmt(uncertain, 'd'):>9}  "
               f"{_fmt(r['openness'], '.5f'):>10}  {'; '.join(chosen) or ''}{'stop: ' + r['stop_reason'] if r['stopped'] else ''}")
     return 0
+
+
+def _eval(a: dict) -> int:
+    from gal import evaluate
+
+    if a["n"] < 1:
+        raise GalError(f"--n {a['n']}: expected at least 1 image per test prompt")
+    if a["run"]:
+        rows = evaluate.evaluate_run(Path(a["run"]), rounds=a["round"], n=a["n"], seed=a["seed"],
+                                     prompts_file=a["prompts"], image_model=a["image_model"], device=a["device"])
+    elif a["base"]:
+        rows = [{"round": None, **_eval_model(a)}]
+    else:
+        raise GalError("gal eval: expected a run folder (gal eval RUN) or a model (gal eval --base MODEL ...)")
+    if a["json"]:
+        print(json.dumps({"rounds": rows}, indent=1))
+        return 0
+    extra = [k for k in rows[0] if k.startswith("img_aln_")] if rows else []
+    print(f"{'round':>5}  {'TXT-ALN':>7}  {'IMG-ALN':>7}  {'OVF':>6}" + "".join(f"  {k[8:]:>10}" for k in extra) + "  images")
+    for r in rows:
+        print(f"{_fmt(r['round'], 'd'):>5}  {r['txt_aln']:7.4f}  {r['img_aln']:7.4f}  {r['ovf']:6.3f}"
+              + "".join(f"  {r[k]:10.4f}" for k in extra) + f"  {r['images']}")
+    return 0
+
+
+def _eval_model(a: dict) -> dict:
+    from gal import evaluate
+    from gal.config import plain_subject
+    from gal.generate import auto_batch_size
+    from gal.models import load_pipeline, native_resolution, pick_device
+    from gal.references import read_references
+    from gal.score import ClipScorer
+
+    for flag in ("references", "subject"):
+        if not a[flag]:
+            raise GalError(f"--{flag}: missing; gal eval --base needs --references and --subject (and --non-soi)")
+    if not a["non_soi"]:
+        raise GalError("--non-soi: missing; OVF (Eq. 8) needs the references' non-subject content")
+    device = pick_device(a["device"])
+    refs = read_references(a["references"])
+    scorer = ClipScorer(a["scorer"], device=device)
+    pipe = load_pipeline(a["base"]).to(device)
+    if a["lora"]:
+        if not Path(a["lora"]).is_dir():
+            raise GalError(f"--lora {a['lora']}: folder not found; expected a folder with pytorch_lora_weights.safetensors")
+        pipe.load_lora_weights(a["lora"])
+    from diffusers import DPMSolverMultistepScheduler
+
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    plain = a["subject_plain"] or plain_subject(a["subject"])
+    resolution = native_resolution(pipe)
+    embedder = evaluate.ImageEmbedder(a["image_model"], device) if a["image_model"] else None
+    return evaluate.evaluate(pipe, scorer, evaluate.test_prompts(a["kind"], a["subject"], plain, a["prompts"]),
+                             [r.image for r in refs], a["non_soi"], n=a["n"], seed=a["seed"], steps=a["steps"],
+                             guidance=a["guidance"], resolution=resolution, image_model=embedder,
+                             batch_size=auto_batch_size(device, resolution))
 
 
 def _fmt(value, spec: str) -> str:

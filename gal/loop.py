@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-import torch
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
@@ -24,12 +23,11 @@ from gal import setup, strategy
 from gal.anchors import make_anchors, read_templates
 from gal.config import Config, result_dict, resolved
 from gal.errors import GalError
-from gal.generate import auto_batch_size, generate, sample_seed
+from gal.components import Components
+from gal.generate import generate, sample_seed
 from gal.ledger import Anchor, Ledger, Reference, Sample
-from gal.models import load_pipeline, mixed_precision, native_resolution, pick_device
-from gal.personalize import Example, Personalizer
+from gal.personalize import Example
 from gal.references import load_rgb, read_references
-from gal.score import ClipScorer
 from gal.storage import RunLock, folder_in_place, remove_leftovers, write_png
 
 
@@ -53,7 +51,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
             return ledger.summary()
         ledger.close()
 
-    parts = _Parts(cfg)  # loads the models: a bad --base or --scorer fails here, before anything is written
+    parts = Components(cfg)  # loads the models: a bad --base or --scorer fails here, before anything is written
     acc = parts.accelerator
     if stored is None and acc.is_main_process:
         anchors = make_anchors(templates, cfg.subject, cfg.subject_plain)
@@ -87,7 +85,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
         raise
 
 
-def _rounds(cfg: Config, ledger: Ledger, parts: "_Parts", log) -> None:
+def _rounds(cfg: Config, ledger: Ledger, parts: Components, log) -> None:
     run_dir, acc = ledger.run_dir, parts.accelerator
     prior = _prior_examples(cfg, ledger, parts) if cfg.prior else []
     for r in range(1, cfg.rounds + 1):
@@ -155,7 +153,7 @@ def _rounds(cfg: Config, ledger: Ledger, parts: "_Parts", log) -> None:
             return
 
 
-def _query(cfg: Config, ledger: Ledger, parts: "_Parts", r: int, pool: list[Anchor]) -> None:
+def _query(cfg: Config, ledger: Ledger, parts: Components, r: int, pool: list[Anchor]) -> None:
     """Generate the round's samples not yet on record, in batches across anchors, score each batch
     with CLIP and record it: files first, then one transaction per batch."""
     done = {(s.anchor_idx, s.j) for s in ledger.samples(r)}
@@ -178,7 +176,7 @@ def _query(cfg: Config, ledger: Ledger, parts: "_Parts", r: int, pool: list[Anch
     parts.accelerator.wait_for_everyone()
 
 
-def _generate_shared(parts: "_Parts", cfg: Config, prompts: Sequence[str], seeds: Sequence[int],
+def _generate_shared(parts: Components, cfg: Config, prompts: Sequence[str], seeds: Sequence[int],
                      desc: str) -> Iterator[tuple[list[int], list]]:
     """Yield (indices, images) of this process's share of each global batch. With `accelerate launch`
     the prompts are split across processes; every process sees the same number of steps."""
@@ -212,37 +210,7 @@ def _round_line(r, loss, pool, beta, omega, delta, picks, reason) -> str:
     return line + (f" | stop: {reason}" if reason else f" | chose {chosen}")
 
 
-# ---- set-up ------------------------------------------------------------------------------------------
-
-class _Parts:
-    """The loaded components, kept across rounds: pipeline (with its LoRA or full weights), trainer, scorer."""
-
-    def __init__(self, cfg: Config):
-        from accelerate import Accelerator
-        from diffusers import DPMSolverMultistepScheduler
-
-        device = pick_device(cfg.device)
-        precision = mixed_precision(cfg.mixed_precision, device)
-        self.accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
-        frozen_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-        self.autocast_dtype = frozen_dtype if precision != "no" else None
-        # the scorer is small: its errors come first
-        self.scorer = ClipScorer(cfg.scorer, device=self.accelerator.device, allow_pickle=cfg.allow_pickle)
-        # Frozen weights in half precision on GPUs; a fully fine-tuned UNet keeps fp32 master weights.
-        self.pipe = load_pipeline(cfg.base, frozen_dtype, frozen_dtype if cfg.method == "lora" else torch.float32,
-                                  allow_pickle=cfg.allow_pickle)
-        self.resolution = cfg.resolution or native_resolution(self.pipe)
-        self.pipe.to(self.accelerator.device)
-        self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
-                                         resolution=self.resolution, prior_loss_weight=cfg.prior_loss_weight)
-        # Query sampler: DPM-Solver multistep, as the authors' code (training keeps the DDPM schedule).
-        self.pipe.scheduler = DPMSolverMultistepScheduler.from_config(self.pipe.scheduler.config)
-        self.gen_batch_size = (auto_batch_size(self.accelerator.device, self.resolution)
-                               if cfg.gen_batch_size == "auto" else int(cfg.gen_batch_size))
-        self.non_soi_texts: list[str] = []  # filled from the ledger's references
-
-
-def _prior_examples(cfg: Config, ledger: Ledger, parts: _Parts) -> list[Example]:
+def _prior_examples(cfg: Config, ledger: Ledger, parts: Components) -> list[Example]:
     """Class images for prior preservation: the user's, or generated by the base model into the run."""
     class_prompt = cfg.subject_plain
     if cfg.class_images:

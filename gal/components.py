@@ -1,0 +1,39 @@
+"""The loaded components of a run, kept across rounds: the pipeline (with its LoRA or full weights), the
+trainer, the CLIP scorer and the accelerate state. Loaded once; nothing is re-read from disk per round."""
+
+from __future__ import annotations
+
+import torch
+
+from gal.config import Config
+from gal.generate import auto_batch_size
+from gal.models import load_pipeline, mixed_precision, native_resolution, pick_device
+from gal.personalize import Personalizer
+from gal.score import ClipScorer
+
+
+class Components:
+
+    def __init__(self, cfg: Config):
+        from accelerate import Accelerator
+        from diffusers import DPMSolverMultistepScheduler
+
+        device = pick_device(cfg.device)
+        precision = mixed_precision(cfg.mixed_precision, device)
+        self.accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
+        frozen_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+        self.autocast_dtype = frozen_dtype if precision != "no" else None
+        # the scorer is small: its errors come first
+        self.scorer = ClipScorer(cfg.scorer, device=self.accelerator.device, allow_pickle=cfg.allow_pickle)
+        # Frozen weights in half precision on GPUs; a fully fine-tuned UNet keeps fp32 master weights.
+        self.pipe = load_pipeline(cfg.base, frozen_dtype, frozen_dtype if cfg.method == "lora" else torch.float32,
+                                  allow_pickle=cfg.allow_pickle)
+        self.resolution = cfg.resolution or native_resolution(self.pipe)
+        self.pipe.to(self.accelerator.device)
+        self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
+                                         resolution=self.resolution, prior_loss_weight=cfg.prior_loss_weight)
+        # Query sampler: DPM-Solver multistep, as the authors' code (training keeps the DDPM schedule).
+        self.pipe.scheduler = DPMSolverMultistepScheduler.from_config(self.pipe.scheduler.config)
+        self.gen_batch_size = (auto_batch_size(self.accelerator.device, self.resolution)
+                               if cfg.gen_batch_size == "auto" else int(cfg.gen_batch_size))
+        self.non_soi_texts: list[str] = []  # filled from the ledger's references

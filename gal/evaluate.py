@@ -1,0 +1,180 @@
+"""The paper's metrics (section 4) on held-out test prompts:
+
+    TXT-ALN  mean CLIP cosine between each test image and its prompt (subject in plain words)
+    IMG-ALN  mean CLIP cosine between each test image and the reference images
+    OVF      share of test images that Eq. 8 calls overfitted
+
+Images come from fixed per-(prompt, j) seeds, so rounds are compared on the same noise.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from gal import strategy
+from gal.errors import GalError
+from gal.generate import generate, sample_seed
+from gal.models import check_model_folder, quiet_transformers
+from gal.score import ClipScorer
+from gal.storage import write_png
+
+
+class TestPrompt(NamedTuple):
+    prompt: str  # for generation, with the subject phrase
+    text: str  # for CLIP, with the subject in plain words
+
+
+def _data(*parts: str) -> str:
+    return resources.files("gal").joinpath("data", *parts).read_text(encoding="utf-8")
+
+
+def _without_article(phrase: str) -> str:
+    return re.sub(r"^(a|an|the)\s+", "", phrase.strip(), flags=re.IGNORECASE)
+
+
+def test_prompts(kind: str, subject: str, subject_plain: str, path: str | Path | None = None) -> list[TestPrompt]:
+    """The paper's test prompts: for styles the 190 basic PartiPrompts with the style phrase appended; for
+    objects the concept's 20 Custom Diffusion prompts (class word -> subject) when the class is one of the
+    10, else 20 generic templates. A file of your own: one prompt per line, `{}` where the subject goes."""
+    if path is not None:
+        try:
+            lines = [l.strip() for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise GalError(f"--prompts {path}: cannot read it ({e.__class__.__name__}); expected a text file") from None
+        if not lines:
+            raise GalError(f"--prompts {path}: no prompts; expected one per line")
+        if kind == "object" and not all("{}" in l for l in lines):
+            bad = next(l for l in lines if "{}" not in l)
+            raise GalError(f"--prompts {path}: '{bad}' has no '{{}}' where the subject goes")
+        return [TestPrompt(*(l.replace("{}", s) if "{}" in l else f"{l} {s}" for s in (subject, subject_plain)))
+                for l in lines]
+    if kind == "style":
+        rows = csv.DictReader(_data("parti_prompts_basic.csv").splitlines())
+        return [TestPrompt(f"{r['Prompt']} {subject}", f"{r['Prompt']} {subject_plain}") for r in rows]
+    words = subject_plain.split()
+    concept = words[-1].lower() if words else ""
+    try:
+        lines = _data("test_prompts", f"{concept}.txt").splitlines() if concept.isidentifier() else []
+    except FileNotFoundError:
+        lines = []
+    if lines:
+        word = re.compile(rf"\b{re.escape(concept)}\b", re.IGNORECASE)
+        return [TestPrompt(word.sub(_without_article(subject), l, count=1), l) for l in lines if l.strip()]
+    return [TestPrompt(l.replace("{}", subject), l.replace("{}", subject_plain))
+            for l in _data("test_prompts", "object_generic.txt").splitlines() if l.strip()]
+
+
+class ImageEmbedder:
+    """A second image-similarity model for IMG-ALN (DINO-style): any transformers vision model folder."""
+
+    def __init__(self, name_or_path: str, device: torch.device | str = "cpu"):
+        from transformers import AutoImageProcessor, AutoModel
+
+        check_model_folder(name_or_path, "--image-model")
+        with quiet_transformers():
+            try:
+                self.model = AutoModel.from_pretrained(name_or_path, use_safetensors=True).to(device).eval()
+                self.processor = AutoImageProcessor.from_pretrained(name_or_path)
+            except (OSError, ValueError) as e:
+                raise GalError(f"--image-model {name_or_path}: cannot load it ({str(e).splitlines()[0][:160]}); "
+                               "expected a transformers vision model folder with an image processor") from None
+        self.name = Path(name_or_path).name
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def features(self, images: list[Image.Image]) -> torch.Tensor:
+        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
+        out = self.model(pixel_values=pixels)
+        pooled = out.pooler_output if getattr(out, "pooler_output", None) is not None else out.last_hidden_state[:, 0]
+        return torch.nn.functional.normalize(pooled.float(), dim=-1).cpu()
+
+
+def evaluate(pipe, scorer: ClipScorer, prompts: Sequence[TestPrompt], references: list[Image.Image],
+             non_soi: list[str], *, n: int, seed: int, steps: int, guidance: float, resolution: int,
+             batch_size: int, autocast_dtype=None, image_model: ImageEmbedder | None = None,
+             save_dir: Path | None = None, desc: str = "eval") -> dict:
+    """Generate `n` images per test prompt and score them. Returns the three metrics (and the second
+    model's IMG-ALN if given)."""
+    jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
+    seeds = [sample_seed(seed, "eval", i, j) for i, j in jobs]
+    ref_clip = scorer.image_features(references)
+    ref_extra = image_model.features(references) if image_model else None
+    txt, img, ovf, extra = [], [], [], []
+    bar = tqdm(total=len(jobs), desc=desc, leave=False, dynamic_ncols=True, unit="img")
+    for start, images in generate(pipe, [prompts[i].prompt for i, _ in jobs], seeds, steps=steps, guidance=guidance,
+                                  resolution=resolution, batch_size=batch_size, autocast_dtype=autocast_dtype):
+        batch = jobs[start:start + len(images)]
+        f = scorer.image_features(images)
+        s_a = (f * scorer.text_features([prompts[i].text for i, _ in batch])).sum(-1)
+        s_n = scorer.similarity(f, non_soi).max(dim=1).values
+        txt += s_a.tolist()
+        img += (f @ ref_clip.T).mean(dim=1).tolist()
+        ovf += strategy.overfit(s_a.numpy(), s_n.numpy()).tolist()  # Eq. 8 on test prompts
+        if image_model:
+            extra += (image_model.features(images) @ ref_extra.T).mean(dim=1).tolist()
+        if save_dir is not None:
+            for (i, j), image in zip(batch, images):
+                write_png(save_dir / f"p{i:03d}-j{j:02d}.png", image)
+        bar.update(len(images))
+    bar.close()
+    result = {"txt_aln": float(np.mean(txt)), "img_aln": float(np.mean(img)), "ovf": float(np.mean(ovf)),
+              "images": len(jobs)}
+    if image_model:
+        result["img_aln_" + image_model.name] = float(np.mean(extra))
+    return result
+
+
+def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, seed: int = 0,
+                 prompts_file: str | None = None, image_model: str | None = None, device: str = "auto",
+                 log=print) -> list[dict]:
+    """Evaluate every round's checkpoint of a run (or `rounds`), each once per setting: results are kept
+    in the run's ledger and read back on the next call."""
+    from gal.components import Components
+    from gal.config import make_config
+    from gal.ledger import Ledger
+    from gal.references import load_rgb
+    from gal.setup import non_soi_texts
+    from gal.storage import RunLock
+
+    run_dir = Path(run_dir)
+    if not Ledger.exists(run_dir):
+        raise GalError(f"{run_dir}: no gal run here; expected a folder made by `gal run --out`")
+    with RunLock(run_dir):
+        ledger = Ledger(run_dir)
+        try:
+            cfg = make_config({**ledger.get("config"), "out": str(run_dir), "device": device}, source=str(run_dir))
+            done = [r for r in ledger.rounds() if r["checkpoint"]]
+            if rounds:
+                missing = sorted(set(rounds) - {r["round"] for r in done})
+                if missing:
+                    raise GalError(f"--round {missing[0]}: this run has no checkpoint for it; "
+                                   f"rounds with one: {', '.join(str(r['round']) for r in done) or 'none'}")
+                done = [r for r in done if r["round"] in rounds]
+            prompts = test_prompts(cfg.kind, cfg.subject, cfg.subject_plain, prompts_file)
+            settings = {"n": n, "seed": seed, "steps": cfg.steps, "guidance": cfg.guidance,
+                        "prompts": prompts_file or "default", "image_model": image_model}
+            todo = [r for r in done if ledger.evaluation(r["round"], settings) is None]
+            if todo:
+                parts = Components(cfg)
+                embedder = ImageEmbedder(image_model, parts.accelerator.device) if image_model else None
+                references = [load_rgb(run_dir / ref.path) for ref in ledger.added(0)]
+                for r in todo:
+                    parts.personalizer.load(run_dir / r["checkpoint"])
+                    metrics = evaluate(parts.pipe, parts.scorer, prompts, references, non_soi_texts(cfg, ledger),
+                                       n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
+                                       resolution=parts.resolution, batch_size=parts.gen_batch_size,
+                                       autocast_dtype=parts.autocast_dtype, image_model=embedder,
+                                       save_dir=run_dir / "eval" / f"round-{r['round']}", desc=f"round {r['round']}: eval")
+                    ledger.add_evaluation(r["round"], settings, metrics)
+            return [{"round": r["round"], **ledger.evaluation(r["round"], settings)} for r in done]
+        finally:
+            ledger.close()

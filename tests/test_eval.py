@@ -1,0 +1,85 @@
+"""`gal eval`: the paper's TXT-ALN, IMG-ALN and OVF per round, computed once and kept in the ledger."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_args
+from gal.cli import main
+from gal.evaluate import test_prompts as make_test_prompts
+
+
+def test_the_papers_test_prompts():
+    style = make_test_prompts("style", "in <sks> style", "in watercolor painting style")
+    assert len(style) == 190
+    assert style[0].prompt == "an F1 in <sks> style" and style[0].text == "an F1 in watercolor painting style"
+    cat = make_test_prompts("object", "a <cute-cat> cat", "a cat")
+    assert len(cat) == 20
+    assert cat[1].prompt == "<cute-cat> cat swimming in a pool" and cat[1].text == "cat swimming in a pool"
+    other = make_test_prompts("object", "a <sks> kite", "a kite")
+    assert len(other) == 20 and other[1] == ("a <sks> kite in times square", "a kite in times square")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "run"
+    assert main(run_args(tiny, out, "--rounds", "2", "--strategy", "random")) == 0
+    return out
+
+
+def test_eval_reports_three_metrics_per_round_recomputable_from_its_images(finished_run, tiny, capsys):
+    from gal.score import ClipScorer
+
+    capsys.readouterr()
+    assert main(["eval", str(finished_run), "--n", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rounds"]
+    assert [r["round"] for r in rows] == [1, 2]
+    scorer = ClipScorer(str(tiny / "clip"))
+    prompts = make_test_prompts("object", "a <sks> ball", "a ball")
+    refs = scorer.image_features([Image.open(p).convert("RGB") for p in sorted((finished_run / "references").iterdir())])
+    for r in rows:
+        files = sorted((finished_run / "eval" / f"round-{r['round']}").glob("*.png"))
+        assert len(files) == r["images"] == 40
+        f = scorer.image_features([Image.open(p).convert("RGB") for p in files])
+        texts = [prompts[int(p.name[1:4])].text for p in files]
+        s_a = (f * scorer.text_features(texts)).sum(-1)
+        s_n = scorer.similarity(f, ["a ball on grass"]).max(1).values
+        assert r["txt_aln"] == pytest.approx(s_a.mean().item(), abs=1e-5)
+        assert r["img_aln"] == pytest.approx((f @ refs.T).mean().item(), abs=1e-5)
+        assert r["ovf"] == pytest.approx((s_a <= s_n).float().mean().item())
+
+
+def test_eval_is_computed_once_and_shown(finished_run, capsys):
+    assert main(["eval", str(finished_run), "--n", "2", "--round", "2"]) == 0
+    stamp = [p.stat().st_mtime_ns for p in (finished_run / "eval" / "round-2").glob("*.png")]
+    first = capsys.readouterr().out
+    assert main(["eval", str(finished_run), "--n", "2", "--round", "2"]) == 0
+    assert capsys.readouterr().out == first
+    assert [p.stat().st_mtime_ns for p in (finished_run / "eval" / "round-2").glob("*.png")] == stamp
+    assert main(["show", str(finished_run), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rounds"][1]["evaluations"][0]["settings"]["n"] == 2
+    assert main(["eval", str(finished_run), "--round", "7"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_eval_of_one_model_with_a_lora_and_a_second_image_model(finished_run, tiny, tmp_path, capsys):
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    vit = tmp_path / "vit"
+    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=37)).save_pretrained(vit)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(vit)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("{} in a museum\n{} on the moon\n")
+    capsys.readouterr()
+    assert main(["eval", "--base", str(tiny / "pipeline"), "--lora", str(finished_run / "rounds" / "2" / "checkpoint"),
+                 "--scorer", str(tiny / "clip"), "--references", str(tiny / "references"), "--subject", "a <sks> ball",
+                 "--non-soi", "a ball on grass", "--prompts", str(prompts), "--n", "2", "--steps", "3",
+                 "--image-model", str(vit), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rounds"]
+    assert row["images"] == 4 and -1 <= row["txt_aln"] <= 1 and 0 <= row["ovf"] <= 1
+    assert -1 <= row["img_aln_vit"] <= 1
