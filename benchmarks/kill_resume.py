@@ -46,8 +46,8 @@ def phase_of(run_dir: Path) -> str:
         return "round 1: training"
     r, trained, closed = rounds[-1]
     if closed:
-        return f"round {r + 1}: training"
-    return f"round {r}: query ({samples.get(r, 0)} samples on record)" if trained else f"round {r}: training"
+        return f"after round {r} closed (loading, or round {r + 1}'s training)"
+    return f"round {r}: query ({samples.get(r, 0)} samples on record)" if trained else f"round {r}: loading or training"
 
 
 def compare(clean: Path, other: Path) -> list[str]:
