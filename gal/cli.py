@@ -92,12 +92,26 @@ def _eval_parser(sub) -> None:
     g.add_argument("--guidance", type=float, default=7.5)
 
 
+def _review_parser(sub) -> None:
+    p = sub.add_parser("review", help="serve the pending round of a --strategy human run for a person to pick images")
+    p.add_argument("run", metavar="RUN", help="run folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="(default: 8765; 0: any free port)")
+
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser("report", help="write RUN/report.html: what each round generated, chose and weighed")
+    p.add_argument("run", metavar="RUN", help="run folder")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gal", description="Generative active learning for text-to-image personalization.")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _show_parser(sub)
     _eval_parser(sub)
+    _review_parser(sub)
+    _report_parser(sub)
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     try:
@@ -105,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if command == "eval":
             return _eval(args)
+        if command == "review":
+            return _review(Path(args["run"]), args["host"], args["port"])
+        if command == "report":
+            from gal.report import write_report
+
+            print(f"wrote {write_report(_existing_run(Path(args['run'])))}")
+            return 0
         return _show(Path(args["run"]), as_json=args["json"])
     except GalError as e:
         print(f"gal: error: {e}", file=sys.stderr)
@@ -126,12 +147,33 @@ def _run(args: dict) -> int:
     return 0
 
 
-def _show(run_dir: Path, as_json: bool) -> int:
+def _existing_run(run_dir: Path) -> Path:
     from gal.ledger import Ledger
 
     if not Ledger.exists(run_dir):
         raise GalError(f"{run_dir}: no gal run here (no {Ledger.FILE}); expected a folder made by `gal run --out`")
-    ledger = Ledger(run_dir)
+    return run_dir
+
+
+def _review(run_dir: Path, host: str, port: int) -> int:
+    from gal.ledger import Ledger
+    from gal.review import pending_round, serve
+
+    ledger = Ledger(_existing_run(run_dir))
+    strategy, pending = (ledger.get("config") or {}).get("strategy"), pending_round(ledger)
+    ledger.close()
+    if strategy != "human":
+        raise GalError(f"{run_dir}: this run uses --strategy {strategy}; only --strategy human runs wait for a review")
+    if pending is None:
+        print(f"{run_dir}: no round is waiting for review (run `gal run` to make the next one); serving the page anyway")
+    serve(run_dir, host, port)
+    return 0
+
+
+def _show(run_dir: Path, as_json: bool) -> int:
+    from gal.ledger import Ledger
+
+    ledger = Ledger(_existing_run(run_dir))
     summary = ledger.summary()
     ledger.close()
     if as_json:

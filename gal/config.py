@@ -162,9 +162,6 @@ def resolved(cfg: Config) -> Config:
     _choice("oracle", c.oracle, ORACLE_TEXTS)
     if c.strategy not in STRATEGIES:
         raise GalError(f"--strategy: unknown strategy '{c.strategy}'; expected one of {', '.join(STRATEGIES)}")
-    if c.strategy == "human":
-        raise GalError("--strategy human: the review step (`gal review`) is not available in this version; "
-                       "use uncertainty, random, clip or none")
     if not c.subject or not c.subject.strip():
         raise GalError("--subject: missing; expected the subject phrase used in prompts, e.g. --subject 'a <sks> cat'")
     if not c.references:

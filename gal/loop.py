@@ -69,6 +69,10 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
                     setup.start(ledger, cfg, refs, templates, captions)
                 elif force:
                     ledger.set("config", result_dict(cfg))
+                if ledger.reference_features().size == 0:  # for the report's map of each round
+                    images = [load_rgb(run_dir / t.path) for t in ledger.added(0)]
+                    ledger.set_reference_features([_blob(f) for f in parts.scorer.image_features(images)])
+                ledger.set("status", "running")
             acc.wait_for_everyone()
             if not acc.is_main_process:
                 ledger = Ledger(run_dir)
@@ -134,7 +138,19 @@ def _rounds(cfg: Config, ledger: Ledger, parts: Components, log) -> None:
         omega = strategy.entropy(beta)  # Eq. 6
         delta = strategy.openness(omega, cfg.lambda_)  # Eq. 9
         picks, reason = [], None
-        if cfg.strategy in strategy.USES_STOP_RULE and strategy.should_stop(omega, cfg.k):  # Eq. 10
+        if cfg.strategy == "human":  # a person picks any images of any directions (`gal review`)
+            review = ledger.review(r)
+            if review is None:
+                if acc.is_main_process:
+                    ledger.record_directions(r, delta, [(a.idx, float(beta[i]), float(omega[i]), 0)
+                                                        for i, a in enumerate(pool)])
+                    ledger.set("status", "waiting for review")
+                log(f"round {r}: waiting for review: run `gal review {run_dir}`, then this command again")
+                return
+            row_of = {a.idx: i for i, a in enumerate(pool)}
+            picks = [strategy.Pick(row_of[a], j) for a, j in review["accepted"]]
+            reason = None if picks else "review: no image accepted"
+        elif cfg.strategy in strategy.USES_STOP_RULE and strategy.should_stop(omega, cfg.k):  # Eq. 10
             reason = f"Eq. 10: {int((omega > 0).sum())} direction(s) with Ω > 0, fewer than k = {cfg.k}"
         else:
             rng = np.random.default_rng([cfg.seed, r])
@@ -165,11 +181,11 @@ def _query(cfg: Config, ledger: Ledger, parts: Components, r: int, pool: list[An
             features = parts.scorer.image_features(images)
             s_a = (features * parts.scorer.text_features([todo[i][0].text for i in mine])).sum(-1)  # sim(I_ij, a_i)
             s_n = parts.scorer.similarity(features, parts.non_soi_texts).max(dim=1).values  # sim(I_ij, ē*)
-            for i, image, sa, sn in zip(mine, images, s_a.tolist(), s_n.tolist()):
+            for i, image, sa, sn, f in zip(mine, images, s_a.tolist(), s_n.tolist(), features):
                 a, j = todo[i]
                 path = f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png"
                 write_png(ledger.run_dir / path, image)
-                rows.append(Sample(r, a.idx, j, seeds[i], path, sa, sn, int(strategy.overfit(sa, sn))))
+                rows.append(Sample(r, a.idx, j, seeds[i], path, sa, sn, int(strategy.overfit(sa, sn)), _blob(f)))
         rows = gather_object(rows)
         if parts.accelerator.is_main_process:
             ledger.add_samples(rows)
@@ -195,6 +211,10 @@ def _generate_shared(parts: Components, cfg: Config, prompts: Sequence[str], see
         yield mine, images
         bar.update(min(size * acc.num_processes, len(prompts) - start))
     bar.close()
+
+
+def _blob(feature) -> bytes:
+    return feature.numpy().astype(np.float16).tobytes()
 
 
 def _close_round(acc, ledger: Ledger, r: int, **outcome) -> None:

@@ -46,7 +46,8 @@ def cases(tiny, tmp):
         "m below 2": (replace(base, "--m", "1"), "entropy"),
         "negative lambda": (base + ["--lambda", "-0.1"], "--lambda"),
         "unknown strategy": (base + ["--strategy", "greedy"], "unknown strategy 'greedy'"),
-        "human not yet": (base + ["--strategy", "human"], "--strategy human"),
+        "resolution not a multiple of 8": (base + ["--resolution", "30"], "--resolution 30"),
+        "out is a file": (replace(base, "--out", str(no_brace)), "is a file"),
         "unknown method": (base + ["--method", "dora"], "--method"),
         "base missing": (replace(base, "--base", str(tmp / "no-model")), "--base"),
         "scorer missing": (replace(base, "--scorer", str(tmp / "no-clip")), "--scorer"),
@@ -63,7 +64,7 @@ def cases(tiny, tmp):
 
 CASES = ["references missing", "references empty", "corrupt image", "anchor without {}", "duplicate anchor",
          "empty anchors", "anchors missing", "k larger than pool", "m below 2", "negative lambda", "unknown strategy",
-         "human not yet", "unknown method", "base missing", "scorer missing", "scorer not CLIP",
+         "resolution not a multiple of 8", "out is a file", "unknown method", "base missing", "scorer missing", "scorer not CLIP",
          "base not a pipeline", "invalid YAML", "unknown config key", "wrong value type", "no non-SoI text",
          "no subject", "out is another folder"]
 

@@ -1,0 +1,131 @@
+"""`gal review RUN`: a local page to pick new references for a round by hand (strategy human).
+
+Starlette app served by uvicorn. It binds 127.0.0.1 unless told otherwise, every request must carry the
+random token of the URL it prints, it serves only files inside the run folder, and a submission is checked
+against the pending round before it goes into the ledger (in one transaction).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from gal.ledger import Ledger
+
+TEMPLATES = Environment(loader=PackageLoader("gal", "templates"), autoescape=select_autoescape())
+
+
+def pending_round(ledger: Ledger) -> int | None:
+    """The round waiting for a person: scored samples, not closed, nothing submitted yet."""
+    config = ledger.get("config") or {}
+    if config.get("strategy") != "human":
+        return None
+    for r in reversed(ledger.rounds()):
+        if not r["closed"] and ledger.samples(r["round"]) and ledger.review(r["round"]) is None:
+            return r["round"]
+    return None
+
+
+def sample_id(anchor_idx: int, j: int) -> str:
+    return f"a{anchor_idx}-j{j}"
+
+
+def create_app(run_dir: Path, token: str) -> Starlette:
+    run_dir = Path(run_dir).resolve()
+
+    def authorized(request: Request) -> bool:
+        given = request.query_params.get("token") or request.headers.get("x-gal-token") or ""
+        return secrets.compare_digest(given.encode(), token.encode())
+
+    def page(request: Request) -> Response:
+        ledger = Ledger(run_dir)
+        try:
+            r = pending_round(ledger)
+            anchors = {a.idx: a for a in ledger.anchors()}
+            groups = []
+            if r is not None:
+                by_anchor: dict[int, list] = {}
+                for s in ledger.samples(r):
+                    by_anchor.setdefault(s.anchor_idx, []).append(s)
+                groups = [{"anchor": anchors[a], "samples": [{"id": sample_id(s.anchor_idx, s.j), "path": s.path,
+                                                               "sim_anchor": s.sim_anchor, "overfit": s.overfit}
+                                                              for s in ss]} for a, ss in sorted(by_anchor.items())]
+            html = TEMPLATES.get_template("review.html").render(
+                round=r, groups=groups, token=token, config=ledger.get("config"), run=run_dir.name)
+        finally:
+            ledger.close()
+        return HTMLResponse(html)
+
+    def file(request: Request) -> Response:
+        relative = request.path_params["path"]
+        target = (run_dir / relative).resolve()  # follows symlinks: a link out of the run is refused below
+        if Path(relative).is_absolute() or not target.is_relative_to(run_dir) or not target.is_file():
+            return Response("not found", status_code=404)
+        if target.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp"}:
+            return Response("not found", status_code=404)
+        return FileResponse(target)
+
+    async def submit(request: Request) -> Response:
+        try:
+            body = await request.json()
+            accepted, overfit = list(body.get("accepted", [])), list(body.get("overfit", []))
+            round_ = int(body["round"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return JSONResponse({"error": "expected JSON {round, accepted: [ids], overfit: [ids]}"}, status_code=400)
+        ledger = Ledger(run_dir)
+        try:
+            pending = pending_round(ledger)
+            if pending is None or round_ != pending:
+                return JSONResponse({"error": f"round {round_} is not waiting for review"}, status_code=409)
+            known = {sample_id(s.anchor_idx, s.j): (s.anchor_idx, s.j) for s in ledger.samples(round_)}
+            unknown = [i for i in accepted + overfit if not isinstance(i, str) or i not in known]
+            if unknown:
+                return JSONResponse({"error": f"unknown sample id(s) for round {round_}: {unknown[:3]}"}, status_code=400)
+            try:
+                ledger.submit_review(round_, [known[i] for i in accepted], [known[i] for i in overfit])
+            except ValueError as e:
+                return JSONResponse({"error": str(e)}, status_code=409)
+        finally:
+            ledger.close()
+        return JSONResponse({"ok": True, "round": round_, "accepted": len(accepted),
+                             "next": "run the same `gal run` command again to continue"})
+
+    async def guard(scope, receive, send):
+        request = Request(scope)
+        if scope["type"] == "http" and not authorized(request):
+            await Response("forbidden: this page needs the token of the URL `gal review` printed",
+                           status_code=403)(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    app = Starlette(routes=[Route("/", page), Route("/file/{path:path}", file), Route("/submit", submit, methods=["POST"])])
+    return guard
+
+
+def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, log=print) -> None:
+    import uvicorn
+
+    token = token or secrets.token_urlsafe(18)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log(f"gal: warning: --host {host}: the review page is reachable from other machines; anyone with the URL can submit")
+    app = create_app(run_dir, token)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+
+    import threading
+
+    def announce():  # print the URL once the socket listens (port 0: the one the OS chose)
+        while not server.started:
+            threading.Event().wait(0.05)
+        bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+        log(f"review page: http://{host}:{bound}/?token={token}", flush=True)
+        log("submit the page, then run the same `gal run` command to continue; Ctrl-C stops the server", flush=True)
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run()
