@@ -58,6 +58,7 @@ def _run_parser(sub) -> None:
     g.add_argument("--device", default=S, help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--mixed-precision", default=S, choices=["auto", "no", "fp16", "bf16"], help="(default: auto: bf16 on GPUs)")
     g.add_argument("--allow-pickle", default=S, action=argparse.BooleanOptionalAction, help="load .bin/.ckpt weights when a model has no safetensors (they can run code; default: refuse)")
+    g.add_argument("--compile", default=S, action=argparse.BooleanOptionalAction, help="torch.compile the UNet (default: off)")
     g.add_argument("--force", action="store_true", help="resume a run even though its config changed")
 
 
@@ -99,6 +100,13 @@ def _review_parser(sub) -> None:
     p.add_argument("--port", type=int, default=8765, help="(default: 8765; 0: any free port)")
 
 
+def _miniature_parser(sub) -> None:
+    p = sub.add_parser("miniature", help="the miniature world: `train OUT` rebuilds its model and scorer, "
+                                         "`check MODEL SCORER` measures them", add_help=False)
+    p.add_argument("action", choices=["train", "check"])
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+
 def _report_parser(sub) -> None:
     p = sub.add_parser("report", help="write RUN/report.html: what each round generated, chose and weighed")
     p.add_argument("run", metavar="RUN", help="run folder")
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     _eval_parser(sub)
     _review_parser(sub)
     _report_parser(sub)
+    _miniature_parser(sub)
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     try:
@@ -119,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if command == "eval":
             return _eval(args)
+        if command == "miniature":
+            return _miniature(args["action"], args["rest"])
         if command == "review":
             return _review(Path(args["run"]), args["host"], args["port"])
         if command == "report":
@@ -144,6 +155,23 @@ def _run(args: dict) -> int:
     values.update(args)
     summary = run(make_config(values, source=f"--config {config_file}" if config_file else "flags"), force=force)
     print(f"status: {summary['status']}; result: {summary['result']}")
+    return 0
+
+
+def _miniature(action: str, argv: list[str]) -> int:
+    if action == "check":
+        from gal.miniature.check import main as check
+
+        check(argv)
+        return 0
+    from gal.miniature.train import main as train
+
+    try:
+        train(argv)
+    except SystemExit as e:  # 3: interrupted, resumable
+        return int(e.code or 0)
+    except FileExistsError as e:
+        raise GalError(f"gal miniature train: {e}") from None
     return 0
 
 

@@ -32,6 +32,8 @@ class Components:
         self.pipe.to(self.accelerator.device)
         self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
                                          resolution=self.resolution, prior_loss_weight=cfg.prior_loss_weight)
+        if cfg.compile:
+            self.pipe.unet.compile()  # in place: the pipeline, trainer and LoRA keep the same module
         # Query sampler: DPM-Solver multistep, as the authors' code (training keeps the DDPM schedule).
         self.pipe.scheduler = DPMSolverMultistepScheduler.from_config(self.pipe.scheduler.config)
         self.gen_batch_size = (auto_batch_size(self.accelerator.device, self.resolution)

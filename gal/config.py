@@ -64,10 +64,11 @@ class Config:
     device: str = "auto"
     mixed_precision: str = "auto"
     allow_pickle: bool = False  # pickle weights (.bin/.ckpt) can run code when loaded: refused unless asked
+    compile: bool = False  # torch.compile the UNet (worth it on GPUs for long runs)
 
 
 # Keys that do not change what a run computes: they may differ when a run is resumed.
-NOT_RESULT_KEYS = {"out", "gen_batch_size", "device", "allow_pickle"}
+NOT_RESULT_KEYS = {"out", "gen_batch_size", "device", "allow_pickle", "compile"}
 
 
 def key_of(name: str) -> str:

@@ -73,7 +73,7 @@ class RunLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise GalError(f"{self.path.parent}: another gal run (pid {holder}) is working in this folder; "
+            raise GalError(f"{self.path.parent}: another gal process (pid {holder}) is working in this folder; "
                            "wait for it or stop it") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())

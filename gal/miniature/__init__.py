@@ -1,0 +1,11 @@
+"""The miniature world: a procedural 32x32 image world, with a text-to-image model and a CLIP
+scorer pretrained on it, so that GAL can be demonstrated on a CPU.
+
+- `world`     scenes, renderer, caption grammar, held-out subjects, anchors and test prompts
+- `tokenizer` a CLIP BPE tokenizer with the world's words as whole tokens (any text still tokenizes)
+- `train`     resumable, seeded pretraining: AutoencoderKL -> CLIPModel scorer -> UNet + text encoder
+- `check`     quality measurements of a trained pair (scorer and generator near-miss accuracy)
+
+The anchors, test prompts and reference set-up follow the GAL paper's (Zhang et al.; anchor lists
+of the authors' public code), translated into this world's vocabulary.
+"""

@@ -1,0 +1,750 @@
+"""Reproducible, resumable pretraining of the miniature world's text-to-image model and scorer.
+
+Phases, in order; each saves a checkpoint every few minutes and resumes from it:
+  data    render the training set once (cached as .npy in the checkpoint folder)
+  vae     diffusers AutoencoderKL, 32x32x3 -> 8x8x4: L1 + L2 reconstruction, tiny KL
+  scorer  transformers CLIPModel, contrastive, with one-attribute-off captions as hard negatives
+          and noise/blur/VAE-roundtrip augmentation (so it judges imperfect samples fairly)
+  unet    UNet2DConditionModel + CLIPTextModel trained jointly on VAE latents: v-prediction,
+          min-SNR weighting, caption dropout (for classifier-free guidance), EMA, cosine LR
+  final   OUT/model: StableDiffusionPipeline (EMA weights); OUT/scorer: CLIPModel + CLIPProcessor
+
+The step count of each phase is fixed either by the config (exact reproduction) or, by default,
+from the time budget: each phase times its first steps and sets its total to fill its share of
+the budget. The totals are recorded in the checkpoint, so a resumed run keeps them.
+Randomness is drawn per step from (seed, phase, step), so a checkpoint needs no RNG state.
+
+    python -m gal.miniature.train OUT --minutes 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from gal.storage import RunLock
+from gal.miniature import check as quality
+from gal.miniature.tokenizer import MAX_LENGTH, write_tokenizer
+from gal.miniature.world import SIZE, Scene, caption, is_held_out, one_off_captions, render, sample_scenes
+
+PHASES = ("vae", "scorer", "unet")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor defaults, used at training time too
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    n_images: int = 48_000  # rendered once; ~a quarter show held-out subjects (VAE and scorer only)
+    # sizes (<= 40 MB of fp32 safetensors in all)
+    vae_channels: tuple = (32, 64, 64)
+    vae_groups: int = 16
+    unet_channels: tuple = (64, 96, 128)
+    unet_head_dim: int = 32
+    unet_groups: int = 32
+    text_width: int = 128
+    text_layers: int = 2
+    scorer_patch: int = 8  # 4x4 patches of 8x8 px: 3x faster than 4-px patches on CPU
+    scorer_width: int = 128
+    scorer_layers: int = 4
+    # time split of the budget; the rest (~8%) goes to rendering, measuring and saving.
+    # The VAE gets a fifth: in smoke runs its blur, not the UNet, limited the samples.
+    vae_share: float = 0.2
+    scorer_share: float = 0.15
+    unet_share: float = 0.57
+    # explicit step counts override the budget (for exact reproduction on another machine)
+    vae_steps: int | None = None
+    scorer_steps: int | None = None
+    unet_steps: int | None = None
+    # optimisation
+    batch_size: int = 64  # UNet
+    vae_batch_size: int = 32  # the VAE learns per step more than per sample, and its steps are the dearest
+    scorer_batch_size: int = 128
+    hard_negatives: int = 4  # near-miss captions per image in each scorer step
+    vae_lr: float = 1e-3
+    scorer_lr: float = 5e-4
+    unet_lr: float = 5e-4
+    warmup: int = 100
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1  # empty caption, so classifier-free guidance has an unconditional model
+    min_snr_gamma: float = 5.0
+    # bookkeeping
+    checkpoint_minutes: float = 5.0
+    measure_minutes: float = 15.0  # measured in each phase's own training time
+    log_seconds: float = 30.0
+    measure_n: int = 64
+
+
+class Interrupted(Exception):
+    """Raised inside a phase when this call's step allowance is used up (after a checkpoint)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def build_vae(cfg: TrainConfig):
+    from diffusers import AutoencoderKL
+
+    n = len(cfg.vae_channels)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=cfg.vae_channels,
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        layers_per_block=1, norm_num_groups=cfg.vae_groups, sample_size=SIZE,
+    )
+
+
+def _text_config(cfg: TrainConfig, tokenizer, width: int) -> dict:
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    return dict(
+        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=4 * width, num_hidden_layers=cfg.text_layers,
+        num_attention_heads=4, max_position_embeddings=MAX_LENGTH,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|startoftext|>"), eos_token_id=eos, pad_token_id=eos,
+    )
+
+
+def build_text_encoder(cfg: TrainConfig, tokenizer):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(CLIPTextConfig(**_text_config(cfg, tokenizer, cfg.text_width)))
+
+
+def build_unet(cfg: TrainConfig, vae_factor: int):
+    from diffusers import UNet2DConditionModel
+
+    n = len(cfg.unet_channels)
+    return UNet2DConditionModel(
+        sample_size=SIZE // vae_factor, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=cfg.unet_channels, norm_num_groups=cfg.unet_groups,
+        cross_attention_dim=cfg.text_width,
+        attention_head_dim=tuple(max(1, c // cfg.unet_head_dim) for c in cfg.unet_channels),  # = number of heads
+        down_block_types=("CrossAttnDownBlock2D",) * n, up_block_types=("CrossAttnUpBlock2D",) * n,
+    )
+
+
+def build_scorer(cfg: TrainConfig, tokenizer):
+    from transformers import CLIPConfig, CLIPModel
+
+    w = cfg.scorer_width
+    return CLIPModel(CLIPConfig(
+        text_config=_text_config(cfg, tokenizer, cfg.text_width),
+        vision_config=dict(image_size=SIZE, patch_size=cfg.scorer_patch, hidden_size=w, intermediate_size=4 * w,
+                           num_hidden_layers=cfg.scorer_layers, num_attention_heads=4),
+        projection_dim=cfg.text_width,
+    ))
+
+
+def scorer_processor(tokenizer):
+    from transformers import CLIPImageProcessor, CLIPProcessor
+
+    size = {"height": SIZE, "width": SIZE}
+    images = CLIPImageProcessor(size={"shortest_edge": SIZE}, crop_size=size, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    return CLIPProcessor(image_processor=images, tokenizer=tokenizer)
+
+
+def noise_schedulers():
+    """(training scheduler, sampling scheduler): SD's beta schedule, v-prediction."""
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
+
+    betas = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                 prediction_type="v_prediction")
+    return DDPMScheduler(**betas, clip_sample=False), DPMSolverMultistepScheduler(**betas)
+
+
+def build_pipeline(vae, text_encoder, tokenizer, unet):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=noise_schedulers()[1],
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: safetensors for tensors, JSON for everything else (no pickle anywhere)
+
+
+def _optimizer_tensors(opt) -> dict[str, torch.Tensor]:
+    params = [p for group in opt.param_groups for p in group["params"]]
+    return {f"{i}.{k}": v.contiguous() for i, p in enumerate(params) for k, v in opt.state.get(p, {}).items()}
+
+
+def _load_optimizer(opt, tensors: dict[str, torch.Tensor]) -> None:
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for key, value in tensors.items():
+        i, name = key.split(".", 1)
+        opt.state[params[int(i)]][name] = value
+
+
+def _module_tensors(modules: dict) -> dict[str, torch.Tensor]:
+    return {f"{name}.{k}": v.detach().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()}
+
+
+def _load_modules(modules: dict, tensors: dict[str, torch.Tensor]) -> None:
+    for name, m in modules.items():
+        prefix = name + "."
+        m.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+
+
+class EMA:
+    """Exponential moving average of parameters, with the usual warm-up of the decay."""
+
+    def __init__(self, modules: dict, decay: float):
+        self.decay = decay
+        self.shadow = {f"{n}.{k}": p.detach().clone() for n, m in modules.items() for k, p in m.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, modules: dict, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for n, m in modules.items():
+            for k, p in m.named_parameters():
+                self.shadow[f"{n}.{k}"].lerp_(p.detach(), 1 - decay)
+
+    def averaged(self, modules: dict) -> dict:
+        """Copies of the modules holding the averaged weights."""
+        out = {}
+        for n, m in modules.items():
+            out[n] = copy.deepcopy(m).eval()
+            for k, p in out[n].named_parameters():
+                p.data.copy_(self.shadow[f"{n}.{k}"])
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# A run: its folder, state, log and step allowance
+
+
+class Run:
+    def __init__(self, out_dir: Path, seed: int, cfg: TrainConfig, minutes_budget: float, max_steps: int | None):
+        self.out, self.seed, self.cfg = out_dir, seed, cfg
+        self.ckpt = out_dir / "checkpoint"
+        self.steps_left = max_steps
+        self.stop_signal: str | None = None  # set by SIGINT/SIGTERM; the step loop then checkpoints and stops
+        state_file = self.ckpt / "state.json"
+        if state_file.exists():
+            self.state = json.loads(state_file.read_text())
+            self._check_same_run(minutes_budget)
+            self.log(f"resuming from {state_file}: " + ", ".join(
+                f"{p} step {s['step']}/{s['total']}" for p, s in self.state["phases"].items()))
+        else:
+            self.ckpt.mkdir(parents=True, exist_ok=True)
+            self.state = {"seed": seed, "config": _jsonable(cfg), "minutes_budget": minutes_budget, "phases": {},
+                          "history": [], "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            self.log(f"new run: seed {seed}, budget {minutes_budget} min, config {_jsonable(cfg)}")
+
+    def _check_same_run(self, minutes_budget: float) -> None:
+        stored = (self.state["seed"], self.state["config"])
+        if stored != (self.seed, _jsonable(self.cfg)):
+            raise ValueError(f"{self.ckpt / 'state.json'} holds a run with another seed or config "
+                             f"(seed {stored[0]}); pass force=True to start over")
+        if minutes_budget != self.state["minutes_budget"]:
+            self.log(f"note: keeping the stored budget of {self.state['minutes_budget']} min, not {minutes_budget}")
+
+    def done(self, phase: str) -> bool:
+        return bool(self.state["phases"].get(phase, {}).get("done"))
+
+    @property
+    def budget_seconds(self) -> float:
+        return 60.0 * self.state["minutes_budget"]
+
+    def log(self, message: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {message}"
+        print(line, flush=True)
+        with open(self.out / "train.log", "a") as f:
+            f.write(line + "\n")
+
+    def record(self, entry: dict) -> None:
+        self.state["history"].append(entry)
+        self.log(json.dumps(entry))
+
+    def save_state(self) -> None:
+        tmp = self.ckpt / "state.json.tmp"
+        tmp.write_text(json.dumps(self.state, indent=1))
+        os.replace(tmp, self.ckpt / "state.json")  # atomic: a crash leaves the old or the new state
+
+    def save_phase(self, name: str, tensors: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Write the phase's tensors to a fresh folder, then point the state at it, then drop the old one."""
+        phase = self.state["phases"][name]
+        folder = self.ckpt / f"{name}-{phase['step']:07d}"
+        folder.mkdir(exist_ok=True)
+        for file, t in tensors.items():
+            save_file(t, folder / f"{file}.safetensors")
+        old, phase["folder"] = phase.get("folder"), folder.name
+        self.save_state()
+        if old and old != folder.name:
+            shutil.rmtree(self.ckpt / old, ignore_errors=True)
+
+    def load_phase(self, name: str) -> dict[str, dict[str, torch.Tensor]] | None:
+        folder = self.state["phases"].get(name, {}).get("folder")
+        if not folder:
+            return None
+        return {p.stem: load_file(p) for p in (self.ckpt / folder).glob("*.safetensors")}
+
+
+def _jsonable(cfg: TrainConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _step_generator(seed: int, phase: str, step: int) -> torch.Generator:
+    entropy = np.random.SeedSequence([seed, PHASES.index(phase), step]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(entropy))
+
+
+def _lr_at(step: int, total: int | None, peak: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    if total is not None:
+        warmup = min(warmup, max(1, total // 10))
+    lr = peak * min(1.0, (step + 1) / warmup)
+    if total is not None:
+        lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
+    return lr
+
+
+# ---------------------------------------------------------------------------------------------
+# The generic phase loop: step, time, calibrate, log, checkpoint, measure
+
+
+def run_phase(run: Run, name: str, modules: dict, loss_fn, peak_lr: float, measure, explicit_steps: int | None,
+              share: float, ema: EMA | None = None) -> None:
+    cfg = run.cfg
+    phase = run.state["phases"].setdefault(name, {"step": 0, "total": explicit_steps, "seconds": 0.0, "measured_at": 0.0})
+    params = [p for m in modules.values() for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=peak_lr, weight_decay=0.01)
+    saved = run.load_phase(name)
+    if saved:
+        _load_modules(modules, saved["model"])
+        _load_optimizer(opt, saved.get("optimizer", {}))
+        if ema is not None:
+            ema.shadow = saved["ema"]
+    if phase.get("done"):
+        return
+    for m in modules.values():
+        m.train()
+
+    def save(final: bool = False):
+        tensors = {"model": _module_tensors(modules)}
+        if not final:  # a finished phase needs no optimizer state
+            tensors["optimizer"] = _optimizer_tensors(opt)
+        if ema is not None:
+            tensors["ema"] = ema.shadow
+        run.save_phase(name, tensors)
+
+    calibration = []  # seconds of steps 5..24 of this call, to size the phase from the budget
+    last_save = last_log = time.time()
+    smoothed = None
+    while phase["total"] is None or phase["step"] < phase["total"]:
+        if run.stop_signal or (run.steps_left is not None and run.steps_left <= 0):
+            save()
+            raise Interrupted(f"stopped in phase {name} at step {phase['step']}" +
+                              (f" on {run.stop_signal}" if run.stop_signal else ""))
+        step = phase["step"]
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, phase["total"], peak_lr, cfg.warmup)
+        start = time.perf_counter()
+        loss = loss_fn(_step_generator(run.seed, name, step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if ema is not None:
+            ema.update(modules, step)
+        took = time.perf_counter() - start
+        phase["step"] += 1
+        phase["seconds"] += took
+        if run.steps_left is not None:
+            run.steps_left -= 1
+        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+
+        if phase["total"] is None:
+            calibration.append(took)
+            if len(calibration) == 25:
+                per_step = float(np.mean(calibration[5:]))
+                remaining = share * run.budget_seconds - phase["seconds"]
+                phase["total"] = phase["step"] + max(1, int(remaining / per_step))
+                run.log(f"{name}: {per_step:.3f} s/step -> {phase['total']} steps in its share of the budget")
+        if time.time() - last_log >= cfg.log_seconds or phase["step"] == phase["total"]:
+            run.log(f"{name} step {phase['step']}/{phase['total']} loss {smoothed:.4f} "
+                    f"lr {opt.param_groups[0]['lr']:.2e} {phase['step'] / max(phase['seconds'], 1e-9):.2f} steps/s "
+                    f"(phase {phase['seconds'] / 60:.1f} min)")
+            last_log = time.time()
+        if phase["seconds"] - phase["measured_at"] >= 60 * cfg.measure_minutes:
+            phase["measured_at"] = phase["seconds"]
+            run.record({"phase": name, "step": phase["step"], "loss": smoothed, **_timed(measure)})
+        if time.time() - last_save >= 60 * cfg.checkpoint_minutes:
+            save()
+            last_save = time.time()
+    phase["done"] = True
+    save(final=True)  # before measuring, so an interruption there loses nothing
+    run.record({"phase": name, "step": phase["step"], "loss": smoothed, "final": True, **_timed(measure)})
+    run.save_state()
+
+
+def _timed(measure) -> dict:
+    start = time.time()
+    out = measure()
+    return {**out, "measure_seconds": round(time.time() - start, 1)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+class Data:
+    """The pre-rendered set in memory, with per-caption token ids cached."""
+
+    def __init__(self, images: np.ndarray, scenes: list[Scene], tokenizer):
+        self.images = torch.from_numpy(images)  # uint8 (n, 32, 32, 3)
+        self.scenes = scenes
+        self.held_in = torch.tensor([i for i, s in enumerate(scenes) if not is_held_out(s)])
+        self.tokenizer = tokenizer
+        self._ids: dict[str, list[int]] = {}
+
+    def token_ids(self, texts: list[str], pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, attention mask), padded with the end token to pad_to or to the longest text."""
+        for t in texts:
+            if t not in self._ids:
+                self._ids[t] = self.tokenizer(t, truncation=True).input_ids
+        rows = [self._ids[t] for t in texts]
+        length = pad_to or max(map(len, rows))
+        ids = torch.full((len(rows), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        return ids, mask
+
+
+def load_data(run: Run, tokenizer) -> Data:
+    pairs = sample_scenes(run.cfg.n_images, run.seed, include_held_out=True)
+    cache = run.ckpt / f"images-{run.cfg.n_images}-{run.seed}.npy"
+    if cache.exists():
+        images = np.load(cache, allow_pickle=False)
+    else:
+        start = time.time()
+        images = np.stack([render(scene, s) for scene, s in pairs])
+        np.save(cache, images, allow_pickle=False)
+        run.log(f"rendered {len(images)} images in {time.time() - start:.0f} s")
+    return Data(images, [scene for scene, _ in pairs], tokenizer)
+
+
+def _to_unit(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (b, H, W, 3) -> float (b, 3, H, W) in [0, 1]."""
+    return images_uint8.permute(0, 3, 1, 2).float() / 255.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: the autoencoder
+
+
+def train_vae(run: Run, data: Data):
+    cfg = run.cfg
+    torch.manual_seed(run.seed)
+    vae = build_vae(cfg)
+    fresh = torch.from_numpy(np.stack([render(s, seed) for s, seed in sample_scenes(256, run.seed + 7, include_held_out=True)]))
+
+    def loss_fn(g):
+        idx = torch.randint(len(data.images), (cfg.vae_batch_size,), generator=g)
+        x = _to_unit(data.images[idx]) * 2 - 1
+        x = torch.where(torch.rand(len(x), 1, 1, 1, generator=g) < 0.5, x.flip(-1), x)
+        posterior = vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g)
+        # Noisy latents teach the decoder to clean up the UNet's imperfect latents.
+        noisy = torch.rand(len(z), 1, 1, 1, generator=g) < 0.5
+        z = z + noisy * 0.1 * z.detach().std() * torch.randn(z.shape, generator=g)
+        recon = vae.decode(z).sample
+        return F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-6 * posterior.kl().mean()
+
+    @torch.no_grad()
+    def measure():
+        vae.eval()
+        x = _to_unit(fresh) * 2 - 1
+        mse = F.mse_loss(vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1), x).item()
+        vae.train()
+        return {"vae_psnr": round(10 * math.log10(4 / mse), 2)}
+
+    run_phase(run, "vae", {"vae": vae}, loss_fn, cfg.vae_lr, measure, cfg.vae_steps, cfg.vae_share)
+    return vae.eval()
+
+
+@torch.no_grad()
+def encode_latents(vae, images: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of each image (sampled afresh at every UNet step)."""
+    means, stds = [], []
+    for i in range(0, len(images), batch):
+        posterior = vae.encode(_to_unit(images[i : i + batch]) * 2 - 1).latent_dist
+        means.append(posterior.mean)
+        stds.append(posterior.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+@torch.no_grad()
+def vae_roundtrips(vae, images: torch.Tensor, seed: int, batch: int = 256) -> torch.Tensor:
+    """Images passed through the autoencoder with latent noise: the look of generated samples."""
+    out = []
+    g = torch.Generator().manual_seed(seed)
+    for i in range(0, len(images), batch):
+        posterior = vae.encode(_to_unit(images[i : i + batch]) * 2 - 1).latent_dist
+        z = posterior.mean + 0.1 * posterior.mean.std() * torch.randn(posterior.mean.shape, generator=g)
+        x = (vae.decode(z).sample.clamp(-1, 1) + 1) * 127.5
+        out.append(x.round().to(torch.uint8).permute(0, 2, 3, 1))
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: the scorer
+
+
+def _said(scene: Scene, g: torch.Generator) -> Scene:
+    """What a caption states of the scene: mostly everything; sometimes no background or no colour,
+    so that prompts such as anchors ('a blue square in <mosaic> style') are in distribution."""
+    r = torch.rand((), generator=g).item()
+    if r < 0.15:
+        return replace(scene, background=None)
+    if r < 0.2 and scene.color is not None:
+        return replace(scene, color=None)
+    return scene
+
+
+@lru_cache(maxsize=None)
+def _near_misses(scene: Scene) -> tuple[str, ...]:
+    return tuple(text for _, text in one_off_captions(scene))
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Blur half of the batch, add pixel noise of random strength, flip at random; x in [0, 1]."""
+    b = len(x)
+    sigma = 0.3 + 0.9 * torch.rand((), generator=g).item()
+    k = torch.exp(-0.5 * (torch.arange(-2, 3, dtype=torch.float32) / sigma) ** 2)
+    k = (k[:, None] * k[None, :] / k.sum() ** 2).expand(3, 1, 5, 5)
+    blurred = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), k, groups=3)
+    x = torch.where(torch.rand(b, 1, 1, 1, generator=g) < 0.5, blurred, x)
+    x = x + 0.12 * torch.rand(b, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
+    x = torch.where(torch.rand(b, 1, 1, 1, generator=g) < 0.5, x.flip(-1), x)
+    return x.clamp(0, 1)
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    """What the saved CLIPImageProcessor does to a 32x32 image, on a [0, 1] batch."""
+    return (x - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
+
+
+def train_scorer(run: Run, data: Data, vae, tokenizer):
+    cfg = run.cfg
+    pool, pool_scene = data.images, torch.arange(len(data.images))
+    if not run.done("scorer"):  # a quarter of the images also as VAE round trips
+        subset = torch.randperm(len(data.images), generator=torch.Generator().manual_seed(run.seed))
+        subset = subset[: len(data.images) // 4]
+        pool = torch.cat([pool, vae_roundtrips(vae, data.images[subset], run.seed)])
+        pool_scene = torch.cat([pool_scene, subset])
+    torch.manual_seed(run.seed + 1)
+    model = build_scorer(cfg, tokenizer)
+    processor = scorer_processor(tokenizer)
+
+    def loss_fn(g):
+        idx = torch.randint(len(pool), (cfg.scorer_batch_size,), generator=g)
+        scenes = [_said(data.scenes[i], g) for i in pool_scene[idx].tolist()]
+        truths = [caption(s) for s in scenes]
+        negatives = []
+        for s in scenes:  # a few near misses per image: the distinctions the checks ask about
+            misses = _near_misses(s)
+            pick = torch.randint(len(misses), (cfg.hard_negatives,), generator=g).tolist()
+            negatives += [misses[j] for j in pick]
+        texts = sorted(set(truths) | set(negatives))
+        position = {t: i for i, t in enumerate(texts)}
+        target = torch.tensor([position[t] for t in truths])
+        ids, mask = data.token_ids(texts)
+        image_f = quality._pooled(model.get_image_features(pixel_values=_normalize(_augment(_to_unit(pool[idx]), g))))
+        text_f = quality._pooled(model.get_text_features(input_ids=ids, attention_mask=mask))
+        image_f = image_f / image_f.norm(dim=-1, keepdim=True)
+        text_f = text_f / text_f.norm(dim=-1, keepdim=True)
+        logits = model.logit_scale.clamp(max=math.log(100)).exp() * image_f @ text_f.T
+        return F.cross_entropy(logits, target)
+
+    def measure():
+        model.eval()
+        out = quality.scorer_accuracy(model, processor, n=2 * cfg.measure_n)
+        model.train()
+        return {"scorer": out}
+
+    run_phase(run, "scorer", {"scorer": model}, loss_fn, cfg.scorer_lr, measure, cfg.scorer_steps, cfg.scorer_share)
+    return model.eval(), processor
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 3: the denoiser and its text encoder
+
+
+def _training_caption(scene: Scene, g: torch.Generator, dropout: float) -> str:
+    """A caption variant (see `_said`), or with probability `dropout` the empty caption (for guidance)."""
+    if torch.rand((), generator=g).item() < dropout:
+        return ""
+    return caption(_said(scene, g))
+
+
+def train_unet(run: Run, data: Data, vae, tokenizer, scorer, processor):
+    cfg = run.cfg
+    vae_factor = 2 ** (len(cfg.vae_channels) - 1)
+    held_in = data.held_in
+    mean, std = encode_latents(vae, data.images[held_in]) if not run.done("unet") else (None, None)
+    if "scaling_factor" not in run.state:
+        run.state["scaling_factor"] = float(1.0 / mean.std())  # unit-variance latents, as SD's 0.18215 does
+    scaling = run.state["scaling_factor"]
+    vae.register_to_config(scaling_factor=scaling)
+    torch.manual_seed(run.seed + 2)
+    text_encoder = build_text_encoder(cfg, tokenizer)
+    unet = build_unet(cfg, vae_factor)
+    modules = {"unet": unet, "text_encoder": text_encoder}
+    ema = EMA(modules, cfg.ema_decay)
+    noise_scheduler = noise_schedulers()[0]
+    alphas = noise_scheduler.alphas_cumprod
+
+    def loss_fn(g):
+        pick = torch.randint(len(held_in), (cfg.batch_size,), generator=g)
+        z = (mean[pick] + std[pick] * torch.randn(mean[pick].shape, generator=g)) * scaling
+        texts = [_training_caption(data.scenes[i], g, cfg.caption_dropout) for i in held_in[pick].tolist()]
+        ids, _ = data.token_ids(texts, pad_to=MAX_LENGTH)  # padded as the pipeline pads prompts
+        t = torch.randint(0, len(alphas), (len(z),), generator=g)
+        noise = torch.randn(z.shape, generator=g)
+        prediction = unet(noise_scheduler.add_noise(z, noise, t), t, text_encoder(ids)[0]).sample
+        target = noise_scheduler.get_velocity(z, noise, t)
+        snr = alphas[t] / (1 - alphas[t])
+        weight = snr.clamp(max=cfg.min_snr_gamma) / (snr + 1)  # min-SNR weighting for v-prediction
+        return (weight * (prediction - target).pow(2).mean(dim=(1, 2, 3))).mean()
+
+    def measure():
+        averaged = ema.averaged(modules)
+        pipe = build_pipeline(vae, averaged["text_encoder"], tokenizer, averaged["unet"])
+        return {"generator": quality.generator_accuracy(pipe, scorer, processor, n=cfg.measure_n)}
+
+    run_phase(run, "unet", modules, loss_fn, cfg.unet_lr, measure, cfg.unet_steps, cfg.unet_share, ema=ema)
+    return ema.averaged(modules)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def _stop_on_signals(run: Run) -> dict:
+    """Ctrl-C or a TERM (e.g. from `timeout`) stops at the next step boundary with a checkpoint;
+    a second Ctrl-C interrupts at once. Returns the handlers to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum, frame):
+        if run.stop_signal:
+            raise KeyboardInterrupt
+        run.stop_signal = signal.Signals(signum).name
+        run.log(f"{run.stop_signal} received: stopping at the next step with a checkpoint")
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def final_paths(out_dir: str | Path) -> tuple[Path, Path]:
+    return Path(out_dir) / "model", Path(out_dir) / "scorer"
+
+
+def write_final(out_dir: Path, pipe, scorer, processor) -> None:
+    """Save both folders beside their final place, then move them in: no half-written weights."""
+    model_dir, scorer_dir = final_paths(out_dir)
+    tmp_model, tmp_scorer = out_dir / ".model.tmp", out_dir / ".scorer.tmp"
+    for tmp in (tmp_model, tmp_scorer):
+        shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp_model, safe_serialization=True)
+    scorer.save_pretrained(tmp_scorer, safe_serialization=True)
+    processor.save_pretrained(tmp_scorer)
+    os.replace(tmp_model, model_dir)
+    os.replace(tmp_scorer, scorer_dir)
+
+
+def train(out_dir: str | Path, seed: int = 0, minutes_budget: float = 120.0, force: bool = False,
+          config: TrainConfig | None = None, max_steps: int | None = None) -> dict:
+    """Train the miniature world's pipeline and scorer into OUT/model and OUT/scorer.
+
+    Resumes from OUT/checkpoint when one exists. `max_steps` caps the optimizer steps of this call
+    (the run then stops with a checkpoint and returns status "interrupted"). Refuses to overwrite
+    finished weights unless force=True, which starts over."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(out_dir):  # two trainings in one folder would overwrite each other's checkpoints
+        return _train_locked(out_dir, seed, minutes_budget, force, config or TrainConfig(), max_steps)
+
+
+def _train_locked(out_dir: Path, seed: int, minutes_budget: float, force: bool, cfg: TrainConfig,
+                  max_steps: int | None) -> dict:
+    model_dir, scorer_dir = final_paths(out_dir)
+    if (model_dir / "model_index.json").exists() or (scorer_dir / "config.json").exists():
+        if not force:
+            raise FileExistsError(f"{out_dir} already holds trained weights ({model_dir}, {scorer_dir}); "
+                                  "pass force=True (--force) to train again from scratch")
+    if force:
+        for path in (model_dir, scorer_dir, out_dir / "checkpoint"):
+            shutil.rmtree(path, ignore_errors=True)
+        (out_dir / "train.log").unlink(missing_ok=True)
+    torch.set_flush_denormal(True)  # denormal floats made CPU steps several times slower at random
+    run = Run(out_dir, seed, cfg, minutes_budget, max_steps)
+    start = time.time()
+    previous = _stop_on_signals(run)
+    try:
+        tokenizer = write_tokenizer(run.ckpt / "tokenizer")
+        data = load_data(run, tokenizer)
+        vae = train_vae(run, data)
+        scorer, processor = train_scorer(run, data, vae, tokenizer)
+        averaged = train_unet(run, data, vae, tokenizer, scorer, processor)
+    except Interrupted as stop:
+        run.log(f"{stop}; run again to resume")
+        return {"status": "interrupted", "checkpoint": str(run.ckpt)}
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    write_final(out_dir, build_pipeline(vae, averaged["text_encoder"], tokenizer, averaged["unet"]), scorer, processor)
+    final = quality.check(model_dir, scorer_dir, n=cfg.measure_n)
+    run.state["final"] = final
+    run.state["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    run.record({"phase": "final", **final, "minutes_this_call": round((time.time() - start) / 60, 1)})
+    run.save_state()
+    return {"status": "done", "model": str(model_dir), "scorer": str(scorer_dir), **final}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Pretrain the miniature world's model and scorer (resumable).")
+    parser.add_argument("out_dir")
+    parser.add_argument("--minutes", type=float, default=120.0, help="time budget of the whole run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="start over even if OUT holds weights")
+    parser.add_argument("--n-images", type=int, default=TrainConfig.n_images)
+    parser.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads; on a shared machine 1 beats an oversubscribed 2 by far")
+    for phase in PHASES:
+        parser.add_argument(f"--{phase}-steps", type=int, default=None, help=f"fix the {phase} step count")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = replace(TrainConfig(), n_images=args.n_images, vae_steps=args.vae_steps, scorer_steps=args.scorer_steps,
+                  unet_steps=args.unet_steps)
+    result = train(args.out_dir, seed=args.seed, minutes_budget=args.minutes, force=args.force, config=cfg,
+                   max_steps=args.max_steps)
+    print(json.dumps(result, indent=1))
+    if result["status"] != "done":
+        raise SystemExit(3)  # so that scripts can tell an interrupted run from a finished one
+
+
+if __name__ == "__main__":
+    main()
