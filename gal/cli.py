@@ -26,8 +26,8 @@ def _run_parser(sub) -> None:
     g.add_argument("--non-soi", default=S, action="append", help="non-subject content of the references, e.g. 'a cat on the stairs' (repeatable)")
     g.add_argument("--anchors", default=S, metavar="FILE", help="anchor templates, one per line with {} (default: the paper's 18)")
     g = p.add_argument_group("models")
-    g.add_argument("--base", default=S, help="diffusers pipeline folder or hub id (default: CompVis/stable-diffusion-v1-4)")
-    g.add_argument("--scorer", default=S, help="transformers CLIP folder or hub id (default: openai/clip-vit-base-patch32)")
+    g.add_argument("--base", default=S, help="diffusers pipeline folder, hub id or 'miniature' (default: CompVis/stable-diffusion-v1-4 on a GPU, the bundled miniature model without one)")
+    g.add_argument("--scorer", default=S, help="transformers CLIP folder, hub id or 'miniature' (default: openai/clip-vit-base-patch32 on a GPU, miniature without one)")
     g = p.add_argument_group("active learning (defaults: the paper's)")
     g.add_argument("--strategy", default=S, help=f"one of {', '.join(STRATEGIES)} (default: uncertainty)")
     g.add_argument("--balance", default=S, action=argparse.BooleanOptionalAction, help="weight added images by the round's openness (default: on)")
@@ -107,6 +107,12 @@ def _miniature_parser(sub) -> None:
     p.add_argument("rest", nargs=argparse.REMAINDER)
 
 
+def _demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="GAL on the bundled miniature world for a held-out style, evaluated and reported")
+    p.add_argument("--out", default="gal-demo", metavar="DIR", help="run folder (default: gal-demo)")
+    p.add_argument("--subject", default="mosaic", help="held-out subject: mosaic, neon, twotone_star, spotted_ring")
+
+
 def _report_parser(sub) -> None:
     p = sub.add_parser("report", help="write RUN/report.html: what each round generated, chose and weighed")
     p.add_argument("run", metavar="RUN", help="run folder")
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     _review_parser(sub)
     _report_parser(sub)
     _miniature_parser(sub)
+    _demo_parser(sub)
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     try:
@@ -128,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if command == "eval":
             return _eval(args)
+        if command == "demo":
+            from gal.demo import main as demo
+
+            return demo(Path(args["out"]), args["subject"])
         if command == "miniature":
             return _miniature(args["action"], args["rest"])
         if command == "review":

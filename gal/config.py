@@ -31,9 +31,9 @@ class Config:
     subject_plain: str | None = None  # SoI phrase for CLIP; default: subject without <...> tokens
     non_soi: list[str] = field(default_factory=list)  # non-SoI texts of Eq. 8
     anchors: str | None = None  # anchor template file; default: the paper's 18 for the kind
-    # the models
-    base: str = "CompVis/stable-diffusion-v1-4"  # the paper's base model
-    scorer: str = "openai/clip-vit-base-patch32"  # the paper's CLIP ViT-B/32
+    # the models (None: the paper's on a GPU, the bundled miniature world on a CPU-only machine)
+    base: str | None = None
+    scorer: str | None = None
     # the active-learning loop (paper defaults, section 4)
     strategy: str = "uncertainty"
     balance: bool = True
@@ -201,7 +201,27 @@ def resolved(cfg: Config) -> Config:
         c.lr = 5e-6 if c.method == "full" else 1e-4  # full: the authors'; LoRA: diffusers' DreamBooth-LoRA default
     if c.prior is None:
         c.prior = c.kind == "object"
+    if c.base is None or c.scorer is None:
+        miniature = _cpu_only() and _has_miniature()
+        c.base = c.base or ("miniature" if miniature else PAPER_BASE)
+        c.scorer = c.scorer or ("miniature" if miniature else PAPER_SCORER)
     return c
+
+
+PAPER_BASE = "CompVis/stable-diffusion-v1-4"  # the paper's base model
+PAPER_SCORER = "openai/clip-vit-base-patch32"  # the paper's CLIP ViT-B/32
+
+
+def _cpu_only() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def _has_miniature() -> bool:
+    from gal.miniature import bundled
+
+    return bundled() is not None
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:

@@ -14,6 +14,19 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = {".bin", ".ckpt", ".pt", ".pth", ".pkl"}
 
 
+def locate(name_or_path: str, flag: str) -> str:
+    """`miniature` names the bundled miniature world's model (`--base`) or scorer (`--scorer`)."""
+    if name_or_path != "miniature":
+        return name_or_path
+    from gal.miniature import bundled
+
+    found = bundled()
+    if found is None:
+        raise GalError(f"{flag} miniature: the bundled miniature model is not in this installation; train it with "
+                       "`gal miniature train OUT` and pass OUT/model and OUT/scorer")
+    return str(found[0] if flag == "--base" else found[1])
+
+
 def check_model_folder(name_or_path: str, flag: str, allow_pickle: bool = False) -> None:
     """A model is a local folder or a hub id (`owner/name`); anything else is a typo worth a clear line.
     A folder whose weights are only pickles is refused: unpickling can run code."""
@@ -54,6 +67,7 @@ def quiet_transformers():
 def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32, unet_dtype: torch.dtype = torch.float32,
                   allow_pickle: bool = False):
     """The pipeline, with VAE and text encoder in `frozen_dtype` and the UNet in `unet_dtype`."""
+    name_or_path = locate(name_or_path, "--base")
     check_model_folder(name_or_path, "--base", allow_pickle)
     with quiet_transformers():
         from diffusers import StableDiffusionPipeline

@@ -6,12 +6,13 @@ import torch
 from PIL import Image
 
 from gal.errors import GalError
-from gal.models import check_model_folder, quiet_transformers
+from gal.models import check_model_folder, locate, quiet_transformers
 
 
 class ClipScorer:
     def __init__(self, name_or_path: str, device: torch.device | str = "cpu", batch_size: int = 64,
                  allow_pickle: bool = False):
+        name_or_path = locate(name_or_path, "--scorer")
         check_model_folder(name_or_path, "--scorer", allow_pickle)
         with quiet_transformers():
             from transformers import AutoConfig, CLIPModel, CLIPProcessor

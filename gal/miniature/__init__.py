@@ -9,3 +9,15 @@ scorer pretrained on it, so that GAL can be demonstrated on a CPU.
 The anchors, test prompts and reference set-up follow the GAL paper's (Zhang et al.; anchor lists
 of the authors' public code), translated into this world's vocabulary.
 """
+
+from pathlib import Path
+
+WEIGHTS = Path(__file__).parent / "weights"  # where the bundled model and scorer live (safetensors)
+
+
+def bundled() -> tuple[Path, Path] | None:
+    """(model folder, scorer folder) of the bundled miniature world, or None where they are not installed."""
+    model, scorer = WEIGHTS / "model", WEIGHTS / "scorer"
+    if (model / "model_index.json").exists() and (scorer / "config.json").exists():
+        return model, scorer
+    return None

@@ -1,0 +1,27 @@
+"""`gal demo`'s inputs come from the miniature world; `--base miniature` names the bundled model."""
+
+from gal.cli import main
+from gal.demo import prepare
+from gal.miniature import bundled
+
+
+def test_demo_inputs_for_a_held_out_style(tmp_path):
+    flags, prompts = prepare(tmp_path, "mosaic")
+    options = dict(zip(flags[::2], flags[1::2]))
+    assert options["--subject"] == "in <mosaic> style" and options["--kind"] == "style"
+    refs = sorted(p.name for p in (tmp_path / "references").iterdir())
+    assert refs == ["mosaic-0.png", "mosaic-0.txt"]
+    assert (tmp_path / "references" / "mosaic-0.txt").read_text().strip() == "a red circle on grass"
+    assert len((tmp_path / "anchors.txt").read_text().splitlines()) == 18
+    assert len(prompts.read_text().splitlines()) == 20
+
+
+def test_miniature_names_the_bundled_model_or_says_it_is_missing(tiny, tmp_path, capsys):
+    argv = ["run", "--base", "miniature", "--scorer", str(tiny / "clip"), "--references", str(tiny / "references"),
+            "--subject", "a <sks> ball", "--non-soi", "a ball", "--out", str(tmp_path / "run"), "--rounds", "1",
+            "--train-steps", "1", "--m", "2", "--k", "1", "--no-prior", "--steps", "2"]
+    if bundled() is None:
+        assert main(argv) == 2
+        assert "bundled miniature model is not in this installation" in capsys.readouterr().err
+    else:
+        assert main(argv[:4] + ["miniature"] + argv[5:]) == 0
