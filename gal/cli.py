@@ -107,6 +107,14 @@ def _miniature_parser(sub) -> None:
     p.add_argument("rest", nargs=argparse.REMAINDER)
 
 
+def _bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="the paper's experiments: --suite paper-object|paper-style --dry-run prints the plan")
+    p.add_argument("--suite", choices=["paper-object", "paper-style"], required=True)
+    p.add_argument("--dry-run", action="store_true", help="print the plan and check --data; run nothing")
+    p.add_argument("--data", metavar="DIR", help="your copy of the suite's images: DIR/<concept>/")
+    p.add_argument("--out", default="gal-bench", metavar="DIR")
+
+
 def _demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="GAL on the bundled miniature world for a held-out style, evaluated and reported")
     p.add_argument("--out", default="gal-demo", metavar="DIR", help="run folder (default: gal-demo)")
@@ -128,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     _report_parser(sub)
     _miniature_parser(sub)
     _demo_parser(sub)
+    _bench_parser(sub)
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     try:
@@ -135,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if command == "eval":
             return _eval(args)
+        if command == "bench":
+            return _bench(args)
         if command == "demo":
             from gal.demo import main as demo
 
@@ -166,6 +177,27 @@ def _run(args: dict) -> int:
     values.update(args)
     summary = run(make_config(values, source=f"--config {config_file}" if config_file else "flags"), force=force)
     print(f"status: {summary['status']}; result: {summary['result']}")
+    return 0
+
+
+def _bench(a: dict) -> int:
+    from gal import bench
+
+    data = Path(a["data"]) if a["data"] else None
+    if a["dry_run"]:
+        return bench.dry_run(a["suite"], data, Path(a["out"]))
+    if data is None:
+        raise GalError(f"--suite {a['suite']}: expected --data DIR with the suite's images (see --dry-run)")
+    problems = bench.check_data(a["suite"], data)
+    if problems:
+        raise GalError(f"--data {data}: {problems[0]} ({len(problems)} problem(s); --dry-run lists them)")
+    for concept, row, argv in bench.commands(a["suite"], data, Path(a["out"])):
+        print(f"== {concept}: {row}", flush=True)
+        code = main(argv)
+        if code:
+            return code
+        if "human" not in argv:
+            main(["eval", argv[argv.index("--out") + 1]])
     return 0
 
 

@@ -1,0 +1,139 @@
+"""`gal bench --suite paper-object|paper-style`: the paper's protocol (Table 1) for real Stable Diffusion,
+as ready-made `gal run` / `gal eval` commands. `--dry-run` prints the plan (models, fine-tunes, images,
+CLIP forwards) and checks that a data folder holds what the suite needs.
+
+Data layout (the images belong to their datasets; bring your own copy):
+    paper-object: DATA/<concept>/*.jpg   for the 10 Custom Diffusion concepts (cat, dog, table, ...)
+    paper-style:  DATA/<concept>/*.jpg   one StyleDrop reference per style (cat, person, laptop, ...)
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+from gal.errors import GalError
+
+# Table 1's rows: (name, strategy, balance)
+ROWS = [("Baseline (DreamBooth)", "none", False), ("Random", "random", False), ("Human", "human", False),
+        ("Uncertainty", "uncertainty", False), ("Uncertainty + Balance", "uncertainty", True),
+        ("Human + Balance", "human", True)]
+
+
+class Concept(NamedTuple):
+    name: str
+    kind: str
+    subject: str
+    subject_plain: str
+    non_soi: list[str]
+    test_prompts: int
+
+
+def _concepts(suite: str) -> list[Concept]:
+    data = resources.files("gal").joinpath("data")
+    if suite == "paper-object":
+        out = []
+        for c in json.loads(data.joinpath("concepts_object.json").read_text()):
+            word = c["class_prompt"].replace("_", " ")
+            prompts = data.joinpath("test_prompts", f"{c['class_prompt']}.txt").read_text().splitlines()
+            out.append(Concept(c["class_prompt"], "object", f"a {c['placeholder']} {word}", f"a {word}",
+                               c["caption"], len([p for p in prompts if p.strip()])))
+        return out
+    if suite == "paper-style":
+        parti = len(data.joinpath("parti_prompts_basic.csv").read_text().splitlines()) - 1
+        out = []
+        for c in json.loads(data.joinpath("concepts_style.json").read_text()):
+            prompt = c["instance_prompt"]
+            cut = prompt.rfind(" in ")  # "A cat in watercolor painting style": content, then the style phrase
+            style, content = prompt[cut + 1:], prompt[:cut]
+            out.append(Concept(c["class_prompt"], "style", style, style, [content], parti))
+        return out
+    raise GalError(f"--suite {suite}: unknown suite; expected paper-object or paper-style")
+
+
+# The authors' settings (shared/docs/algorithm.md): SD v1.4, full UNet DreamBooth, lr 5e-6.
+SETTINGS = {
+    "paper-object": ["--method", "full", "--lr", "5e-6", "--train-steps", "800", "--batch-size", "1", "--prior"],
+    "paper-style": ["--method", "full", "--lr", "5e-6", "--train-steps", "500", "--batch-size", "2", "--no-prior"],
+}
+BASE, SCORER, ROUNDS, M, K, N_EVAL, ANCHORS, CLASS_IMAGES = (
+    "CompVis/stable-diffusion-v1-4", "openai/clip-vit-base-patch32", 4, 10, 3, 4, 18, 100)
+
+
+def commands(suite: str, data: Path, out: Path) -> list[tuple[str, str, list[str]]]:
+    """(concept, row, argv) of every `gal run` of the suite."""
+    runs = []
+    for c in _concepts(suite):
+        for row, strategy, balance in ROWS:
+            argv = ["run", "--base", BASE, "--scorer", SCORER, "--references", str(data / c.name),
+                    "--kind", c.kind, "--subject", c.subject, "--subject-plain", c.subject_plain,
+                    *[x for t in c.non_soi for x in ("--non-soi", t)], "--strategy", strategy,
+                    "--balance" if balance else "--no-balance", "--rounds", str(1 if strategy == "none" else ROUNDS),
+                    "--m", str(M), "--k", str(K), "--lambda", "0.005", "--seed", "0", *SETTINGS[suite],
+                    "--out", str(out / c.name / row.lower().replace(" + ", "-").replace(" ", "-").replace("(", "").replace(")", ""))]
+            runs.append((c.name, row, argv))
+    return runs
+
+
+def plan(suite: str, data: Path, out: Path) -> dict:
+    """What the suite costs, at most (no run stopped early by Eq. 10)."""
+    concepts = _concepts(suite)
+    finetunes = query = evaluation = class_images = texts = 0
+    for c in concepts:
+        for _, strategy, _ in ROWS:
+            rounds = 1 if strategy == "none" else ROUNDS
+            finetunes += rounds
+            query += sum((ANCHORS - K * r) * M for r in range(rounds - 1))  # no query after the last round
+            evaluation += c.test_prompts * N_EVAL * rounds
+            class_images += CLASS_IMAGES if c.kind == "object" else 0
+        texts += ANCHORS + len(c.non_soi) + c.test_prompts
+    images = query + evaluation + class_images
+    return {"suite": suite, "base": BASE, "scorer": SCORER, "concepts": [c.name for c in concepts],
+            "rows": [r for r, _, _ in ROWS], "runs": len(concepts) * len(ROWS), "fine_tunes": finetunes,
+            "images": {"query": query, "evaluation": evaluation, "class": class_images, "total": images},
+            "clip_forwards": {"images": query + evaluation, "texts": texts},
+            "human_runs": sum(1 for _, s, _ in ROWS if s == "human") * len(concepts),
+            "settings": SETTINGS[suite] + ["--rounds", str(ROUNDS), "--m", str(M), "--k", str(K), "--lambda", "0.005"]}
+
+
+def check_data(suite: str, data: Path) -> list[str]:
+    """What is missing or unreadable in the data folder (empty: ready)."""
+    from gal.references import read_references
+
+    if not data.is_dir():
+        return [f"{data}: not a folder"]
+    problems = []
+    for c in _concepts(suite):
+        try:
+            refs = read_references(data / c.name)
+        except GalError as e:
+            problems.append(str(e).removeprefix("--references "))
+            continue
+        if c.kind == "style" and len(refs) != 1:
+            problems.append(f"{data / c.name}: {len(refs)} images; a StyleDrop style has exactly one reference")
+    return problems
+
+
+def dry_run(suite: str, data: Path | None, out: Path, log=print) -> int:
+    p = plan(suite, data or Path("DATA"), out)
+    log(f"suite {suite}: {len(p['concepts'])} concepts x {len(p['rows'])} rows of Table 1 = {p['runs']} runs")
+    log(f"  models: {p['base']} (fine-tuned), {p['scorer']} (oracle and metrics)")
+    log(f"  settings: {' '.join(p['settings'])}")
+    log(f"  fine-tunes: {p['fine_tunes']} (at most; Eq. 10 may stop runs early)")
+    log(f"  images to generate: {p['images']['total']} = {p['images']['query']} query + "
+        f"{p['images']['evaluation']} evaluation (n={N_EVAL}) + {p['images']['class']} class images")
+    log(f"  CLIP forwards: {p['clip_forwards']['images']} images, {p['clip_forwards']['texts']} distinct texts")
+    log(f"  {p['human_runs']} runs use --strategy human: each round waits for `gal review`")
+    first = commands(suite, data or Path("DATA"), out)[0]
+    log(f"  e.g. ({first[0]}, {first[1]}): gal {shlex.join(first[2])}")
+    if data is None:
+        log("  no --data given: pass --data DIR to check your copy of the images")
+        return 0
+    problems = check_data(suite, data)
+    for line in problems:
+        log(f"  missing: {line}")
+    log(f"  data {data}: " + ("ready" if not problems else f"{len(problems)} problem(s)"))
+    return 0 if not problems else 2

@@ -1,0 +1,39 @@
+"""`gal bench --suite ... --dry-run`: the paper's protocol as a plan, and a check of the user's data."""
+
+from PIL import Image
+
+from gal import bench
+from gal.cli import main
+
+
+def test_paper_object_plan_counts_the_work():
+    p = bench.plan("paper-object", bench.Path("DATA"), bench.Path("out"))
+    assert len(p["concepts"]) == 10 and p["runs"] == 60
+    # per concept: 1 baseline fine-tune + 5 rows x 4 rounds; a 4-round run queries 18, 15, 12 anchors x m=10
+    assert p["fine_tunes"] == 10 * (1 + 5 * 4)
+    assert p["images"]["query"] == 10 * 5 * (18 + 15 + 12) * 10
+    assert p["images"]["evaluation"] == 10 * 20 * 4 * (1 + 5 * 4)
+
+
+def test_paper_style_commands_follow_the_authors_settings():
+    runs = bench.commands("paper-style", bench.Path("DATA"), bench.Path("out"))
+    assert len(runs) == 36
+    concept, row, argv = runs[4]
+    assert (concept, row) == ("cat", "Uncertainty + Balance")
+    options = dict(zip(argv[1::2], argv[2::2]))
+    assert options["--subject"] == "in watercolor painting style" and options["--non-soi"] == "A cat"
+    assert options["--train-steps"] == "500" and options["--batch-size"] == "2" and options["--lr"] == "5e-6"
+    assert "--balance" in argv
+
+
+def test_dry_run_checks_a_data_folder(tmp_path, capsys):
+    for c in ("cat", "person", "laptop", "watermelon", "3dflower"):
+        (tmp_path / c).mkdir()
+        Image.new("RGB", (64, 64)).save(tmp_path / c / "original.jpg")
+    (tmp_path / "face").mkdir()
+    assert main(["bench", "--suite", "paper-style", "--dry-run", "--data", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert "36 runs" in out and "face: no images found" in out and "1 problem(s)" in out
+    Image.new("RGB", (64, 64)).save(tmp_path / "face" / "original.jpg")
+    assert main(["bench", "--suite", "paper-style", "--dry-run", "--data", str(tmp_path)]) == 0
+    assert "ready" in capsys.readouterr().out
