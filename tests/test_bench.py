@@ -20,9 +20,9 @@ def test_paper_style_commands_follow_the_authors_settings():
     assert len(runs) == 36
     concept, row, argv = runs[4]
     assert (concept, row) == ("cat", "Uncertainty + Balance")
-    options = dict(zip(argv[1::2], argv[2::2]))
-    assert options["--subject"] == "in watercolor painting style" and options["--non-soi"] == "A cat"
-    assert options["--train-steps"] == "500" and options["--batch-size"] == "2" and options["--lr"] == "5e-6"
+    value = lambda flag: argv[argv.index(flag) + 1]
+    assert value("--subject") == "in watercolor painting style" and value("--non-soi") == "A cat"
+    assert value("--train-steps") == "500" and value("--batch-size") == "2" and value("--lr") == "5e-6"
     assert "--balance" in argv
 
 
