@@ -80,6 +80,10 @@ def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32, 
             first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             raise GalError(f"--base {name_or_path}: cannot load a Stable Diffusion pipeline ({first[:200]}); "
                            "expected a diffusers StableDiffusionPipeline folder with safetensors weights") from None
+        pipe.vae.to(frozen_dtype)
+        pipe.text_encoder.to(frozen_dtype)
+        pipe.unet.to(unet_dtype)
+    pipe.vae.enable_slicing()  # decode a query batch image by image: its peak memory stays that of one
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

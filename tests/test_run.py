@@ -191,3 +191,11 @@ def test_generated_images_do_not_depend_on_batch_size(tiny):
         runs.append(np.stack(images))
     assert np.abs(runs[0] - runs[1]).max() <= 1 and np.abs(runs[0] - runs[2]).max() <= 1
     assert np.abs(runs[0][0] - runs[0][3]).max() > 0  # different seeds, different images
+
+
+def test_frozen_components_load_in_the_asked_precision(tiny):
+    from gal.models import load_pipeline
+
+    pipe = load_pipeline(str(tiny / "pipeline"), frozen_dtype=torch.bfloat16, unet_dtype=torch.float32)
+    assert pipe.vae.dtype == torch.bfloat16 and pipe.text_encoder.dtype == torch.bfloat16
+    assert pipe.unet.dtype == torch.float32

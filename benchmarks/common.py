@@ -1,0 +1,454 @@
+"""Shared helpers of the speed benchmarks (query_phase.py, train_phase.py, gpu.sh).
+
+- which models to measure on: the bundled miniature model when gal/miniature ships one, else a tiny
+  random model built on the spot with gal.tiny (or, on request, the miniature or SD 1.5 architecture
+  with random weights: speed depends on the architecture, not on the weights);
+- one process per measured side, so that each side's peak memory is its own;
+- FLOP counting and the GPUs' bf16 dense peaks, for gpu.sh.
+
+Also a small command line, used by gpu.sh:
+
+    python benchmarks/common.py build-sd15 DIR [--small]      # SD 1.5 architecture, random weights
+    python benchmarks/common.py build-clip DIR [--small]      # CLIP ViT-B/32 architecture, random weights
+    python benchmarks/common.py summary QUERY.json TRAIN.json [TRAIN_FULL.json]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the benchmarks never download anything
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+warnings.filterwarnings("ignore", category=FutureWarning)  # diffusers' config deprecation notes
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+ARCHS = ("auto", "tiny", "miniature-random", "sd15", "sd15-small")
+
+# bf16 dense tensor-core peaks, TFLOP/s (vendor data sheets, without sparsity)
+BF16_PEAKS = (  # (substring of torch.cuda.get_device_name, label, peak); first match wins
+    ("H200", "H200", 989.0),
+    ("H100 PCIe", "H100 PCIe", 756.0),
+    ("H100 NVL", None, None),  # not in our table: say "unknown peak" rather than guess
+    ("H100", "H100 SXM", 989.0),
+    ("A100", "A100", 312.0),
+    ("L40S", "L40S", 362.0),
+)
+
+
+# ---- models ---------------------------------------------------------------------------------------
+
+def bundled_miniature() -> tuple[str, str] | None:
+    """(pipeline folder, scorer folder) of a trained miniature model shipped in the package, if any.
+
+    gal/miniature may grow a function that names them; otherwise look for a pipeline folder
+    (model_index.json) with a CLIP folder beside it under gal/miniature or gal/data."""
+    try:
+        import gal.miniature as miniature
+    except ImportError:
+        return None
+    for name in ("bundled_paths", "bundled", "default_paths", "model_paths"):
+        fn = getattr(miniature, name, None)
+        if callable(fn):
+            try:
+                paths = fn()
+                if paths and Path(paths[0], "model_index.json").exists():
+                    return str(paths[0]), str(paths[1])
+            except Exception:  # a helper that needs arguments or is not ready: fall back to the file search
+                pass
+    for root in (ROOT / "gal" / "miniature", ROOT / "gal" / "data"):
+        for index in sorted(root.rglob("model_index.json")) if root.exists() else []:
+            model = index.parent
+            for scorer in sorted(model.parent.iterdir()):
+                config = scorer / "config.json"
+                if scorer != model and config.exists() and '"clip"' in config.read_text():
+                    return str(model), str(scorer)
+    return None
+
+
+def resolve_models(base: str | None, scorer: str | None, arch: str, workdir: Path) -> dict:
+    """The (base, scorer) folders to measure on, building random-weight models when asked or when
+    nothing is bundled; `label` says which, for the report."""
+    if base and scorer:
+        return {"base": base, "scorer": scorer, "label": f"given folders ({base}, {scorer})"}
+    built = None
+    if arch == "auto":
+        found = bundled_miniature()
+        if found:
+            return {"base": base or found[0], "scorer": scorer or found[1], "label": "bundled miniature model"}
+        arch = "tiny"
+        note = "no bundled miniature model found: tiny random model built with gal.tiny"
+    else:
+        note = None
+    workdir.mkdir(parents=True, exist_ok=True)
+    if arch == "tiny":
+        from gal.tiny import build_tiny_clip, build_tiny_pipeline
+
+        built = (build_tiny_pipeline(workdir / "pipeline"), build_tiny_clip(workdir / "clip"))
+        label = note or "tiny random model (gal.tiny)"
+    elif arch == "miniature-random":
+        built = build_miniature_random(workdir)
+        label = "miniature architecture (gal.miniature.train.TrainConfig), random weights"
+    elif arch in ("sd15", "sd15-small"):
+        small = arch == "sd15-small"
+        built = (build_sd15(workdir / "pipeline", small=small), build_clip_b32(workdir / "clip", small=small))
+        label = "SD 1.5 architecture, random weights" + (" (scaled down for a CPU dry run)" if small else "")
+    else:
+        raise SystemExit(f"--arch {arch}: expected one of {', '.join(ARCHS)}")
+    return {"base": base or str(built[0]), "scorer": scorer or str(built[1]), "label": label}
+
+
+def build_miniature_random(workdir: Path) -> tuple[Path, Path]:
+    """The miniature world's architecture (its default TrainConfig) with random weights, saved as the
+    trainer saves its final folders."""
+    from gal.miniature.tokenizer import write_tokenizer
+    from gal.miniature.train import (TrainConfig, build_pipeline, build_scorer, build_text_encoder, build_unet,
+                                     build_vae, scorer_processor)
+
+    torch.manual_seed(0)
+    cfg = TrainConfig()
+    tokenizer = write_tokenizer(workdir / "_tokenizer")
+    vae = build_vae(cfg)
+    unet = build_unet(cfg, 2 ** (len(cfg.vae_channels) - 1))
+    pipe = build_pipeline(vae, build_text_encoder(cfg, tokenizer), tokenizer, unet)
+    pipe.save_pretrained(workdir / "pipeline", safe_serialization=True)
+    scorer = build_scorer(cfg, tokenizer)
+    scorer.save_pretrained(workdir / "clip", safe_serialization=True)
+    scorer_processor(tokenizer).save_pretrained(workdir / "clip")
+    import shutil
+
+    shutil.rmtree(workdir / "_tokenizer", ignore_errors=True)
+    return workdir / "pipeline", workdir / "clip"
+
+
+def sd15_configs(small: bool = False) -> dict:
+    """The SD 1.5 component configs, written out (no download). `small` keeps the block structure
+    (4 levels, 2 layers per block, the same block types) at toy widths, for a CPU dry run."""
+    if not small:
+        unet = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+                    block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
+                    norm_num_groups=32)
+        vae = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, sample_size=512, norm_num_groups=32)
+        text = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                    projection_dim=768)
+    else:
+        unet = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=2,
+                    block_out_channels=(32, 64, 64, 64), cross_attention_dim=32, attention_head_dim=8,
+                    norm_num_groups=32)
+        vae = dict(block_out_channels=(32, 32, 32, 32), layers_per_block=2, sample_size=64, norm_num_groups=32)
+        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, projection_dim=32)
+    unet.update(down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                act_fn="silu", center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
+                downsample_padding=1, mid_block_scale_factor=1, norm_eps=1e-5)
+    vae.update(in_channels=3, out_channels=3, latent_channels=4, act_fn="silu",
+               down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    text.update(vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu")
+    scheduler = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                     skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
+    return {"unet": unet, "vae": vae, "text_encoder": text, "scheduler": scheduler}
+
+
+def build_sd15(folder: str | Path, small: bool = False, seed: int = 0) -> Path:
+    """A StableDiffusionPipeline folder of the SD 1.5 architecture with random weights (fp32
+    safetensors, as the hub's main branch). The tokenizer is gal.tiny's character-level CLIP BPE (514
+    tokens), the text encoder keeps SD's 49408-token embedding table."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from gal.tiny import write_char_tokenizer
+
+    folder = Path(folder)
+    cfg = sd15_configs(small)
+    write_char_tokenizer(folder / "_tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "_tokenizer")
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.pad_token_id)
+    assert cfg["text_encoder"]["vocab_size"] >= len(tokenizer)
+    torch.manual_seed(seed)
+    # random init is much faster on a GPU; the weights go back to the CPU to be saved
+    init_device = "cuda" if torch.cuda.is_available() and not small else "cpu"
+    with torch.device(init_device):
+        unet = UNet2DConditionModel(**cfg["unet"])
+        vae = AutoencoderKL(**cfg["vae"])
+        text_encoder = CLIPTextModel(CLIPTextConfig(**cfg["text_encoder"], **ids))
+    pipe = StableDiffusionPipeline(
+        vae=vae.cpu(), text_encoder=text_encoder.cpu(), tokenizer=tokenizer, unet=unet.cpu(),
+        scheduler=PNDMScheduler(**cfg["scheduler"]), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    from diffusers.utils import logging as dlog
+
+    dlog.disable_progress_bar()
+    pipe.save_pretrained(folder, safe_serialization=True)
+    import shutil
+
+    shutil.rmtree(folder / "_tokenizer", ignore_errors=True)
+    return folder
+
+
+def clip_b32_config(small: bool = False) -> dict:
+    """openai/clip-vit-base-patch32's architecture (vision ViT-B/32 at 224 px, 512-wide text tower,
+    projection 512); `small` keeps the 224 px / 32 px patches at toy widths."""
+    if small:
+        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+        proj = 32
+    else:
+        text = dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8)
+        vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+        proj = 512
+    text.update(vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu")
+    vision.update(image_size=224, patch_size=32, hidden_act="quick_gelu")
+    return {"text_config": text, "vision_config": vision, "projection_dim": proj}
+
+
+def build_clip_b32(folder: str | Path, small: bool = False, seed: int = 0) -> Path:
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    from gal.tiny import write_char_tokenizer
+
+    folder = Path(folder)
+    write_char_tokenizer(folder)
+    tokenizer = CLIPTokenizer.from_pretrained(folder)
+    cfg = clip_b32_config(small)
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.pad_token_id)
+    cfg["text_config"].update(ids)
+    torch.manual_seed(seed)
+    CLIPModel(CLIPConfig(**cfg)).save_pretrained(folder, safe_serialization=True)
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 224},
+                                                                 crop_size={"height": 224, "width": 224}),
+                              tokenizer=tokenizer)
+    processor.save_pretrained(folder)
+    return folder
+
+
+# ---- devices, precision, memory -------------------------------------------------------------------
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> str:
+    """auto: fp32 on the CPU, bf16 on GPUs that have it, else fp16."""
+    if name != "auto":
+        return name
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # accelerate's names
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory(device: torch.device) -> dict:
+    """This process's peak resident memory (MB); on CUDA also the peak allocated GPU memory (MB)."""
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # Linux: KiB
+    if device.type == "cuda":
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {model or platform.processor()} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
+
+
+def bf16_peak(name: str) -> tuple[str | None, float | None]:
+    for key, label, peak in BF16_PEAKS:
+        if key.lower() in name.lower():
+            return label, peak
+    return None, None
+
+
+# ---- one process per side -------------------------------------------------------------------------
+
+def run_side(script: str, argv: list[str], side: str, timeout: float | None = None) -> dict:
+    """Run `script --side SIDE ...` in a fresh Python process and return the JSON it writes."""
+    with tempfile.TemporaryDirectory(prefix="gal-bench-side-") as tmp:
+        result, log = Path(tmp) / "result.json", Path(tmp) / "log.txt"
+        cmd = [sys.executable, script, *argv, "--side", side, "--result", str(result)]
+        with open(log, "w") as stream:
+            proc = subprocess.run(cmd, stdout=stream, stderr=subprocess.STDOUT, timeout=timeout, cwd=ROOT)
+        if proc.returncode != 0 or not result.exists():
+            tail = log.read_text()[-4000:]
+            raise SystemExit(f"the {side} side failed (exit {proc.returncode}):\n{tail}")
+        return json.loads(result.read_text())
+
+
+def run_sides(script: str, argv: list[str], sides: list[str], repeat: int, rate: str) -> dict:
+    """Each side `repeat` times, alternating the order (ABBA...), each run in a fresh process. A side's
+    result is its fastest run (on a shared machine the slower runs measure the neighbours), with every
+    run's rate under `all_<rate>` and the largest peak memory seen."""
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    for i in range(repeat):
+        for side in (sides if i % 2 == 0 else sides[::-1]):
+            runs[side].append(run_side(script, argv, side))
+    out = {}
+    for side, results in runs.items():
+        best = dict(max(results, key=lambda r: r[rate]))
+        best[f"all_{rate}"] = [round(r[rate], 4) for r in results]
+        for key in ("peak_rss_mb", "peak_gpu_mb"):
+            if key in best:
+                best[key] = max(r[key] for r in results)
+        out[side] = best
+    return out
+
+
+def child_argv(args, skip: tuple[str, ...] = ("json", "side", "result", "arch", "workdir", "keep")) -> list[str]:
+    """The parsed flags back as a command line, for the per-side processes."""
+    argv = []
+    for key, value in vars(args).items():
+        if key in skip or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    return argv
+
+
+class Timer:
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        sync(self.device)
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        sync(self.device)
+        self.seconds = time.perf_counter() - self.start
+
+
+# ---- FLOPs ----------------------------------------------------------------------------------------
+
+def unet_forward_flops(unet, batch: int, latent: int, seq_len: int) -> int:
+    """FLOPs of one UNet forward at `batch` (FlopCounterMode: matmuls, convolutions, attention's two
+    matmuls). Counted on a copy of the architecture on the meta device: shapes only, nothing computed,
+    and the same count whichever attention kernel the real device picks (FlopCounterMode has no formula
+    for some fused kernels, e.g. the CPU's flash attention, and would leave attention out)."""
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = UNet2DConditionModel.from_config(unet.config)
+        x = torch.randn(batch, model.config.in_channels, latent, latent)
+        cond = torch.randn(batch, seq_len, model.config.cross_attention_dim)
+        t = torch.full((batch,), 500)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x, t, cond)
+    return int(counter.get_total_flops())
+
+
+def time_unet_forward(unet, batch: int, latent: int, seq_len: int, autocast_dtype: torch.dtype | None,
+                      iters: int = 5, warmup: int = 2) -> float:
+    """Seconds per UNet forward at `batch`, the UNet alone (no scheduler, VAE, CLIP)."""
+    from contextlib import nullcontext
+
+    device, dtype = unet.device, unet.dtype
+    x = torch.randn(batch, unet.config.in_channels, latent, latent, device=device, dtype=dtype)
+    cond = torch.randn(batch, seq_len, unet.config.cross_attention_dim, device=device, dtype=dtype)
+    t = torch.full((batch,), 500, device=device)
+    autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+    with torch.no_grad(), autocast:
+        for _ in range(warmup):
+            unet(x, t, cond)
+        with Timer(device) as timer:
+            for _ in range(iters):
+                unet(x, t, cond)
+    return timer.seconds / iters
+
+
+# ---- gpu.sh's summary -----------------------------------------------------------------------------
+
+def summary(query_file: str, *train_files: str) -> str:
+    q = json.loads(Path(query_file).read_text())
+    lines = [f"device: {q['device']}", f"model: {q['model']}",
+             f"query phase ({q['settings']['images']} images, {q['settings']['resolution']} px, "
+             f"{q['settings']['steps']} steps, {q['settings']['dtype']}):",
+             f"  project     {q['project']['images_per_s']:.3f} images/s   (batch {q['project']['batch_size']})",
+             f"  plain loop  {q['plain']['images_per_s']:.3f} images/s",
+             f"  ratio       {q['ratio']:.2f}x" + ("" if q["device"].startswith("CPU") else
+                                                 f"  (target on a GPU: >= 8x: {'holds' if q['ratio'] >= 8 else 'does not hold'})")]
+    f = q.get("flops")
+    if f:
+        lines.append(f"  UNet: {f['unet_tflop_per_image']:.4g} TFLOP per image; the query phase reaches "
+                     f"{f['achieved_tflops']:.4g} TFLOP/s over its whole wall time, the UNet alone "
+                     f"{f['unet_only_tflops']:.4g} TFLOP/s at batch {f['unet_batch']}")
+        if f.get("peak_tflops"):
+            ok = f["unet_only_fraction"] >= 0.35
+            lines.append(f"  bf16 dense peak of {f['peak_label']}: {f['peak_tflops']:.0f} TFLOP/s -> "
+                         f"{100 * f['achieved_fraction']:.1f}% (whole phase), {100 * f['unet_only_fraction']:.1f}% "
+                         f"(UNet alone; target >= 35%: {'holds' if ok else 'does not hold'})")
+        else:
+            lines.append(f"  unknown peak for '{q['device']}': no utilisation figure")
+    for path in train_files:
+        if not Path(path).exists():
+            continue
+        t = json.loads(Path(path).read_text())
+        lines.append(f"training ({t['settings']['method']}, batch {t['settings']['batch_size']}, "
+                     f"{t['settings']['resolution']} px, {t['settings']['steps']} steps): project "
+                     f"{t['project']['steps_per_s']:.3f} steps/s, plain loop {t['plain']['steps_per_s']:.3f} steps/s, "
+                     f"ratio {t['ratio']:.2f}x")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name in ("build-sd15", "build-clip"):
+        p = sub.add_parser(name)
+        p.add_argument("folder")
+        p.add_argument("--small", action="store_true", help="toy widths, same structure (CPU dry run)")
+    p = sub.add_parser("summary")
+    p.add_argument("files", nargs="+")
+    args = parser.parse_args(argv)
+    if args.cmd == "build-sd15":
+        start = time.perf_counter()
+        print(f"wrote {build_sd15(args.folder, small=args.small)} in {time.perf_counter() - start:.0f} s")
+    elif args.cmd == "build-clip":
+        start = time.perf_counter()
+        print(f"wrote {build_clip_b32(args.folder, small=args.small)} in {time.perf_counter() - start:.0f} s")
+    else:
+        print(summary(*args.files))
+
+
+if __name__ == "__main__":
+    main()
