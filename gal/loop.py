@@ -10,6 +10,7 @@ stopped: a round with a checkpoint is not trained again, a sample on record is n
 from __future__ import annotations
 
 import errno
+from concurrent.futures import Future, ThreadPoolExecutor
 import sqlite3
 from contextlib import nullcontext
 from pathlib import Path
@@ -171,24 +172,37 @@ def _rounds(cfg: Config, ledger: Ledger, parts: Components, log) -> None:
 
 def _query(cfg: Config, ledger: Ledger, parts: Components, r: int, pool: list[Anchor]) -> None:
     """Generate the round's samples not yet on record, in batches across anchors, score each batch
-    with CLIP and record it: files first, then one transaction per batch."""
+    with CLIP and record it: files first, then one transaction per batch. PNG encoding runs in a
+    writer thread while the next batch generates."""
     done = {(s.anchor_idx, s.j) for s in ledger.samples(r)}
     todo = [(a, j) for a in pool for j in range(cfg.m) if (a.idx, j) not in done]
     seeds = [sample_seed(cfg.seed, r, a.idx, j) for a, j in todo]
-    for mine, images in _generate_shared(parts, cfg, [a.prompt for a, _ in todo], seeds, f"round {r}: query"):
-        rows = []
-        if mine:
-            features = parts.scorer.image_features(images)
-            s_a = (features * parts.scorer.text_features([todo[i][0].text for i in mine])).sum(-1)  # sim(I_ij, a_i)
-            s_n = parts.scorer.similarity(features, parts.non_soi_texts).max(dim=1).values  # sim(I_ij, ē*)
-            for i, image, sa, sn, f in zip(mine, images, s_a.tolist(), s_n.tolist(), features):
-                a, j = todo[i]
-                path = f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png"
-                write_png(ledger.run_dir / path, image)
-                rows.append(Sample(r, a.idx, j, seeds[i], path, sa, sn, int(strategy.overfit(sa, sn)), _blob(f)))
+
+    def record(written: Future, rows: list[Sample]) -> None:
+        written.result()  # the files exist before the rows that name them
         rows = gather_object(rows)
         if parts.accelerator.is_main_process:
             ledger.add_samples(rows)
+
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        previous = None
+        for mine, images in _generate_shared(parts, cfg, [a.prompt for a, _ in todo], seeds, f"round {r}: query"):
+            rows, files = [], []
+            if mine:
+                features = parts.scorer.image_features(images)
+                s_a = (features * parts.scorer.text_features([todo[i][0].text for i in mine])).sum(-1)  # sim(I_ij, a_i)
+                s_n = parts.scorer.similarity(features, parts.non_soi_texts).max(dim=1).values  # sim(I_ij, ē*)
+                for i, image, sa, sn, f in zip(mine, images, s_a.tolist(), s_n.tolist(), features):
+                    a, j = todo[i]
+                    path = f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png"
+                    files.append((ledger.run_dir / path, image))
+                    rows.append(Sample(r, a.idx, j, seeds[i], path, sa, sn, int(strategy.overfit(sa, sn)), _blob(f)))
+            written = writer.submit(lambda files=files: [write_png(path, image) for path, image in files])
+            if previous is not None:
+                record(*previous)
+            previous = (written, rows)
+        if previous is not None:
+            record(*previous)
     parts.accelerator.wait_for_everyone()
 
 
