@@ -97,21 +97,9 @@ def _rounds(cfg: Config, ledger: Ledger, parts: Components, log) -> None:
         state = ledger.round(r)
         if state and state["closed"]:
             continue
-        # Fine-tune f_θ on T (Eq. 2 with each reference's weight)
+        # Fine-tune f_θ on T (Eq. 2 with each reference's weight), or load the round's recorded weights
         if state is None or state["checkpoint"] is None:
-            if cfg.from_previous_round and r > 1:
-                parts.personalizer.load(run_dir / ledger.round(r - 1)["checkpoint"])
-            else:
-                parts.personalizer.reset(seed=sample_seed(cfg.seed, "init", r) % 2**31)
-            T = [Example(load_rgb(run_dir / t.path), t.prompt, t.weight) for t in ledger.training_set(r)]
-            loss = parts.personalizer.train(T, steps=cfg.train_steps, batch_size=cfg.batch_size, prior=prior,
-                                          seed=sample_seed(cfg.seed, "train", r), desc=f"round {r}: fine-tune")
-            checkpoint = f"rounds/{r}/checkpoint"
-            if acc.is_main_process:
-                with folder_in_place(run_dir / checkpoint) as tmp:
-                    parts.personalizer.save(tmp)
-                ledger.record_checkpoint(r, checkpoint, loss)
-            acc.wait_for_everyone()
+            loss = _fine_tune(cfg, ledger, parts, r, prior)
         else:
             parts.personalizer.load(run_dir / state["checkpoint"])
             loss = state["train_loss"]
@@ -168,6 +156,25 @@ def _rounds(cfg: Config, ledger: Ledger, parts: Components, log) -> None:
         if reason:
             log(f"result: {ledger.round(r)['checkpoint']}")
             return
+
+
+def _fine_tune(cfg: Config, ledger: Ledger, parts: Components, r: int, prior: list[Example]) -> float:
+    """Train round r from the base model (or the previous round's weights) and record its checkpoint."""
+    run_dir, acc = ledger.run_dir, parts.accelerator
+    if cfg.from_previous_round and r > 1:
+        parts.personalizer.load(run_dir / ledger.round(r - 1)["checkpoint"])
+    else:
+        parts.personalizer.reset(seed=sample_seed(cfg.seed, "init", r) % 2**31)
+    T = [Example(load_rgb(run_dir / t.path), t.prompt, t.weight) for t in ledger.training_set(r)]
+    loss = parts.personalizer.train(T, steps=cfg.train_steps, batch_size=cfg.batch_size, prior=prior,
+                                    seed=sample_seed(cfg.seed, "train", r), desc=f"round {r}: fine-tune")
+    checkpoint = f"rounds/{r}/checkpoint"
+    if acc.is_main_process:
+        with folder_in_place(run_dir / checkpoint) as tmp:
+            parts.personalizer.save(tmp)
+        ledger.record_checkpoint(r, checkpoint, loss)
+    acc.wait_for_everyone()
+    return loss
 
 
 def _query(cfg: Config, ledger: Ledger, parts: Components, r: int, pool: list[Anchor]) -> None:
