@@ -683,7 +683,11 @@ def train(out_dir: str | Path, seed: int = 0, minutes_budget: float = 120.0, for
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(out_dir):  # two trainings in one folder would overwrite each other's checkpoints
-        return _train_locked(out_dir, seed, minutes_budget, force, config or TrainConfig(), max_steps)
+        torch.set_flush_denormal(True)  # denormal floats made CPU steps several times slower at random
+        try:
+            return _train_locked(out_dir, seed, minutes_budget, force, config or TrainConfig(), max_steps)
+        finally:
+            torch.set_flush_denormal(False)  # process-wide state: leave it as found
 
 
 def _train_locked(out_dir: Path, seed: int, minutes_budget: float, force: bool, cfg: TrainConfig,
@@ -697,7 +701,6 @@ def _train_locked(out_dir: Path, seed: int, minutes_budget: float, force: bool, 
         for path in (model_dir, scorer_dir, out_dir / "checkpoint"):
             shutil.rmtree(path, ignore_errors=True)
         (out_dir / "train.log").unlink(missing_ok=True)
-    torch.set_flush_denormal(True)  # denormal floats made CPU steps several times slower at random
     run = Run(out_dir, seed, cfg, minutes_budget, max_steps)
     start = time.time()
     previous = _stop_on_signals(run)
