@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from gal.errors import GalError
 
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # attention projections, as diffusers' DreamBooth-LoRA
+KOHYA_FILE = "lora_kohya.safetensors"
 
 
 class Example(NamedTuple):
@@ -91,8 +92,15 @@ class Personalizer:
             from diffusers.utils import convert_state_dict_to_diffusers
             from peft.utils import get_peft_model_state_dict
 
-            layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+            from diffusers.utils import convert_state_dict_to_kohya
+            from safetensors.torch import save_file
+
+            peft_state = get_peft_model_state_dict(unet)
+            layers = convert_state_dict_to_diffusers(peft_state)
             StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
+            # The same weights in kohya's layout, for AUTOMATIC1111, ComfyUI and sd-scripts users.
+            kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
+            save_file({k: v.contiguous() for k, v in kohya.items()}, Path(folder) / KOHYA_FILE)
         else:
             self.pipe.save_pretrained(folder, safe_serialization=True)
 

@@ -105,6 +105,11 @@ def test_lora_of_a_round_loads_in_plain_diffusers(tiny, tmp_path):
     tuned = pipe(generator=torch.Generator().manual_seed(1), **kwargs).images
     assert tuned.shape == (1, 32, 32, 3) and np.isfinite(tuned).all()
     assert np.abs(tuned - base).max() > 1e-4  # the LoRA changed the model
+    # the kohya-layout copy (for AUTOMATIC1111 / ComfyUI) holds the same weights
+    kohya = StableDiffusionPipeline.from_pretrained(tiny / "pipeline", safety_checker=None)
+    kohya.load_lora_weights(out / "rounds" / "1" / "checkpoint", weight_name="lora_kohya.safetensors")
+    same = kohya(generator=torch.Generator().manual_seed(1), **kwargs).images
+    assert np.abs(same - tuned).max() < 1e-5
 
 
 def test_full_fine_tune_writes_pipeline_folders(tiny, tmp_path):
