@@ -198,3 +198,20 @@ def test_cli_refuses_to_overwrite_weights_or_share_a_folder(tmp_path, capsys):
     with RunLock(busy):
         assert main(["miniature", "train", str(busy)]) == 2
         assert "another gal process" in capsys.readouterr().err
+
+
+def test_the_simulated_person_reads_prompts_in_world_terms(tmp_path):
+    from gal.miniature import judge, world
+
+    mosaic, star = world.SUBJECTS["mosaic"], world.SUBJECTS["twotone_star"]
+    wanted = judge.expected_scene("a blue circle at night {}", mosaic)
+    assert wanted == world.Scene("circle", "blue", "night", "mosaic")
+    assert judge.faithful(world.Scene("circle", "blue", "night", "mosaic"), wanted)
+    assert not judge.faithful(world.Scene("circle", "red", "grass", "mosaic"), wanted)  # copied the reference
+    wanted = judge.expected_scene("{} in the snow", star)
+    assert wanted.shape == "twotone_star" and wanted.background == "snow"
+    assert judge.faithful(world.Scene("twotone_star", None, "snow", "flat"), wanted)
+    assert not judge.faithful(world.Scene("star", "red", "snow", "flat"), wanted)
+    judge.train_judge(tmp_path, steps=3, log=lambda line: None)
+    seen = judge.Judge(tmp_path).predict(world.reference_images("mosaic")[0])
+    assert len(seen) == 1 and seen[0].shape in judge.HEADS["shape"]
