@@ -137,18 +137,62 @@ def check(model_dir: str | Path, scorer_dir: str | Path, n: int = 100, seed: int
     }
 
 
+def phenomenon(model_dir: str | Path, scorer_dir: str | Path, subject: str = "mosaic", work: Path | None = None) -> dict:
+    """The third gate: after round 1 of `gal run` (DreamBooth on one reference, default steps), the share
+    of overfitted samples on the anchor prompts (target between 0.2 and 0.8). Runs round 1 with
+    --strategy human, which stops after the round's query, so nothing more is trained."""
+    import json
+    import tempfile
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    from gal.cli import main as gal
+    from gal.demo import prepare
+
+    work = Path(work or tempfile.mkdtemp(prefix="gal-phenomenon-"))
+    flags, _ = prepare(work / "inputs", subject)
+    out = work / "run"
+    with redirect_stdout(StringIO()):
+        code = gal(["run", *flags, "--base", str(model_dir), "--scorer", str(scorer_dir), "--strategy", "human",
+                    "--rounds", "2", "--steps", "20", "--guidance", "4", "--out", str(out)])
+    if code:
+        raise RuntimeError(f"gal run failed ({code}) in {out}")
+    buffer = StringIO()
+    with redirect_stdout(buffer):
+        gal(["show", str(out), "--json"])
+    anchors = json.loads(buffer.getvalue())["rounds"][0]["anchors"]
+    return {"subject": subject, "ovf_on_anchors": float(np.mean([a["beta"] for a in anchors])),
+            "uncertain_directions": sum(a["entropy"] > 0 for a in anchors), "run": str(out)}
+
+
+GATES = {"scorer top-1": 0.90, "generator top-1": 0.70, "round-1 OVF on anchors": (0.2, 0.8)}
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
 
     parser = argparse.ArgumentParser(prog="gal miniature check",
-                                     description="Measure a miniature model and scorer (see gal.miniature.check).")
+                                     description="Measure a miniature model and scorer: the three quality gates.")
     parser.add_argument("model_dir")
     parser.add_argument("scorer_dir")
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--guidance-scale", type=float, default=4.0)
+    parser.add_argument("--subject", default="mosaic", help="held-out subject for the overfitting gate")
+    parser.add_argument("--no-phenomenon", action="store_true", help="skip the overfitting gate (a gal run round)")
     args = parser.parse_args(argv)
-    print(json.dumps(check(args.model_dir, args.scorer_dir, n=args.n, guidance_scale=args.guidance_scale), indent=1))
+    result = check(args.model_dir, args.scorer_dir, n=args.n, guidance_scale=args.guidance_scale)
+    if not args.no_phenomenon:
+        result["phenomenon"] = phenomenon(args.model_dir, args.scorer_dir, args.subject)
+    print(json.dumps(result, indent=1))
+    low, high = GATES["round-1 OVF on anchors"]
+    lines = [("scorer top-1", result["scorer"]["top1"], result["scorer"]["top1"] >= GATES["scorer top-1"]),
+             ("generator top-1", result["generator"]["top1"], result["generator"]["top1"] >= GATES["generator top-1"])]
+    if "phenomenon" in result:
+        ovf = result["phenomenon"]["ovf_on_anchors"]
+        lines.append(("round-1 OVF on anchors", ovf, low <= ovf <= high))
+    for name, value, ok in lines:
+        print(f"{name:>24}: {value:.3f}  {'meets' if ok else 'misses'} the gate {GATES[name]}")
 
 
 if __name__ == "__main__":
