@@ -15,6 +15,7 @@ Also a small command line, used by gpu.sh:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import warnings
@@ -242,18 +243,29 @@ def build_clip_b32(folder: str | Path, small: bool = False, seed: int = 0) -> Pa
 # ---- devices, precision, memory -------------------------------------------------------------------
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    from gal.models import pick_device as gal_pick_device
+
+    return gal_pick_device(name)
 
 
 def resolve_dtype(name: str, device: torch.device) -> str:
-    """auto: fp32 on the CPU, bf16 on GPUs that have it, else fp16."""
-    if name != "auto":
-        return name
-    if device.type != "cuda":
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    """auto: fp32 on the CPU, bf16 on GPUs that have it, else fp16 (gal's own rule)."""
+    from gal.models import mixed_precision
+
+    return name if name != "auto" else {"no": "fp32"}.get(mixed_precision("auto", device), mixed_precision("auto", device))
+
+
+def add_shared_flags(p, warmup_help: str) -> None:
+    """The flags both benchmarks take after their own."""
+    p.add_argument("--warmup", default="auto", choices=["auto", "on", "off"], help=warmup_help)
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measure each side N times, alternating, and keep each side's fastest run (default 1)")
+    p.add_argument("--only", choices=["project", "plain"], help="measure one side only")
+    p.add_argument("--workdir", help="where random-weight models are built (default: a temporary folder)")
+    p.add_argument("--label", help="name of the model in the report (default: where it came from)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--side", choices=["project", "plain"], help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
 
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

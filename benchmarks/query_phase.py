@@ -236,16 +236,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", nargs="?", const="build", default=None,
                    help="attach a LoRA adapter on both sides, as in a real run (optional: a LoRA folder)")
     p.add_argument("--flops", action="store_true", help="count UNet FLOPs and report TFLOP/s (and %% of peak on GPUs)")
-    p.add_argument("--warmup", default="auto", choices=["auto", "on", "off"],
-                   help="one short untimed batch per side first (auto: on a GPU only)")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="measure each side N times, alternating, and keep each side's fastest run (default 1)")
-    p.add_argument("--only", choices=["project", "plain"], help="measure one side only")
-    p.add_argument("--workdir", help="where random-weight models are built (default: a temporary folder)")
-    p.add_argument("--label", help="name of the model in the report (default: where it came from)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--side", choices=["project", "plain"], help=argparse.SUPPRESS)
-    p.add_argument("--result", help=argparse.SUPPRESS)
+    common.add_shared_flags(p, "one short untimed batch per side first (auto: on a GPU only)")
     return p
 
 

@@ -165,16 +165,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, help="default: the model's native size")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="mixed precision; auto: fp32 on the CPU, bf16 (fp16 without bf16) on a GPU")
-    p.add_argument("--warmup", default="auto", choices=["auto", "on", "off"],
-                   help="3 untimed steps per side first (auto: on a GPU only)")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="measure each side N times, alternating, and keep each side's fastest run (default 1)")
-    p.add_argument("--only", choices=["project", "plain"], help="measure one side only")
-    p.add_argument("--workdir", help="where random-weight models are built (default: a temporary folder)")
-    p.add_argument("--label", help="name of the model in the report (default: where it came from)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--side", choices=["project", "plain"], help=argparse.SUPPRESS)
-    p.add_argument("--result", help=argparse.SUPPRESS)
+    common.add_shared_flags(p, "3 untimed steps per side first (auto: on a GPU only)")
     return p
 
 
