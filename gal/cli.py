@@ -183,6 +183,9 @@ def _run(args: dict) -> int:
     values.update(args)
     summary = run(make_config(values, source=f"--config {config_file}" if config_file else "flags"), force=force)
     print(f"status: {summary['status']}; result: {summary['result']}")
+    out = values.get("out", "gal-run")
+    if summary["status"] == "finished":
+        print(f"next: gal eval {out}   (TXT-ALN, IMG-ALN, OVF per round), gal report {out}")
     return 0
 
 

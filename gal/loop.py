@@ -78,8 +78,12 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
             if not acc.is_main_process:
                 ledger = Ledger(run_dir)
             parts.non_soi_texts = setup.non_soi_texts(cfg, ledger)
+            log = log if acc.is_main_process else (lambda line: None)
+            log(f"{run_dir}: {len(ledger.added(0))} reference(s), {len(ledger.anchors())} anchors, "
+                f"{cfg.strategy}{' + balance' if cfg.balance else ''}, m={cfg.m} k={cfg.k} λ={cfg.lambda_}, "
+                f"{cfg.method} on {cfg.base}, {parts.accelerator.device}")
             try:
-                _rounds(cfg, ledger, parts, log if acc.is_main_process else (lambda line: None))
+                _rounds(cfg, ledger, parts, log)
                 return ledger.summary()
             finally:
                 ledger.close()
