@@ -72,7 +72,7 @@ class Personalizer:
 
     # ---- the weights ----------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
-        """Back to the base model, in place, with a fresh optimizer state."""
+        """Back to the base model, in place."""
         unet = self.accelerator.unwrap_model(self.unet)
         if self.method == "lora":
             from peft.tuners.lora import LoraLayer
@@ -83,7 +83,6 @@ class Personalizer:
                     module.reset_lora_parameters("default", init_lora_weights="gaussian")
         else:
             unet.load_state_dict(self.base_state)
-        _optimizer_of(self.optimizer).state.clear()
 
     def save(self, folder: Path) -> None:
         unet = self.accelerator.unwrap_model(self.unet)
@@ -158,6 +157,7 @@ class Personalizer:
         order = _Batches(len(examples), batch_size, g)
         p_order = _Batches(len(prior), batch_size, g) if prior else None
         T = self.noise_scheduler.config.num_train_timesteps
+        _optimizer_of(self.optimizer).state.clear()  # each round's fine-tune starts a fresh AdamW
         self.unet.train()
         losses = []
         bar = tqdm(range(steps), desc=desc, leave=False, disable=not acc.is_local_main_process, dynamic_ncols=True)

@@ -204,3 +204,13 @@ def test_frozen_components_load_in_the_asked_precision(tiny):
     pipe = load_pipeline(str(tiny / "pipeline"), frozen_dtype=torch.bfloat16, unet_dtype=torch.float32)
     assert pipe.vae.dtype == torch.bfloat16 and pipe.text_encoder.dtype == torch.bfloat16
     assert pipe.unet.dtype == torch.float32
+
+
+def test_from_previous_round_continues_instead_of_restarting(tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    for name, extra in (("base", ()), ("continued", ("--from-previous-round",))):
+        assert main(run_args(tiny, tmp_path / name, "--rounds", "2", "--strategy", "random", "--lr", "1e-2", *extra)) == 0
+    weights = lambda name, r: load_file(tmp_path / name / "rounds" / str(r) / "checkpoint" / "pytorch_lora_weights.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(weights("base", 1).values(), weights("continued", 1).values()))
+    assert any(not torch.equal(a, b) for a, b in zip(weights("base", 2).values(), weights("continued", 2).values()))
