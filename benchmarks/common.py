@@ -255,6 +255,18 @@ def resolve_dtype(name: str, device: torch.device) -> str:
     return name if name != "auto" else {"no": "fp32"}.get(mixed_precision("auto", device), mixed_precision("auto", device))
 
 
+def resolve_args(a, steps_gpu: int, steps_cpu: int) -> torch.device:
+    """Device, precision, step count and warm-up of a parsed command line, filled in place."""
+    device = pick_device(a.device)
+    a.device = str(device)
+    a.dtype = resolve_dtype(a.dtype, device)
+    if a.steps is None:
+        a.steps = steps_gpu if device.type == "cuda" else steps_cpu
+    if a.warmup == "auto":  # on the CPU nothing is compiled or autotuned
+        a.warmup = "on" if device.type == "cuda" else "off"
+    return device
+
+
 def add_shared_flags(p, warmup_help: str) -> None:
     """The flags both benchmarks take after their own."""
     p.add_argument("--warmup", default="auto", choices=["auto", "on", "off"], help=warmup_help)

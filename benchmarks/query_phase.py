@@ -242,13 +242,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     a = parser().parse_args(argv)
-    device = common.pick_device(a.device)
-    a.device = str(device)
-    a.dtype = common.resolve_dtype(a.dtype, device)
-    if a.steps is None:
-        a.steps = 25 if device.type == "cuda" else 10
-    if a.warmup == "auto":  # on the CPU nothing is compiled or autotuned
-        a.warmup = "on" if device.type == "cuda" else "off"
+    device = common.resolve_args(a, steps_gpu=25, steps_cpu=10)
     if a.side:  # a child process: measure one side and write its figures
         out = project_side(a) if a.side == "project" else plain_side(a)
         Path(a.result).write_text(json.dumps(out))

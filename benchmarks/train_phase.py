@@ -171,13 +171,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     a = parser().parse_args(argv)
-    device = common.pick_device(a.device)
-    a.device = str(device)
-    a.dtype = common.resolve_dtype(a.dtype, device)
-    if a.steps is None:
-        a.steps = 100 if device.type == "cuda" else 30
-    if a.warmup == "auto":
-        a.warmup = "on" if device.type == "cuda" else "off"
+    device = common.resolve_args(a, steps_gpu=100, steps_cpu=30)
     if a.side:
         out = project_side(a) if a.side == "project" else plain_side(a)
         Path(a.result).write_text(json.dumps(out))
