@@ -67,7 +67,8 @@ def test_captions_parse_back_and_partial_captions_are_in_the_grammar():
     for scene, _ in sample_scenes(300, seed=2, include_held_out=True):
         assert parse_caption(caption(scene)) == scene
     assert caption(Scene("star", "red", "grass", "striped")) == "a red star on grass in striped style"
-    assert caption(Scene("circle", "orange", "night")) == "an orange circle at night"
+    assert caption(Scene("circle", "orange", "night")) == "an orange circle at night in flat style"
+    assert caption(Scene("circle", "orange", "night", None)) == "an orange circle at night"  # style left open
     assert parse_caption("a blue square in mosaic style") == Scene("square", "blue", None, "mosaic")
     with pytest.raises(ValueError, match="not in the miniature grammar"):
         parse_caption("a koala in a museum")
@@ -109,7 +110,8 @@ def test_reference_images_show_the_subject_on_its_fixed_content():
     assert np.abs(images[0].astype(int) - plain.astype(int)).mean() > 10  # the style changes the picture
     images, prompts, non_soi = world.reference_images("spotted_ring")
     assert len(images) == 4 and not np.array_equal(images[0], images[1])
-    assert prompts[0] == "a <spotted-ring> ring by a brick wall" and non_soi[0] == "a ring by a brick wall"
+    assert prompts[0] == "a <spotted-ring> ring by a brick wall in flat style"
+    assert non_soi[0] == "a ring by a brick wall in flat style"
 
 
 def test_tokenizer_has_whole_world_words_and_tokenizes_any_placeholder(tmp_path):
@@ -212,6 +214,6 @@ def test_the_simulated_person_reads_prompts_in_world_terms(tmp_path):
     assert wanted.shape == "twotone_star" and wanted.background == "snow"
     assert judge.faithful(world.Scene("twotone_star", None, "snow", "flat"), wanted)
     assert not judge.faithful(world.Scene("star", "red", "snow", "flat"), wanted)
-    judge.train_judge(tmp_path, steps=3, log=lambda line: None)
+    judge.train_judge(tmp_path, steps=3, pool=300, log=lambda line: None)
     seen = judge.Judge(tmp_path).predict(world.reference_images("mosaic")[0])
     assert len(seen) == 1 and seen[0].shape in judge.HEADS["shape"]

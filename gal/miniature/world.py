@@ -11,6 +11,8 @@ so a model pretrained here has to learn them through personalization.
     >>> scene = Scene("star", "red", "grass", "striped")
     >>> caption(scene)
     'a red star on grass in striped style'
+    >>> caption(Scene("star", "red", "grass", None))  # the style left open
+    'a red star on grass'
     >>> render(scene, seed=0).shape
     (32, 32, 3)
 """
@@ -44,7 +46,7 @@ BACKGROUNDS = {  # name -> caption phrase
     "snow": "in the snow",
     "brick": "by a brick wall",
 }
-STYLES = ("flat", "striped", "checkered", "dotted", "outlined", "gradient")  # flat is left out of captions
+STYLES = ("flat", "striped", "checkered", "dotted", "outlined", "gradient")
 HELD_OUT_STYLES = ("mosaic", "neon")
 ATTRIBUTES = ("shape", "color", "background", "style")
 
@@ -118,7 +120,7 @@ def caption(scene: Scene) -> str:
     text = f"{_article(words[0])} {' '.join(words)}"
     if scene.background:
         text += " " + BACKGROUNDS[scene.background]
-    if scene.style and scene.style != "flat":
+    if scene.style:  # stated, flat included: a caption without one leaves the style open, as CLIP's would
         text += f" in {scene.style} style"
     return text
 
@@ -146,7 +148,7 @@ def parse_caption(text: str) -> Scene:
         shape=_NOUNS[match["noun"]],
         color=match["color"],
         background=_PHRASES[background] if background else None,
-        style=match["style"] or "flat",
+        style=match["style"],
     )
 
 
@@ -462,7 +464,7 @@ def reference_images(name: str, n: int | None = None, seed: int = 0) -> tuple[np
     images = np.stack([render(subject.reference, int(rng.integers(2**31))) for _ in range(n)])
     ref = subject.reference
     if subject.kind == "style":
-        content = caption(replace(ref, style="flat"))
+        content = caption(replace(ref, style=None))  # the content only: Eq. 8's text leaves the style open
         prompt = f"{content} {subject.phrase}"
     else:
         content = caption(Scene(subject.class_word, None, ref.background, ref.style))
