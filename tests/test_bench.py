@@ -45,7 +45,7 @@ def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path, capsys):
     from gal.miniature import bench as mb
     from gal.miniature.judge import train_judge
 
-    train_judge(tmp_path / "judge", steps=3, log=lambda line: None)
+    train_judge(tmp_path / "judge", steps=3, pool=300, log=lambda line: None)
     settings = dict(mb.QUICK, subjects=["mosaic"], rounds=2, m=2)
     mb.QUICK, saved = settings, mb.QUICK
     try:

@@ -99,14 +99,15 @@ def _key(sample_id: str) -> tuple[int, int]:
 def bench(out: Path, quick: bool = False, models: list[str] | None = None, judge_dir: Path | None = None,
           log=print) -> dict:
     from gal.errors import GalError
-    from gal.miniature import bundled
+    from gal.miniature import WEIGHTS, bundled
 
     settings = QUICK if quick else FULL
     if models is None and bundled() is None:
         raise GalError("gal bench: the bundled miniature model is not in this installation; train it with "
                        "`gal miniature train OUT` (docs/miniature.md)")
     models = models or ["--base", "miniature", "--scorer", "miniature", "--steps", "20", "--guidance", "4"]
-    judge_dir = judge_dir or out / "judge"
+    if judge_dir is None:  # the bundled simulated person, else one trained into the bench folder
+        judge_dir = WEIGHTS / "judge" if (WEIGHTS / "judge" / "judge.safetensors").exists() else out / "judge"
     if not (judge_dir / "judge.safetensors").exists():
         log(f"training the simulated person into {judge_dir}")
         judges.train_judge(judge_dir, log=log)

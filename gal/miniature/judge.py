@@ -8,7 +8,6 @@ row in `gal bench`: it accepts the images that show the subject *and* follow the
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,16 +62,21 @@ def _degrade(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return pick * blurred + (1 - pick) * x
 
 
-def train_judge(out: str | Path, steps: int = 1500, seed: int = 0, batch: int = 96, log=print) -> dict:
+def train_judge(out: str | Path, steps: int = 1500, seed: int = 0, batch: int = 96, pool: int = 12_000,
+                log=print) -> dict:
+    """Train on a pool of renders drawn once (rendering, not the CNN, was the cost of each step)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
+    images, _, scenes = world.render_dataset(pool, seed=seed * 100003 + 5, include_held_out=True)
+    images, labels_all = _batch(images), _labels(scenes)
+    log(f"judge: rendered {pool} scenes")
     net = JudgeNet()
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     for step in range(steps):
-        pairs = world.sample_scenes(batch, seed=seed * 100003 + step, include_held_out=True)
-        x = _degrade(_batch(np.stack([world.render(s, r) for s, r in pairs])), g)
-        labels, logits = _labels([s for s, _ in pairs]), net(x)
+        idx = torch.randint(pool, (batch,), generator=g)
+        x = _degrade(images[idx], g)
+        labels, logits = {k: v[idx] for k, v in labels_all.items()}, net(x)
         loss = sum(F.cross_entropy(logits[k], labels[k], ignore_index=-100) for k in HEADS)
         opt.zero_grad()
         loss.backward()
@@ -122,8 +126,7 @@ def expected_scene(template: str, subject: world.Subject) -> world.Scene:
 
 
 def faithful(seen: world.Scene, wanted: world.Scene) -> bool:
-    """Every attribute the prompt states is what the judge sees (an unstated style means flat)."""
-    wanted = replace(wanted, style=wanted.style or "flat")
+    """Every attribute the prompt states is what the judge sees."""
     return all(getattr(wanted, k) is None or getattr(wanted, k) == getattr(seen, k) for k in HEADS)
 
 
