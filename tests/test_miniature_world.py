@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -165,6 +166,23 @@ def test_second_call_refuses_without_force(trained):
     out, _ = trained
     with pytest.raises(FileExistsError, match="force=True"):
         train(out, seed=0, minutes_budget=1, config=TINY)
+
+
+def test_a_finished_run_trains_its_scorer_longer_without_touching_the_generator(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    shutil.copytree(trained[0], out)
+    unet = out / "model" / "unet" / "diffusion_pytorch_model.safetensors"
+    before, scorer_before = load_file(unet), load_file(out / "scorer" / "model.safetensors")
+    longer = replace(TINY, scorer_steps=TINY.scorer_steps + 2)
+    assert train(out, seed=0, minutes_budget=1, config=longer)["status"] == "done"
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["phases"]["scorer"]["step"] == TINY.scorer_steps + 2
+    assert all(torch.equal(before[k], v) for k, v in load_file(unet).items())
+    assert any(not torch.equal(scorer_before[k], v) for k, v in load_file(out / "scorer" / "model.safetensors").items())
+    with pytest.raises(ValueError, match="only the scorer and the UNet"):
+        train(out, seed=0, minutes_budget=1, config=replace(longer, vae_steps=TINY.vae_steps + 1))
 
 
 def test_interrupted_training_resumes_to_the_same_weights(trained, tmp_path):

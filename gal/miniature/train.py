@@ -250,12 +250,29 @@ class Run:
             self.log(f"new run: seed {seed}, budget {minutes_budget} min, config {_jsonable(cfg)}")
 
     def _check_same_run(self, minutes_budget: float) -> None:
-        stored = (self.state["seed"], self.state["config"])
-        if stored != (self.seed, _jsonable(self.cfg)):
+        stored = (self.state["seed"], _without_steps(self.state["config"]))
+        if stored != (self.seed, _without_steps(_jsonable(self.cfg))):
             raise ValueError(f"{self.ckpt / 'state.json'} holds a run with another seed or config "
                              f"(seed {stored[0]}); pass force=True to start over")
         if minutes_budget != self.state["minutes_budget"]:
             self.log(f"note: keeping the stored budget of {self.state['minutes_budget']} min, not {minutes_budget}")
+
+    def extend(self) -> list[str]:
+        """Explicit step counts above a phase's recorded total train that phase longer (the cosine
+        schedule stretched to the new total, a fresh optimizer if the phase had finished). Only the
+        scorer and the UNet: nothing else is trained on them, while the VAE's latents are."""
+        extended = []
+        for name in PHASES:
+            steps, phase = getattr(self.cfg, f"{name}_steps"), self.state["phases"].get(name)
+            if steps is None or phase is None or phase["total"] in (None, steps):
+                continue
+            if name == "vae" or steps < phase["step"]:
+                raise ValueError(f"--{name}-steps {steps}: the run's {name} phase is at step {phase['step']} of "
+                                 f"{phase['total']}; only the scorer and the UNet can be trained longer")
+            self.log(f"{name}: extending from {phase['total']} to {steps} steps")
+            phase.update(total=steps, done=False)
+            extended.append(name)
+        return extended
 
     def done(self, phase: str) -> bool:
         return bool(self.state["phases"].get(phase, {}).get("done"))
@@ -300,6 +317,10 @@ class Run:
 
 def _jsonable(cfg: TrainConfig) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _without_steps(config: dict) -> dict:
+    return {k: v for k, v in config.items() if not k.endswith("_steps")}
 
 
 def _step_generator(seed: int, phase: str, step: int) -> torch.Generator:
@@ -677,8 +698,13 @@ def write_final(out_dir: Path, pipe, scorer, processor) -> None:
     pipe.save_pretrained(tmp_model, safe_serialization=True)
     scorer.save_pretrained(tmp_scorer, safe_serialization=True)
     processor.save_pretrained(tmp_scorer)
-    os.replace(tmp_model, model_dir)
-    os.replace(tmp_scorer, scorer_dir)
+    for tmp, final in ((tmp_model, model_dir), (tmp_scorer, scorer_dir)):
+        old = final.with_name(f".{final.name}.old")  # a longer-trained run replaces its earlier weights
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def train(out_dir: str | Path, seed: int = 0, minutes_budget: float = 120.0, force: bool = False,
@@ -701,15 +727,19 @@ def train(out_dir: str | Path, seed: int = 0, minutes_budget: float = 120.0, for
 def _train_locked(out_dir: Path, seed: int, minutes_budget: float, force: bool, cfg: TrainConfig,
                   max_steps: int | None) -> dict:
     model_dir, scorer_dir = final_paths(out_dir)
-    if (model_dir / "model_index.json").exists() or (scorer_dir / "config.json").exists():
-        if not force:
-            raise FileExistsError(f"{out_dir} already holds trained weights ({model_dir}, {scorer_dir}); "
-                                  "pass force=True (--force) to train again from scratch")
+    finished = (model_dir / "model_index.json").exists() or (scorer_dir / "config.json").exists()
     if force:
         for path in (model_dir, scorer_dir, out_dir / "checkpoint"):
             shutil.rmtree(path, ignore_errors=True)
         (out_dir / "train.log").unlink(missing_ok=True)
+    if finished and not force and not (out_dir / "checkpoint" / "state.json").exists():
+        raise FileExistsError(f"{out_dir} already holds trained weights ({model_dir}, {scorer_dir}); "
+                              "pass force=True (--force) to train again from scratch")
     run = Run(out_dir, seed, cfg, minutes_budget, max_steps)
+    if not run.extend() and finished and not force:
+        raise FileExistsError(f"{out_dir} already holds trained weights ({model_dir}, {scorer_dir}); "
+                              "pass force=True (--force) to train again from scratch, or a larger "
+                              "--scorer-steps/--unet-steps to train a phase longer")
     start = time.time()
     previous = _stop_on_signals(run)
     try:
