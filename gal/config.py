@@ -204,11 +204,14 @@ def resolved(cfg: Config) -> Config:
         c.base = c.base or ("miniature" if miniature else PAPER_BASE)
         c.scorer = c.scorer or ("miniature" if miniature else PAPER_SCORER)
     if c.lr is None:
-        # full: the authors' 5e-6; LoRA: diffusers' DreamBooth-LoRA default 1e-4. The miniature model is
-        # ~30x smaller than SD and 500 LoRA steps at 1e-4 left its samples unstyled (docs/miniature.md):
-        # it gets 10x those rates.
-        c.lr = (5e-6 if c.method == "full" else 1e-4) * (10 if c.base == "miniature" else 1)
+        c.lr = default_lr(c.method, miniature=c.base == "miniature")
     return c
+
+
+def default_lr(method: str, miniature: bool = False) -> float:
+    """full: the authors' 5e-6; LoRA: diffusers' DreamBooth-LoRA default 1e-4. The miniature model is ~30x
+    smaller than SD and 500 LoRA steps at 1e-4 left its samples unstyled (docs/miniature.md): 10x for it."""
+    return (5e-6 if method == "full" else 1e-4) * (10 if miniature else 1)
 
 
 PAPER_BASE = "CompVis/stable-diffusion-v1-4"  # the paper's base model

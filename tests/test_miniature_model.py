@@ -68,7 +68,7 @@ def test_gal_run_and_eval_on_the_miniature_model(weights, tmp_path, capsys):
         assert -1 <= r["txt_aln"] <= 1 and -1 <= r["img_aln"] <= 1 and 0 <= r["ovf"] <= 1
     # The metrics measure the images: the base model (no personalization) scores differently.
     assert main(["eval", "--base", "miniature", "--scorer", "miniature", "--references", str(tmp_path / "inputs" / "references"),
-                 "--kind", "style", "--subject", "in <mosaic> style", "--subject-plain", "in mosaic style",
+                 "--kind", "style", "--subject", "in <mosaic> style", "--subject-plain", "in mosaic style", "--non-soi", "a red circle on grass",
                  "--prompts", str(prompts), "--n", "1", "--steps", "10", "--guidance", "4", "--json"]) == 0
     base = json.loads(capsys.readouterr().out)["rounds"]
     assert not np.isclose(base[0]["img_aln"], rows[0]["img_aln"])

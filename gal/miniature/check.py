@@ -138,7 +138,8 @@ def check(model_dir: str | Path, scorer_dir: str | Path, n: int = 100, seed: int
 
 
 def phenomenon(model_dir: str | Path, scorer_dir: str | Path, subject: str = "mosaic", work: Path | None = None) -> dict:
-    """The third gate: after round 1 of `gal run` (DreamBooth on one reference, default steps), the share
+    """The third gate: after round 1 of `gal run` (DreamBooth on one reference, the defaults of
+    `--base miniature`, which a folder path does not get by itself), the share
     of overfitted samples on the anchor prompts (target between 0.2 and 0.8). Runs round 1 with
     --strategy human, which stops after the round's query, so nothing more is trained."""
     import json
@@ -147,6 +148,7 @@ def phenomenon(model_dir: str | Path, scorer_dir: str | Path, subject: str = "mo
     from io import StringIO
 
     from gal.cli import main as gal
+    from gal.config import default_lr
     from gal.demo import prepare
 
     work = Path(work or tempfile.mkdtemp(prefix="gal-phenomenon-"))
@@ -154,7 +156,8 @@ def phenomenon(model_dir: str | Path, scorer_dir: str | Path, subject: str = "mo
     out = work / "run"
     with redirect_stdout(StringIO()):
         code = gal(["run", *flags, "--base", str(model_dir), "--scorer", str(scorer_dir), "--strategy", "human",
-                    "--rounds", "2", "--steps", "20", "--guidance", "4", "--out", str(out)])
+                    "--rounds", "2", "--steps", "20", "--guidance", "4", "--lr", str(default_lr("lora", miniature=True)),
+                    "--out", str(out)])
     if code:
         raise RuntimeError(f"gal run failed ({code}) in {out}")
     buffer = StringIO()
