@@ -1,5 +1,7 @@
 """`gal bench --suite ... --dry-run`: the paper's protocol as a plan, and a check of the user's data."""
 
+import json
+
 from PIL import Image
 
 from gal import bench
@@ -54,9 +56,12 @@ def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path, capsys):
                      "--results", str(tmp_path / "results.md")]) == 0
     finally:
         mb.QUICK = saved
-    summary = __import__("json").loads((tmp_path / "b" / "bench.json").read_text())
+    summary = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert [r["row"] for r in summary["results"]] == [r for r, _, _ in mb.ROWS]
     assert all(r["rounds"] for r in summary["results"])
+    # round 1 is run once and shared: every row starts from the same checkpoint and metrics
+    assert (tmp_path / "b" / "mosaic" / "seed0" / "round-1" / "rounds" / "1" / "checkpoint").is_dir()
+    assert len({json.dumps(r["rounds"][0], sort_keys=True) for r in summary["results"]}) == 1
     text = (tmp_path / "results.md").read_text()
     assert "| Baseline (DreamBooth) |" in text and "| Oracle + Balance |" in text
     assert (tmp_path / "results-figure5.png").stat().st_size > 1000

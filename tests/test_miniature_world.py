@@ -228,10 +228,15 @@ def test_the_simulated_person_reads_prompts_in_world_terms(tmp_path):
     assert wanted == world.Scene("circle", "blue", "night", "mosaic")
     assert judge.faithful(world.Scene("circle", "blue", "night", "mosaic"), wanted)
     assert not judge.faithful(world.Scene("circle", "red", "grass", "mosaic"), wanted)  # copied the reference
+    assert not judge.acceptable(world.Scene("circle", "red", "grass", "mosaic"), wanted)
+    assert judge.acceptable(world.Scene("ring", "blue", "night", "mosaic"), wanted)  # one detail of the content off
+    assert not judge.acceptable(world.Scene("circle", "blue", "night", "flat"), wanted)  # the style is the subject
+    assert not judge.acceptable(world.Scene("circle", "blue", "grass", "mosaic"), wanted)  # the setting is not a detail
     wanted = judge.expected_scene("{} in the snow", star)
     assert wanted.shape == "twotone_star" and wanted.background == "snow"
     assert judge.faithful(world.Scene("twotone_star", None, "snow", "flat"), wanted)
     assert not judge.faithful(world.Scene("star", "red", "snow", "flat"), wanted)
+    assert not judge.acceptable(world.Scene("star", "red", "snow", "flat"), wanted)  # the object is the subject
     judge.train_judge(tmp_path, steps=3, pool=300, log=lambda line: None)
     seen = judge.Judge(tmp_path).predict(world.reference_images("mosaic")[0])
     assert len(seen) == 1 and seen[0].shape in judge.HEADS["shape"]

@@ -37,8 +37,9 @@ def _gal(argv: list[str]) -> tuple[int, str]:
 
 
 def oracle_picks(run_dir: Path, judge: judges.Judge, subject: world.Subject, k: int) -> list[str]:
-    """What the simulated person accepts in the pending round: the faithful images (subject shown, prompt
-    followed) of up to k directions, the directions where faithful images are rarest first."""
+    """What the simulated person accepts in the pending round: one acceptable image (`judge.acceptable`:
+    subject shown, prompt followed but for one detail; a fully faithful one first) of each of up to k
+    directions, the directions where acceptable images are rarest first."""
     from gal.ledger import Ledger
     from gal.review import pending_round, sample_id
 
@@ -55,23 +56,24 @@ def oracle_picks(run_dir: Path, judge: judges.Judge, subject: world.Subject, k: 
     for idx, samples in sorted(by_anchor.items()):
         wanted = judges.expected_scene(anchors[idx].template, subject)
         seen = judge.predict(np.stack([np.asarray(Image.open(run_dir / s.path).convert("RGB")) for s in samples]))
-        good = [s for s, v in zip(samples, seen) if judges.faithful(v, wanted)]
+        good = sorted((len(judges.misses(v, wanted)), s.j, s) for s, v in zip(samples, seen) if judges.acceptable(v, wanted))
         if good:
-            found.append((len(good) / len(samples), idx, good[0]))
+            found.append((len(good) / len(samples), idx, good[0][2]))
     return [sample_id(s.anchor_idx, s.j) for _, _, s in sorted(found)[:k]]
 
 
 def run_one(out: Path, subject_name: str, seed: int, strategy: str, balance: bool, settings: dict,
             models: list[str], judge: judges.Judge | None, work: Path) -> list[dict]:
-    """One GAL run (resumed if it exists), evaluated per round."""
-    from gal.demo import prepare
+    """One GAL run, evaluated per round. Its round 1 (fine-tune on the references and query, the same
+    for every strategy) is copied from the subject's shared round-1 run; a run on disk is resumed."""
     from gal.ledger import Ledger
     from gal.review import pending_round
 
-    flags, prompts = prepare(work / "inputs" / subject_name, subject_name)
+    flags, prompts = _inputs(work, subject_name)
+    if not out.exists():
+        _fork(_round_one(out.parent / "round-1", subject_name, seed, settings, models, work), out)
     argv = ["run", *flags, *models, "--strategy", strategy, "--balance" if balance else "--no-balance",
-            "--rounds", str(settings["rounds"]), "--m", str(settings["m"]), "--k", "3", "--seed", str(seed),
-            "--out", str(out)]
+            *_shared_flags(settings, seed), "--force", "--out", str(out)]  # --force: the strategy differs from round 1's
     while True:
         code, _ = _gal(argv)
         if code:
@@ -85,6 +87,43 @@ def run_one(out: Path, subject_name: str, seed: int, strategy: str, balance: boo
         ledger.close()
         if status == "finished":
             break
+    return _evaluate(out, prompts, settings)
+
+
+def _inputs(work: Path, subject_name: str) -> tuple[list[str], Path]:
+    from gal.demo import prepare
+
+    return prepare(work / "inputs" / subject_name, subject_name)
+
+
+def _shared_flags(settings: dict, seed: int) -> list[str]:
+    return ["--rounds", str(settings["rounds"]), "--m", str(settings["m"]), "--k", "3", "--seed", str(seed)]
+
+
+def _round_one(folder: Path, subject_name: str, seed: int, settings: dict, models: list[str], work: Path) -> Path:
+    """Round 1 of a subject and seed, run once: with a person as the strategy the run stops after the
+    round's query, before anything is chosen, which is where the strategies part. Evaluated here, so
+    every copy carries round 1's metrics."""
+    flags, prompts = _inputs(work, subject_name)
+    argv = ["run", *flags, *models, "--strategy", "human", "--balance", *_shared_flags(settings, seed), "--out", str(folder)]
+    code, _ = _gal(argv)
+    if code:
+        raise RuntimeError(f"gal run failed with {code}: {' '.join(argv)}")
+    _evaluate(folder, prompts, settings)
+    return folder
+
+
+def _fork(source: Path, out: Path) -> None:
+    """Copy a run folder whole, or not at all."""
+    import shutil
+
+    tmp = out.with_name(out.name + ".copying")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    tmp.rename(out)
+
+
+def _evaluate(out: Path, prompts: Path, settings: dict) -> list[dict]:
     code, text = _gal(["eval", str(out), "--prompts", str(prompts), "--n", str(settings["n"]), "--json"])
     if code:
         raise RuntimeError(f"gal eval failed with {code} on {out}")

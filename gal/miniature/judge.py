@@ -125,9 +125,21 @@ def expected_scene(template: str, subject: world.Subject) -> world.Scene:
     return world.parse_caption(template.replace("{}", subject.plain))
 
 
+def misses(seen: world.Scene, wanted: world.Scene) -> list[str]:
+    """The attributes the prompt states that the judge does not see."""
+    return [k for k in HEADS if getattr(wanted, k) is not None and getattr(wanted, k) != getattr(seen, k)]
+
+
 def faithful(seen: world.Scene, wanted: world.Scene) -> bool:
     """Every attribute the prompt states is what the judge sees."""
-    return all(getattr(wanted, k) is None or getattr(wanted, k) == getattr(seen, k) for k in HEADS)
+    return not misses(seen, wanted)
+
+
+def acceptable(seen: world.Scene, wanted: world.Scene) -> bool:
+    """What a person accepts: the subject, the setting and the style as asked, and at most one detail of
+    the content (its colour, or a plain shape) off. A copy of the reference's content misses two or more."""
+    off = misses(seen, wanted)
+    return not off or (len(off) == 1 and (off[0] == "color" or (off[0] == "shape" and wanted.shape not in world.INSTANCES)))
 
 
 if __name__ == "__main__":
