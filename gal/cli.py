@@ -112,6 +112,8 @@ def _bench_parser(sub) -> None:
                                      "--suite paper-object|paper-style: the real protocol")
     p.add_argument("--suite", choices=["paper-object", "paper-style"], help="the paper's protocol on Stable Diffusion")
     p.add_argument("--quick", action="store_true", help="miniature bench: 2 subjects, 1 seed, 2 rounds")
+    p.add_argument("--only", metavar="SUBJECT", action="append",
+                   help="miniature bench: run these subjects only (repeatable), e.g. to split a bench across processes")
     p.add_argument("--results", metavar="FILE", help="miniature bench: write the table and plot here (e.g. docs/results.md)")
     p.add_argument("--base", help=argparse.SUPPRESS)
     p.add_argument("--scorer", help=argparse.SUPPRESS)
@@ -201,7 +203,7 @@ def _bench(a: dict) -> int:
         # hidden flags for tests: other (tiny) models, few steps
         models = ["--base", a["base"], "--scorer", a["scorer"], "--steps", "3", "--train-steps", "10"] if a["base"] else None
         summary = miniature_bench.bench(Path(a["out"]), quick=a["quick"], models=models,
-                                        judge_dir=Path(a["judge"]) if a["judge"] else None)
+                                        judge_dir=Path(a["judge"]) if a["judge"] else None, only=a["only"])
         if a["results"]:
             machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
             miniature_bench.write_results(summary, Path(a["results"]), "gal " + shlex.join(sys.argv[1:]), machine)

@@ -20,11 +20,14 @@ from PIL import Image
 
 from gal.miniature import judge as judges
 from gal.miniature import world
+from gal.storage import write_text
 
 ROWS = [("Random", "random", False), ("Uncertainty", "uncertainty", False),
         ("Uncertainty + Balance", "uncertainty", True), ("Oracle + Balance", "human", True)]
 FULL = {"subjects": ["mosaic", "neon", "twotone_star", "spotted_ring"], "seeds": [0, 1], "rounds": 4, "m": 10, "n": 4}
-QUICK = {"subjects": ["mosaic", "twotone_star"], "seeds": [0], "rounds": 2, "m": 4, "n": 1}
+# --quick: one style, one object, shorter fine-tunes (the full bench keeps the paper's 500 / 800 steps)
+QUICK = {"subjects": ["mosaic", "twotone_star"], "seeds": [0], "rounds": 2, "m": 4, "n": 1,
+         "train_steps": {"style": 300, "object": 500}}
 
 
 def _gal(argv: list[str]) -> tuple[int, str]:
@@ -72,8 +75,8 @@ def run_one(out: Path, subject_name: str, seed: int, strategy: str, balance: boo
     flags, prompts = _inputs(work, subject_name)
     if not out.exists():
         _fork(_round_one(out.parent / "round-1", subject_name, seed, settings, models, work), out)
-    argv = ["run", *flags, *models, "--strategy", strategy, "--balance" if balance else "--no-balance",
-            *_shared_flags(settings, seed), "--force", "--out", str(out)]  # --force: the strategy differs from round 1's
+    argv = ["run", *flags, *_shared_flags(settings, seed, subject_name), *models, "--strategy", strategy,
+            "--balance" if balance else "--no-balance", "--force", "--out", str(out)]  # --force: the strategy differs from round 1's
     while True:
         code, _ = _gal(argv)
         if code:
@@ -96,8 +99,11 @@ def _inputs(work: Path, subject_name: str) -> tuple[list[str], Path]:
     return prepare(work / "inputs" / subject_name, subject_name)
 
 
-def _shared_flags(settings: dict, seed: int) -> list[str]:
-    return ["--rounds", str(settings["rounds"]), "--m", str(settings["m"]), "--k", "3", "--seed", str(seed)]
+def _shared_flags(settings: dict, seed: int, subject_name: str) -> list[str]:
+    """Every run's flags but its strategy (given before `models`, whose flags win)."""
+    steps = settings.get("train_steps", {}).get(world.SUBJECTS[subject_name].kind)
+    return ["--rounds", str(settings["rounds"]), "--m", str(settings["m"]), "--k", "3", "--seed", str(seed),
+            *(["--train-steps", str(steps)] if steps else [])]
 
 
 def _round_one(folder: Path, subject_name: str, seed: int, settings: dict, models: list[str], work: Path) -> Path:
@@ -105,7 +111,8 @@ def _round_one(folder: Path, subject_name: str, seed: int, settings: dict, model
     round's query, before anything is chosen, which is where the strategies part. Evaluated here, so
     every copy carries round 1's metrics."""
     flags, prompts = _inputs(work, subject_name)
-    argv = ["run", *flags, *models, "--strategy", "human", "--balance", *_shared_flags(settings, seed), "--out", str(folder)]
+    argv = ["run", *flags, *_shared_flags(settings, seed, subject_name), *models, "--strategy", "human", "--balance",
+            "--out", str(folder)]
     code, _ = _gal(argv)
     if code:
         raise RuntimeError(f"gal run failed with {code}: {' '.join(argv)}")
@@ -136,11 +143,16 @@ def _key(sample_id: str) -> tuple[int, int]:
 
 
 def bench(out: Path, quick: bool = False, models: list[str] | None = None, judge_dir: Path | None = None,
-          log=print) -> dict:
+          only: list[str] | None = None, log=print) -> dict:
     from gal.errors import GalError
     from gal.miniature import WEIGHTS, bundled
 
     settings = QUICK if quick else FULL
+    if only:
+        unknown = [s for s in only if s not in settings["subjects"]]
+        if unknown:
+            raise GalError(f"--only {unknown[0]}: not a subject of this bench; expected one of {', '.join(settings['subjects'])}")
+        settings = dict(settings, subjects=[s for s in settings["subjects"] if s in only])
     if models is None and bundled() is None:
         raise GalError("gal bench: the bundled miniature model is not in this installation; train it with "
                        "`gal miniature train OUT` (docs/miniature.md)")
@@ -163,7 +175,8 @@ def bench(out: Path, quick: bool = False, models: list[str] | None = None, judge
                 log(f"{subject} seed {seed} {row}: " + ", ".join(
                     f"R{r['round']} TXT {r['txt_aln']:.3f} IMG {r['img_aln']:.3f} OVF {r['ovf']:.2f}" for r in rounds))
     summary = {"settings": settings, "results": results, "minutes": round((time.time() - start) / 60, 1)}
-    (out / "bench.json").write_text(json.dumps(summary, indent=1))
+    if not only:  # a part of a bench leaves the whole bench's summary alone
+        write_text(out / "bench.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -224,7 +237,8 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
     lines = [
         "# Results on the miniature world", "",
         f"Command: `{command}`  ", f"Machine: {machine}  ", f"Date: {time.strftime('%Y-%m-%d')}  ",
-        f"Settings: {json.dumps(summary['settings'])}; {summary['minutes']} minutes.", "",
+        f"Settings: {json.dumps(summary['settings'])}; this invocation took {summary['minutes']} minutes "
+        "(runs already on disk are resumed, not redone).", "",
         "Last round of each run (Baseline: round 1), mean ± std over subjects and seeds; the layout of the paper's Table 1.", "",
         "| Models | Object TXT-ALN ↑ | Object IMG-ALN ↑ | Object OVF ↓ | Style TXT-ALN ↑ | Style IMG-ALN ↑ | Style OVF ↓ |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -234,4 +248,4 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
                                                      for m in ("txt_aln", "img_aln", "ovf")) + " |")
     figure(summary, path.with_name(path.stem + "-figure5.png"))
     lines += ["", f"![TXT-ALN against IMG-ALN per round]({path.stem}-figure5.png)", ""]
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
