@@ -65,3 +65,8 @@ def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path, capsys):
     text = (tmp_path / "results.md").read_text()
     assert "| Baseline (DreamBooth) |" in text and "| Oracle + Balance |" in text
     assert (tmp_path / "results-figure5.png").stat().st_size > 1000
+    # a person's notes below the marker survive a rewrite; the table is rewritten, not appended
+    (tmp_path / "results.md").write_text(text + "What I read in it.\n")
+    mb.write_results(summary, tmp_path / "results.md", "gal bench", "here")
+    text = (tmp_path / "results.md").read_text()
+    assert text.count("| Oracle + Balance |") == 1 and text.endswith(mb.NOTES + "\nWhat I read in it.\n")

@@ -230,6 +230,9 @@ def figure(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+NOTES = "<!-- notes: what follows is kept when `gal bench --results` rewrites this file -->"
+
+
 def write_results(summary: dict, path: Path, command: str, machine: str) -> None:
     def cell(v):
         return "–" if v is None else f"{v[0]:.3f} ± {v[1]:.3f}"
@@ -248,4 +251,6 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
                                                      for m in ("txt_aln", "img_aln", "ovf")) + " |")
     figure(summary, path.with_name(path.stem + "-figure5.png"))
     lines += ["", f"![TXT-ALN against IMG-ALN per round]({path.stem}-figure5.png)", ""]
-    write_text(path, "\n".join(lines))
+    old = path.read_text() if path.exists() else ""
+    notes = old[old.index(NOTES):] if NOTES in old else NOTES + "\n"  # a person's reading of the results stays
+    write_text(path, "\n".join(lines) + "\n" + notes)
