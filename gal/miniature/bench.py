@@ -249,6 +249,20 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
     for e in table(summary):
         lines.append(f"| {e['row']} | " + " | ".join(cell(e[f"{k}_{m}"]) for k in ("object", "style")
                                                      for m in ("txt_aln", "img_aln", "ovf")) + " |")
+    lines += ["", "Per subject, mean over seeds of the last round; rounds: how many rounds the runs had (Eq. 10, or "
+              "a person accepting nothing, ends a run early).", "",
+              "| Subject | Models | Rounds | TXT-ALN ↑ | IMG-ALN ↑ | OVF ↓ |", "| --- | --- | --- | --- | --- | --- |"]
+    for subject in summary["settings"]["subjects"]:
+        for name in ["Baseline (DreamBooth)"] + [r for r, _, _ in ROWS]:
+            baseline = name.startswith("Baseline")
+            runs = [x["rounds"] for x in summary["results"] if x["subject"] == subject and x["rounds"] and
+                    x["row"] == ("Uncertainty + Balance" if baseline else name)]
+            if not runs:
+                continue
+            last = [r[0] if baseline else r[-1] for r in runs]
+            depth = "1" if baseline else "/".join(str(len(r)) for r in runs)
+            lines.append(f"| {subject} | {name} | {depth} | " +
+                         " | ".join(f"{np.mean([x[m] for x in last]):.3f}" for m in ("txt_aln", "img_aln", "ovf")) + " |")
     figure(summary, path.with_name(path.stem + "-figure5.png"))
     lines += ["", f"![TXT-ALN against IMG-ALN per round]({path.stem}-figure5.png)", ""]
     old = path.read_text() if path.exists() else ""
