@@ -3,8 +3,9 @@
 For each held-out subject and seed it runs GAL with each strategy of Table 1 (Random, Uncertainty,
 Uncertainty + Balance, Oracle + Balance), evaluates every round on the world's test prompts, and writes
 the table (mean and spread over subjects and seeds) and a Figure-5 plot. The baseline (DreamBooth) is
-round 1, which every strategy shares. The oracle is a simulated person (`gal.miniature.judge`), not the
-CLIP scorer. Every run is a resumable `gal run` folder, so an interrupted bench picks up where it stopped.
+round 1, which every strategy shares: it runs once per subject and seed, and each strategy's run starts
+from a copy of it. The oracle is a simulated person (`gal.miniature.judge`), not the CLIP scorer. Every run
+is a resumable `gal run` folder, so an interrupted bench picks up where it stopped.
 """
 
 from __future__ import annotations
