@@ -69,4 +69,4 @@ def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path, capsys):
     (tmp_path / "results.md").write_text(text + "What I read in it.\n")
     mb.write_results(summary, tmp_path / "results.md", "gal bench", "here")
     text = (tmp_path / "results.md").read_text()
-    assert text.count("| Oracle + Balance |") == 1 and text.endswith(mb.NOTES + "\nWhat I read in it.\n")
+    assert text.count("\n| Oracle + Balance |") == 1 and "| mosaic | Oracle + Balance |" in text and text.endswith(mb.NOTES + "\nWhat I read in it.\n")
