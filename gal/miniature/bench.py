@@ -199,7 +199,8 @@ def table(summary: dict) -> list[dict]:
 
 
 def figure(summary: dict, path: Path) -> None:
-    """Figure 5: TXT-ALN against IMG-ALN per round, mean over runs, one arrowed line per strategy."""
+    """Figure 5: TXT-ALN against IMG-ALN per round, mean over runs (a run that stopped counts with its
+    last round from then on), one arrowed line per strategy."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,9 +212,9 @@ def figure(summary: dict, path: Path) -> None:
             runs = [x["rounds"] for x in summary["results"] if x["kind"] == kind and x["row"] == row and x["rounds"]]
             if not runs:
                 continue
-            depth = min(len(r) for r in runs)
-            xs = [float(np.mean([r[i]["img_aln"] for r in runs])) for i in range(depth)]
-            ys = [float(np.mean([r[i]["txt_aln"] for r in runs])) for i in range(depth)]
+            depth = max(len(r) for r in runs)  # a run that stopped early keeps its last round's model
+            xs = [float(np.mean([r[min(i, len(r) - 1)]["img_aln"] for r in runs])) for i in range(depth)]
+            ys = [float(np.mean([r[min(i, len(r) - 1)]["txt_aln"] for r in runs])) for i in range(depth)]
             line, = ax.plot(xs, ys, "-o", ms=3, label=row)
             if depth > 1:
                 ax.annotate("", xy=(xs[-1], ys[-1]), xytext=(xs[-2], ys[-2]),
@@ -265,7 +266,9 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
             lines.append(f"| {subject} | {name} | {depth} | " +
                          " | ".join(f"{np.mean([x[m] for x in last]):.3f}" for m in ("txt_aln", "img_aln", "ovf")) + " |")
     figure(summary, path.with_name(path.stem + "-figure5.png"))
-    lines += ["", f"![TXT-ALN against IMG-ALN per round]({path.stem}-figure5.png)", ""]
+    lines += ["", "Figure 5's layout: TXT-ALN against IMG-ALN per round, mean over subjects and seeds; a run that "
+              "stopped early counts with its last round in the later ones.", "",
+              f"![TXT-ALN against IMG-ALN per round]({path.stem}-figure5.png)", ""]
     old = path.read_text() if path.exists() else ""
     notes = old[old.index(NOTES):] if NOTES in old else NOTES + "\n"  # a person's reading of the results stays
     write_text(path, "\n".join(lines) + "\n" + notes)
