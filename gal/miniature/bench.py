@@ -75,7 +75,7 @@ def run_one(out: Path, subject_name: str, seed: int, strategy: str, balance: boo
 
     flags, prompts = _inputs(work, subject_name)
     if not out.exists():
-        _fork(_round_one(out.parent / "round-1", subject_name, seed, settings, models, work), out)
+        _fork(_round_one(out.parent / "round-1", flags, prompts, subject_name, seed, settings, models), out)
     argv = ["run", *flags, *_shared_flags(settings, seed, subject_name), *models, "--strategy", strategy,
             "--balance" if balance else "--no-balance", "--force", "--out", str(out)]  # --force: the strategy differs from round 1's
     while True:
@@ -107,11 +107,11 @@ def _shared_flags(settings: dict, seed: int, subject_name: str) -> list[str]:
             *(["--train-steps", str(steps)] if steps else [])]
 
 
-def _round_one(folder: Path, subject_name: str, seed: int, settings: dict, models: list[str], work: Path) -> Path:
+def _round_one(folder: Path, flags: list[str], prompts: Path, subject_name: str, seed: int, settings: dict,
+               models: list[str]) -> Path:
     """Round 1 of a subject and seed, run once: with a person as the strategy the run stops after the
     round's query, before anything is chosen, which is where the strategies part. Evaluated here, so
     every copy carries round 1's metrics."""
-    flags, prompts = _inputs(work, subject_name)
     argv = ["run", *flags, *_shared_flags(settings, seed, subject_name), *models, "--strategy", "human", "--balance",
             "--out", str(folder)]
     code, _ = _gal(argv)
