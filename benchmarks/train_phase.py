@@ -55,7 +55,7 @@ def project_side(a) -> dict:
     from accelerate import Accelerator
 
     from gal.models import load_pipeline, native_resolution
-    from gal.personalize import Personalizer
+    from gal.personalize import Personalizer, Term
 
     device = common.pick_device(a.device)
     precision = common.MIXED_PRECISION[a.dtype]
@@ -67,10 +67,10 @@ def project_side(a) -> dict:
     trainer = Personalizer(pipe, acc, method=a.method, lr=LR[a.method], rank=4, resolution=resolution)
     data = examples(a.examples, resolution)
     if a.warmup == "on":
-        trainer.train(data, steps=3, batch_size=a.batch_size, seed=1, desc="warm-up")
+        trainer.train([Term(data)], steps=3, batch_size=a.batch_size, seed=1, desc="warm-up")
         trainer.reset(seed=0)
     with common.Timer(device) as timer:
-        loss = trainer.train(data, steps=a.steps, batch_size=a.batch_size, seed=0, desc="project")
+        loss = trainer.train([Term(data)], steps=a.steps, batch_size=a.batch_size, seed=0, desc="project")
     return {"seconds": timer.seconds, "steps_per_s": a.steps / timer.seconds, "loss": loss, "resolution": resolution,
             "trainable_params": sum(p.numel() for p in trainer.params), **common.peak_memory(device)}
 

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from gal.config import STRATEGIES, load_yaml, make_config
+from gal.config import BALANCES, STRATEGIES, load_yaml, make_config, strategy_label
 from gal.errors import GalError
 
 
@@ -30,7 +30,12 @@ def _run_parser(sub) -> None:
     g.add_argument("--scorer", default=S, help="transformers CLIP folder, hub id or 'miniature' (default: openai/clip-vit-base-patch32 on a GPU, miniature without one)")
     g = p.add_argument_group("active learning (defaults: the paper's)")
     g.add_argument("--strategy", default=S, help=f"one of {', '.join(STRATEGIES)} (default: uncertainty)")
-    g.add_argument("--balance", default=S, action=argparse.BooleanOptionalAction, help="weight added images by the round's openness (default: on)")
+    g.add_argument("--balance", default=S, nargs="?", const="paper", choices=BALANCES,
+                   help="how added images enter the fine-tune: paper (weight Δ, drawn with the references), separate "
+                        "(references keep round 1's draws, added images a second loss term), off (weight 1); "
+                        "--balance alone: paper (default: paper)")
+    g.add_argument("--no-balance", dest="balance", default=S, action="store_const", const="off", help="same as --balance off")
+    g.add_argument("--added-weight", default=S, type=float, help="--balance separate: loss weight of the added images' term (default: 1.0)")
     g.add_argument("--rounds", default=S, type=int, help="maximum rounds, round 1 = DreamBooth (default: 4)")
     g.add_argument("--m", default=S, type=int, help="samples per anchor (default: 10)")
     g.add_argument("--k", default=S, type=int, help="anchors chosen per round (default: 3)")
@@ -111,9 +116,13 @@ def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="the paper's comparison on the miniature world (Table 1, Figure 5); "
                                      "--suite paper-object|paper-style: the real protocol")
     p.add_argument("--suite", choices=["paper-object", "paper-style"], help="the paper's protocol on Stable Diffusion")
-    p.add_argument("--quick", action="store_true", help="miniature bench: 2 subjects, 1 seed, 2 rounds")
+    p.add_argument("--quick", action="store_true", help="miniature bench: 2 subjects, 1 seed, 2 rounds, shorter fine-tunes")
     p.add_argument("--only", metavar="SUBJECT", action="append",
                    help="miniature bench: run these subjects only (repeatable), e.g. to split a bench across processes")
+    p.add_argument("--seed", type=int, action="append", help="miniature bench: run these seeds only (repeatable)")
+    p.add_argument("--rows", action="append", metavar="ROWS",
+                   help="miniature bench: run these rows only, comma-separated: frontier, exposure, random, uncertainty, "
+                        "balance, separate, oracle (default: all)")
     p.add_argument("--results", metavar="FILE", help="miniature bench: write the table and plot here (e.g. docs/results.md)")
     p.add_argument("--base", help=argparse.SUPPRESS)
     p.add_argument("--scorer", help=argparse.SUPPRESS)
@@ -201,9 +210,11 @@ def _bench(a: dict) -> int:
         from gal.miniature import bench as miniature_bench
 
         # hidden flags for tests: other (tiny) models, few steps
-        models = ["--base", a["base"], "--scorer", a["scorer"], "--steps", "3", "--train-steps", "10"] if a["base"] else None
+        models = {"base": a["base"], "scorer": a["scorer"], "steps": 3, "train_steps": 10} if a["base"] else None
+        rows = [r for x in a["rows"] for r in x.split(",") if r] if a["rows"] else None
         summary = miniature_bench.bench(Path(a["out"]), quick=a["quick"], models=models,
-                                        judge_dir=Path(a["judge"]) if a["judge"] else None, only=a["only"])
+                                        judge_dir=Path(a["judge"]) if a["judge"] else None, only=a["only"],
+                                        seeds=a["seed"], rows=rows)
         if a["results"]:
             machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
             miniature_bench.write_results(summary, Path(a["results"]), "gal " + shlex.join(sys.argv[1:]), machine)
@@ -276,7 +287,7 @@ def _show(run_dir: Path, as_json: bool) -> int:
         print(json.dumps(summary, indent=1))
         return 0
     c = summary["config"]
-    print(f"{run_dir}: {summary['status']}   strategy {c['strategy']}{' + balance' if c['balance'] else ''}, "
+    print(f"{run_dir}: {summary['status']}   strategy {strategy_label(c['strategy'], c['balance'])}, "
           f"m={c['m']} k={c['k']} λ={c['lambda']}, {c['method']} on {c['base']}")
     print(f"references: {len(summary['references'])}; result: {summary['result'] or '-'}")
     print(f"{'round':>5}  {'loss':>7}  {'overfit β':>9}  {'uncertain':>9}  {'openness Δ':>10}  chosen directions / stop")

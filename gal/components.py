@@ -31,7 +31,7 @@ class Components:
         self.resolution = cfg.resolution or native_resolution(self.pipe)
         self.pipe.to(self.accelerator.device)
         self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
-                                         resolution=self.resolution, prior_loss_weight=cfg.prior_loss_weight)
+                                         resolution=self.resolution)
         if cfg.compile:
             self.pipe.unet.compile()  # in place: the pipeline, trainer and LoRA keep the same module
         # Query sampler: DPM-Solver multistep, as the authors' code (training keeps the DDPM schedule).

@@ -17,6 +17,7 @@ import yaml
 from gal.errors import GalError
 
 STRATEGIES = ("uncertainty", "random", "clip", "none", "human")
+BALANCES = ("paper", "separate", "off")
 METHODS = ("lora", "full")
 KINDS = ("object", "style")
 ORACLE_TEXTS = ("non-soi", "reference-prompt")
@@ -36,7 +37,8 @@ class Config:
     scorer: str | None = None
     # the active-learning loop (paper defaults, section 4)
     strategy: str = "uncertainty"
-    balance: bool = True
+    balance: str = "paper"  # how added images enter the fine-tune (section 3.3; see loop.training_terms)
+    added_weight: float = 1.0  # --balance separate: the loss weight of the added images' term
     rounds: int = 4
     m: int = 10
     k: int = 3
@@ -69,6 +71,12 @@ class Config:
 
 # Keys that do not change what a run computes: they may differ when a run is resumed.
 NOT_RESULT_KEYS = {"out", "gen_batch_size", "device", "allow_pickle", "compile"}
+
+
+def strategy_label(strategy: str, balance: str | bool) -> str:
+    """`uncertainty + balance` (the paper's scheme), `uncertainty + separate balance`, `uncertainty`."""
+    balance = {True: "paper", False: "off"}.get(balance, balance)  # ledgers written before the schemes had names
+    return strategy + {"off": "", "paper": " + balance"}.get(balance, f" + {balance} balance")
 
 
 def key_of(name: str) -> str:
@@ -124,6 +132,8 @@ def _coerce(key: str, value: Any, type_: str, source: str) -> Any:
             return None
         raise GalError(f"{source}: '{key}' is empty; expected a value")
     want = type_.replace(" | None", "")
+    if key == "balance" and isinstance(value, bool):  # before the schemes had names: on = the paper's
+        return "paper" if value else "off"
     try:
         if want == "bool":
             if isinstance(value, bool):
@@ -161,6 +171,9 @@ def resolved(cfg: Config) -> Config:
     _choice("kind", c.kind, KINDS)
     _choice("method", c.method, METHODS)
     _choice("oracle", c.oracle, ORACLE_TEXTS)
+    _choice("balance", c.balance, BALANCES)
+    if c.added_weight < 0:
+        raise GalError(f"--added-weight {c.added_weight}: expected 0 or more")
     if c.strategy not in STRATEGIES:
         raise GalError(f"--strategy: unknown strategy '{c.strategy}'; expected one of {', '.join(STRATEGIES)}")
     if not c.subject or not c.subject.strip():

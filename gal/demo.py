@@ -14,9 +14,9 @@ from pathlib import Path
 from gal.errors import GalError
 
 
-def prepare(work: Path, subject: str) -> tuple[list[str], Path]:
-    """Reference, anchors and test prompts of a held-out miniature subject; returns the `gal run`
-    flags for it and the test prompt file."""
+def inputs(work: Path, subject: str) -> tuple[dict, Path]:
+    """Reference, anchors and test prompts of a held-out miniature subject, written into `work`; returns
+    the `gal.Config` fields for it and the test prompt file."""
     from PIL import Image
 
     from gal.miniature import world
@@ -35,9 +35,15 @@ def prepare(work: Path, subject: str) -> tuple[list[str], Path]:
     (work / "anchors.txt").write_text("".join(t + "\n" for t in anchors))
     tests = world.STYLE_TEST_PROMPTS if s.kind == "style" else world.OBJECT_TEST_PROMPTS
     (work / "test_prompts.txt").write_text("".join(t + "\n" for t in tests))
-    flags = ["--references", str(refs), "--kind", s.kind, "--subject", s.phrase, "--subject-plain", s.plain,
-             "--anchors", str(work / "anchors.txt")]
-    return flags, work / "test_prompts.txt"
+    fields = {"references": str(refs), "kind": s.kind, "subject": s.phrase, "subject_plain": s.plain,
+              "anchors": str(work / "anchors.txt")}
+    return fields, work / "test_prompts.txt"
+
+
+def prepare(work: Path, subject: str) -> tuple[list[str], Path]:
+    """`inputs` as `gal run` flags."""
+    fields, prompts = inputs(work, subject)
+    return [x for key, value in fields.items() for x in (f"--{key.replace('_', '-')}", value)], prompts
 
 
 def main(out: Path, subject: str = "mosaic", log=print) -> int:

@@ -133,6 +133,25 @@ def evaluate(pipe, scorer: ClipScorer, prompts: Sequence[TestPrompt], references
     return result
 
 
+KEEP_IMAGE = 0.8  # the share of round 1's IMG-ALN a recommended round keeps
+
+
+def recommended_round(evaluated: Sequence[dict], keep: float = KEEP_IMAGE) -> tuple[int, str]:
+    """The checkpoint to keep, from a run's evaluated rounds (in order, round 1 first): the best TXT-ALN
+    among the rounds that keep `keep` of round 1's IMG-ALN (the subject is still there), ties to the
+    earlier round. `gal bench` measures how this choice stands against the frontier of training less."""
+    first = evaluated[0]
+    floor = first["img_aln"] - (1 - keep) * abs(first["img_aln"])
+    kept = [r for r in evaluated if r["img_aln"] >= floor]
+    best = max(kept, key=lambda r: (r["txt_aln"], -r["round"]))
+    dropped = [r["round"] for r in evaluated if r["img_aln"] < floor]
+    why = (f"the best TXT-ALN ({best['txt_aln']:.3f}) among the rounds that keep {keep:.0%} of round 1's "
+           f"IMG-ALN ({first['img_aln']:.3f})")
+    if dropped:
+        why += f"; round(s) {', '.join(map(str, dropped))} lost more of it"
+    return best["round"], why
+
+
 def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, seed: int = 0,
                  prompts_file: str | None = None, image_model: str | None = None, device: str = "auto",
                  log=print) -> list[dict]:

@@ -22,12 +22,12 @@ from tqdm.auto import tqdm
 
 from gal import setup, strategy
 from gal.anchors import make_anchors, read_templates
-from gal.config import Config, result_dict, resolved
+from gal.config import Config, result_dict, resolved, strategy_label
 from gal.errors import GalError
 from gal.components import Components
 from gal.generate import generate, sample_seed
 from gal.ledger import Anchor, Ledger, Reference, Sample
-from gal.personalize import Example
+from gal.personalize import Example, Term
 from gal.references import load_rgb, read_references
 from gal.storage import RunLock, folder_in_place, remove_leftovers, write_png
 
@@ -80,7 +80,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
             parts.non_soi_texts = setup.non_soi_texts(cfg, ledger)
             log = log if acc.is_main_process else (lambda line: None)
             log(f"{run_dir}: {len(ledger.added(0))} reference(s), {len(ledger.anchors())} anchors, "
-                f"{cfg.strategy}{' + balance' if cfg.balance else ''}, m={cfg.m} k={cfg.k} λ={cfg.lambda_}, "
+                f"{strategy_label(cfg.strategy, cfg.balance)}, m={cfg.m} k={cfg.k} λ={cfg.lambda_}, "
                 f"{cfg.method} on {cfg.base}, {parts.accelerator.device}")
             try:
                 _rounds(cfg, ledger, parts, log)
@@ -170,8 +170,10 @@ def _fine_tune(cfg: Config, ledger: Ledger, parts: Components, r: int, prior: li
     else:
         parts.personalizer.reset(seed=sample_seed(cfg.seed, "init", r) % 2**31)
     T = [Example(load_rgb(run_dir / t.path), t.prompt, t.weight) for t in ledger.training_set(r)]
-    loss = parts.personalizer.train(T, steps=cfg.train_steps, batch_size=cfg.batch_size, prior=prior,
-                                    seed=sample_seed(cfg.seed, "train", r), desc=f"round {r}: fine-tune")
+    rounds = [t.added_in_round for t in ledger.training_set(r)]
+    loss = parts.personalizer.train(training_terms(cfg, T, rounds, prior), steps=cfg.train_steps,
+                                    batch_size=cfg.batch_size, seed=sample_seed(cfg.seed, "train", r),
+                                    desc=f"round {r}: fine-tune")
     checkpoint = f"rounds/{r}/checkpoint"
     if acc.is_main_process:
         with folder_in_place(run_dir / checkpoint) as tmp:
@@ -179,6 +181,23 @@ def _fine_tune(cfg: Config, ledger: Ledger, parts: Components, r: int, prior: li
         ledger.record_checkpoint(r, checkpoint, loss)
     acc.wait_for_everyone()
     return loss
+
+
+def training_terms(cfg: Config, T: list[Example], added_in_round: list[int], prior: list[Example]) -> list[Term]:
+    """The loss terms of a fine-tune on T (Eq. 2).
+
+    paper / off: one term over T, each image weighted by its stored weight (Δ of its round, or 1), all
+    drawn alike, so the references get 1/(1 + k(r-1)) of the draws in round r.
+    separate: the references keep round 1's draws; the added images are a second term, as prior
+    preservation's class images are, weighted `added_weight` with Δ normalised to mean 1 inside it."""
+    prior_term = Term(prior, cfg.prior_loss_weight)
+    if cfg.balance != "separate":
+        return [Term(T), prior_term]
+    references = [e for e, r in zip(T, added_in_round) if r == 0]
+    added = [e for e, r in zip(T, added_in_round) if r > 0]
+    mean = float(np.mean([e.weight for e in added])) if added else 0.0
+    added = [e._replace(weight=e.weight / mean if mean > 0 else 1.0) for e in added]
+    return [Term(references), prior_term, Term(added, cfg.added_weight)]
 
 
 def _query(cfg: Config, ledger: Ledger, parts: Components, r: int, pool: list[Anchor]) -> None:

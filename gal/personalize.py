@@ -31,6 +31,14 @@ class Example(NamedTuple):
     weight: float
 
 
+class Term(NamedTuple):
+    """One term of the training loss: its examples (each with its own weight) and the term's weight.
+    Each step draws a batch of every term: the references, prior preservation's class images, and
+    with `--balance separate` the added images."""
+    examples: Sequence[Example]
+    weight: float = 1.0
+
+
 def to_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
     """Resize the shorter side to `resolution`, center-crop, scale to [-1, 1]; (3, H, W)."""
     w, h = image.size
@@ -43,12 +51,11 @@ def to_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
 
 
 class Personalizer:
-    def __init__(self, pipe, accelerator, *, method: str, lr: float, rank: int, resolution: int,
-                 prior_loss_weight: float = 1.0):
+    def __init__(self, pipe, accelerator, *, method: str, lr: float, rank: int, resolution: int):
         from diffusers import DDPMScheduler
 
         self.pipe, self.accelerator, self.method = pipe, accelerator, method
-        self.resolution, self.prior_loss_weight = resolution, prior_loss_weight
+        self.resolution = resolution
         # The base model's training noise schedule (the pipeline's sampler may be swapped for queries).
         self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         unet = pipe.unet
@@ -137,15 +144,19 @@ class Personalizer:
         text, _ = self.pipe.encode_prompt([e.prompt for e in examples], device, 1, False)
         return torch.cat(means), torch.cat(stds), text
 
-    def train(self, examples: Sequence[Example], *, steps: int, batch_size: int, seed: int,
-              prior: Sequence[Example] = (), desc: str = "fine-tune") -> float:
-        """`steps` optimizer steps on `examples` (and `prior` class images); returns the mean loss."""
+    def train(self, terms: Sequence[Term], *, steps: int, batch_size: int, seed: int,
+              desc: str = "fine-tune") -> float:
+        """`steps` optimizer steps; every step draws a batch of each term (the references, the class images
+        of prior preservation, the added images of `--balance separate`) and adds its weighted loss.
+        Returns the mean loss."""
         acc = self.accelerator
         device, scale = acc.device, self.pipe.vae.config.scaling_factor
-        mean, std, text = self._encode(examples)
-        weights = torch.tensor([e.weight for e in examples], dtype=torch.float32, device=device)
-        if prior:
-            p_mean, p_std, p_text = self._encode(prior)
+        terms = [t for t in terms if t.examples]
+        encoded = []
+        for term in terms:
+            mean, std, text = self._encode(term.examples)
+            weights = torch.tensor([e.weight for e in term.examples], dtype=torch.float32, device=device)
+            encoded.append((mean, std, text, weights))
         # Every process draws the same global batch and trains on its share: with `accelerate launch`,
         # DDP's gradient average then equals the one-process step on the whole batch.
         if batch_size % acc.num_processes:
@@ -154,19 +165,17 @@ class Personalizer:
         share = slice(acc.process_index * batch_size // acc.num_processes,
                       (acc.process_index + 1) * batch_size // acc.num_processes)
         g = torch.Generator("cpu").manual_seed(seed % 2**63)
-        order = _Batches(len(examples), batch_size, g)
-        p_order = _Batches(len(prior), batch_size, g) if prior else None
+        orders = [_Batches(len(t.examples), batch_size, g) for t in terms]
         T = self.noise_scheduler.config.num_train_timesteps
         _optimizer_of(self.optimizer).state.clear()  # each round's fine-tune starts a fresh AdamW
         self.unet.train()
         losses = []
         bar = tqdm(range(steps), desc=desc, leave=False, disable=not acc.is_local_main_process, dynamic_ncols=True)
         for step in bar:
-            idx = order.next()
-            parts = [(_draw(mean[idx], std[idx], g) * scale, text[idx], weights[idx])]
-            if p_order is not None:
-                pidx = p_order.next()
-                parts.append((_draw(p_mean[pidx], p_std[pidx], g) * scale, p_text[pidx], None))
+            parts = []
+            for (mean, std, text, weights), order in zip(encoded, orders):
+                idx = order.next()
+                parts.append((_draw(mean[idx], std[idx], g) * scale, text[idx], weights[idx]))
             x0 = torch.cat([x[share] for x, _, _ in parts])
             cond = torch.cat([c[share] for _, c, _ in parts])
             noise = torch.cat([torch.randn(x.shape, generator=g)[share] for x, _, _ in parts]).to(device)
@@ -177,11 +186,11 @@ class Personalizer:
             with acc.autocast():
                 pred = self.unet(noisy, t, cond).sample
             per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-            w = parts[0][2][share]
-            n = len(w)
-            loss = (per_sample[:n] * w).mean()  # Eq. 2, each sample's loss times its weight
-            if p_order is not None:
-                loss = loss + self.prior_loss_weight * per_sample[n:].mean()
+            loss, start = 0.0, 0
+            for term, (_, _, w) in zip(terms, parts):
+                w = w[share]
+                loss = loss + term.weight * (per_sample[start:start + len(w)] * w).mean()  # Eq. 2, weighted
+                start += len(w)
             if not math.isfinite(loss.item()):
                 raise GalError(f"{desc}: the training loss became {loss.item()} at step {step + 1}; "
                                "lower --lr or use --mixed-precision no (generated data so far is kept)")

@@ -11,6 +11,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
+from gal.config import strategy_label
 from gal.ledger import Ledger
 from gal.storage import write_text
 
@@ -131,7 +132,7 @@ def write_report(run_dir: Path) -> Path:
             run=run_dir.name, summary=summary, config=config, rounds=rounds,
             references=[{**t, "thumb": thumbnail(run_dir / t["path"])} for t in summary["references"]],
             stop_reason=next((r["stop_reason"] for r in rounds if r["stopped"]), None),
-            alignment=alignment_plot(evaluated, f"{config['strategy']}{' + balance' if config['balance'] else ''}"),
+            alignment=alignment_plot(evaluated, strategy_label(config['strategy'], config['balance'])),
             evaluated=[r for r in rounds if r["evaluation"]])
     finally:
         ledger.close()

@@ -47,9 +47,9 @@ def top_k(values, k: int) -> list[int]:
     return sorted(range(len(values)), key=lambda i: (-values[i], i))[:k]
 
 
-def reference_weight(delta: float, balance: bool) -> float:
-    """Section 3.3: a new reference weighs Δ of its round with the balance scheme, 1 without."""
-    return float(delta) if balance else 1.0
+def reference_weight(delta: float, balance: str) -> float:
+    """Section 3.3: a new reference weighs Δ of its round with a balance scheme, 1 without ("off")."""
+    return 1.0 if balance == "off" else float(delta)
 
 
 class Pick(NamedTuple):

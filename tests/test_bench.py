@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+import pytest
 from PIL import Image
 
 from gal import bench
@@ -42,8 +44,9 @@ def test_dry_run_checks_a_data_folder(tmp_path, capsys):
 
 
 def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path, capsys):
-    """The comparison's machinery end to end (tiny random models, a barely trained judge): every
-    strategy row runs, the oracle's picks go through the review ledger, the table and plot are written."""
+    """The comparison's machinery end to end (tiny random models, a barely trained judge): the frontier of
+    training less, the exposure-matched baseline and every strategy row run, the oracle's picks go through
+    the review ledger, the table and plot are written."""
     from gal.miniature import bench as mb
     from gal.miniature.judge import train_judge
 
@@ -57,16 +60,63 @@ def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path, capsys):
     finally:
         mb.QUICK = saved
     summary = json.loads((tmp_path / "b" / "bench.json").read_text())
-    assert [r["row"] for r in summary["results"]] == [r for r, _, _ in mb.ROWS]
+    rows = [r["row"] for r in summary["results"]]
+    assert rows == [mb.BASELINE] + [mb.FEWER] * 4 + [r.name for r in mb.ROWS] + [mb.EXPOSURE]
+    # the frontier: 1/8 .. 3/4 of the 10 steps the test's models train, each a one-round DreamBooth run
+    assert [r["train_steps"] for r in summary["results"] if r["row"] == mb.FEWER] == [1, 2, 5, 8]
+    assert all(len(r["rounds"]) == 1 for r in summary["results"] if r["row"] in (mb.FEWER, mb.EXPOSURE))
     assert all(r["rounds"] for r in summary["results"])
-    # round 1 is run once and shared: every row starts from the same checkpoint and metrics
+    # round 1 is run once and shared: every GAL row starts from the same checkpoint and metrics
     assert (tmp_path / "b" / "mosaic" / "seed0" / "round-1" / "rounds" / "1" / "checkpoint").is_dir()
-    assert len({json.dumps(r["rounds"][0], sort_keys=True) for r in summary["results"]}) == 1
+    gal_rows = [r for r in summary["results"] if r["row"] in {x.name for x in mb.ROWS} | {mb.BASELINE}]
+    assert len({json.dumps(r["rounds"][0], sort_keys=True) for r in gal_rows}) == 1
+    assert all(0 <= d["open_directions"] <= 1 for r in gal_rows[1:] for d in r["diversity"])
     text = (tmp_path / "results.md").read_text()
-    assert "| Baseline (DreamBooth) |" in text and "| Oracle + Balance |" in text
+    assert "| Baseline (DreamBooth) |" in text and "| Oracle + Balance |" in text and "| DreamBooth, exposure-matched |" in text
+    assert "| Uncertainty + separate balance − Uncertainty + Balance |" in text
     assert (tmp_path / "results-figure5.png").stat().st_size > 1000
     # a person's notes below the marker survive a rewrite; the table is rewritten, not appended
     (tmp_path / "results.md").write_text(text + "What I read in it.\n")
     mb.write_results(summary, tmp_path / "results.md", "gal bench", "here")
     text = (tmp_path / "results.md").read_text()
-    assert text.count("\n| Oracle + Balance |") == 1 and "| mosaic | Oracle + Balance |" in text and text.endswith(mb.NOTES + "\nWhat I read in it.\n")
+    assert text.count("# Results on the miniature world") == 1 and "| mosaic | Oracle + Balance |" in text and text.endswith(mb.NOTES + "\nWhat I read in it.\n")
+
+
+def test_frontier_is_the_upper_envelope_of_training_less():
+    from gal.miniature import bench as mb
+
+    # (IMG-ALN, TXT-ALN, OVF): the 0.15 point is beaten by the 0.2 one on both metrics and drops out
+    points = [(0.1, 0.56, 0.0), (0.15, 0.50, 0.1), (0.2, 0.52, 0.0), (0.26, 0.42, 0.2)]
+    assert mb.envelope(points) == [(0.1, 0.56, 0.0), (0.2, 0.52, 0.0), (0.26, 0.42, 0.2)]
+    txt, ovf = mb.on_frontier(points, 0.23)
+    assert txt == pytest.approx(0.47) and ovf == pytest.approx(0.1)
+    assert mb.on_frontier(points, 0.05) == pytest.approx((0.56, 0.0))  # beyond the ends: the nearest end
+    result = lambda row, img, txt, ovf, seed=0: {"subject": "s", "kind": "style", "seed": seed, "row": row, "share": 1,
+                                                 "rounds": [{"round": 1, "img_aln": img, "txt_aln": txt, "ovf": ovf}]}
+    summary = {"results": [result(mb.BASELINE, 0.26, 0.42, 0.2), result(mb.FEWER, 0.1, 0.56, 0.0),
+                           result(mb.FEWER, 0.2, 0.52, 0.0), result("GAL", 0.23, 0.50, 0.05)]}
+    gal = [d for d in mb.distances(summary) if d["row"] == "GAL"]
+    assert gal[0]["above"] == pytest.approx(0.03) and gal[0]["ovf_above"] == pytest.approx(-0.05)
+    assert all(abs(d["above"]) < 1e-12 for d in mb.distances(summary) if d["row"] != "GAL")  # on the frontier
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_runs():
+    from gal.miniature.bench import interval
+
+    rng = np.random.default_rng(1)
+    few, many = rng.normal(0.03, 0.02, 6), rng.normal(0.03, 0.02, 60)
+    for values in (few, many):
+        mean, low, high = interval(values)
+        assert low < mean < high and mean == pytest.approx(values.mean())
+    assert interval(many)[2] - interval(many)[1] < interval(few)[2] - interval(few)[1]
+
+
+def test_recommended_round_keeps_the_subject():
+    from gal.evaluate import recommended_round
+
+    rounds = [{"round": 1, "txt_aln": 0.42, "img_aln": 0.26}, {"round": 2, "txt_aln": 0.53, "img_aln": 0.22},
+              {"round": 3, "txt_aln": 0.56, "img_aln": 0.15}]
+    r, why = recommended_round(rounds)
+    assert r == 2 and "round(s) 3" in why  # round 3 has the best TXT-ALN but lost 42% of the IMG-ALN
+    assert recommended_round(rounds[:1])[0] == 1
+    assert recommended_round(rounds, keep=0.5)[0] == 3

@@ -59,7 +59,7 @@ def check_against_equations(summary):
             assert len(chosen) == len(r["added"]) == cfg["k"]
             for a, added in zip(chosen, r["added"]):
                 assert added["anchor_index"] == a["index"] and added["prompt"] == a["prompt"]
-                assert added["weight"] == pytest.approx(delta if cfg["balance"] else 1.0)
+                assert added["weight"] == pytest.approx(1.0 if cfg["balance"] == "off" else delta)
                 if cfg["strategy"] in ("uncertainty", "clip"):
                     best = max(a["samples"], key=lambda s: (s["sim_anchor"], -s["j"]))
                     assert added["path"] == best["path"]

@@ -75,5 +75,6 @@ def test_random_picks_k_distinct_directions_reproducibly(n, k, m, seed):
 
 
 def test_balance_weight_is_openness_or_one():
-    assert S.reference_weight(0.0021, balance=True) == 0.0021
-    assert S.reference_weight(0.0021, balance=False) == 1.0
+    assert S.reference_weight(0.0021, balance="paper") == 0.0021
+    assert S.reference_weight(0.0021, balance="separate") == 0.0021  # normalised inside the fine-tune
+    assert S.reference_weight(0.0021, balance="off") == 1.0
