@@ -108,8 +108,7 @@ def project_side(a) -> dict:
                                             autocast_dtype=autocast_dtype):
                 mine = range(start_i, start_i + len(images))
                 features = scorer.image_features(images)
-                s_a = (features * scorer.text_features([todo[i][0].text for i in mine])).sum(-1)
-                s_n = scorer.similarity(features, NON_SOI).max(dim=1).values
+                s_a, s_n = scorer.oracle(features, [todo[i][0].text for i in mine], NON_SOI)
                 scores += list(zip(s_a.tolist(), s_n.tolist()))
     n = len(scores)
     out = {"seconds": timer.seconds, "images": n, "images_per_s": n / timer.seconds, "load_s": load_s,

@@ -1,3 +1,43 @@
-"""gal: generative active learning for text-to-image personalization (Zhang et al., ACM MM 2024)."""
+"""gal: generative active learning for text-to-image personalization (Zhang et al., ACM MM 2024).
+
+The Python API under every command:
+
+    import gal
+
+    config = gal.Config(references="photos/cat", kind="object", subject="a <cute-cat> cat",
+                        non_soi=["a cat on the stairs"], out="runs/cat")
+    summary = gal.run(config)            # Algorithm 1; running it again resumes
+    rounds = gal.evaluate("runs/cat")    # TXT-ALN, IMG-ALN, OVF per round (kept in the run)
+    run = gal.open_run("runs/cat")       # the run folder, read-only: rounds, directions, samples, ...
+    run.recommended                      # the round to keep, once evaluated
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from gal.config import Config
+from gal.errors import GalError
+from gal.view import Run, open_run
 
 __version__ = "0.1.0"
+__all__ = ["Config", "GalError", "Run", "evaluate", "open_run", "run"]
+
+
+def run(config: Config, log: Callable[[str], None] = print, force: bool = False) -> dict:
+    """Run (or resume) GAL into `config.out`; returns the ledger's summary. `force` resumes a run whose
+    config changed. Bad input raises `GalError` before anything is written."""
+    from gal.loop import run as run_loop  # the model stack loads only here
+
+    return run_loop(config, log=log, force=force)
+
+
+def evaluate(run_dir: str | Path, *, rounds: list[int] | None = None, n: int = 4, seed: int = 0,
+             prompts_file: str | None = None, image_model: str | None = None, device: str = "auto") -> list[dict]:
+    """TXT-ALN, IMG-ALN and OVF of every round's checkpoint (or `rounds`) on the test prompts; computed once
+    per setting and kept in the run's ledger."""
+    from gal.metrics import evaluate_run
+
+    return evaluate_run(Path(run_dir), rounds=rounds, n=n, seed=seed, prompts_file=prompts_file,
+                        image_model=image_model, device=device)

@@ -124,6 +124,8 @@ def _bench_parser(sub) -> None:
                    help="miniature bench: run these rows only, comma-separated: frontier, exposure, random, uncertainty, "
                         "balance, separate, oracle (default: all)")
     p.add_argument("--results", metavar="FILE", help="miniature bench: write the table and plot here (e.g. docs/results.md)")
+    p.add_argument("--merge", metavar="FILE", action="append",
+                   help="miniature bench: add the runs of another bench.json that this one lacks (subject, seed, row) to --results")
     p.add_argument("--base", help=argparse.SUPPRESS)
     p.add_argument("--scorer", help=argparse.SUPPRESS)
     p.add_argument("--judge", help=argparse.SUPPRESS)
@@ -215,6 +217,12 @@ def _bench(a: dict) -> int:
         summary = miniature_bench.bench(Path(a["out"]), quick=a["quick"], models=models,
                                         judge_dir=Path(a["judge"]) if a["judge"] else None, only=a["only"],
                                         seeds=a["seed"], rows=rows)
+        for path in a["merge"] or []:
+            try:
+                summary = miniature_bench.merge(summary, json.loads(Path(path).read_text()), path)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise GalError(f"--merge {path}: cannot read it as a bench summary ({e.__class__.__name__}); "
+                               "expected a bench.json written by gal bench") from None
         if a["results"]:
             machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
             miniature_bench.write_results(summary, Path(a["results"]), "gal " + shlex.join(sys.argv[1:]), machine)
@@ -278,37 +286,20 @@ def _review(run_dir: Path, host: str, port: int) -> int:
 
 
 def _show(run_dir: Path, as_json: bool) -> int:
-    from gal.ledger import Ledger
+    from gal.view import run_summary, run_text
 
-    ledger = Ledger(_existing_run(run_dir))
-    summary = ledger.summary()
-    ledger.close()
-    if as_json:
-        print(json.dumps(summary, indent=1))
-        return 0
-    c = summary["config"]
-    print(f"{run_dir}: {summary['status']}   strategy {strategy_label(c['strategy'], c['balance'])}, "
-          f"m={c['m']} k={c['k']} λ={c['lambda']}, {c['method']} on {c['base']}")
-    print(f"references: {len(summary['references'])}; result: {summary['result'] or '-'}")
-    print(f"{'round':>5}  {'loss':>7}  {'overfit β':>9}  {'uncertain':>9}  {'openness Δ':>10}  chosen directions / stop")
-    for r in summary["rounds"]:
-        anchors = r["anchors"]
-        beta = sum(a["beta"] for a in anchors) / len(anchors) if anchors else None
-        uncertain = sum(a["entropy"] > 0 for a in anchors) if anchors else None
-        chosen = [f"[{a['index']}] {a['prompt']} (Ω {a['entropy']:.3f})" for a in anchors if a["selected"]]
-        loss = f"{r['train_loss']:.4f}" if r["train_loss"] is not None else "-"
-        print(f"{r['round']:>5}  {loss:>7}  {_fmt(beta, '.2f'):>9}  {_fmt(uncertain, 'd'):>9}  "
-              f"{_fmt(r['openness'], '.5f'):>10}  {'; '.join(chosen) or ''}{'stop: ' + r['stop_reason'] if r['stopped'] else ''}")
+    summary = run_summary(_existing_run(run_dir))
+    print(json.dumps(summary, indent=1) if as_json else run_text(run_dir, summary))
     return 0
 
 
 def _eval(a: dict) -> int:
-    from gal import evaluate
+    from gal import metrics
 
     if a["n"] < 1:
         raise GalError(f"--n {a['n']}: expected at least 1 image per test prompt")
     if a["run"]:
-        rows = evaluate.evaluate_run(Path(a["run"]), rounds=a["round"], n=a["n"], seed=a["seed"],
+        rows = metrics.evaluate_run(Path(a["run"]), rounds=a["round"], n=a["n"], seed=a["seed"],
                                      prompts_file=a["prompts"], image_model=a["image_model"], device=a["device"])
     elif a["base"]:
         rows = [{"round": None, **_eval_model(a)}]
@@ -317,16 +308,12 @@ def _eval(a: dict) -> int:
     if a["json"]:
         print(json.dumps({"rounds": rows}, indent=1))
         return 0
-    extra = [k for k in rows[0] if k.startswith("img_aln_")] if rows else []
-    print(f"{'round':>5}  {'TXT-ALN':>7}  {'IMG-ALN':>7}  {'OVF':>6}" + "".join(f"  {k[8:]:>10}" for k in extra) + "  images")
-    for r in rows:
-        print(f"{_fmt(r['round'], 'd'):>5}  {r['txt_aln']:7.4f}  {r['img_aln']:7.4f}  {r['ovf']:6.3f}"
-              + "".join(f"  {r[k]:10.4f}" for k in extra) + f"  {r['images']}")
+    print(metrics.rows_text(rows))
     return 0
 
 
 def _eval_model(a: dict) -> dict:
-    from gal import evaluate
+    from gal import metrics
     from gal.config import plain_subject
     from gal.generate import auto_batch_size
     from gal.models import load_pipeline, native_resolution, pick_device
@@ -351,15 +338,11 @@ def _eval_model(a: dict) -> dict:
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
     plain = a["subject_plain"] or plain_subject(a["subject"])
     resolution = native_resolution(pipe)
-    embedder = evaluate.ImageEmbedder(a["image_model"], device) if a["image_model"] else None
-    return evaluate.evaluate(pipe, scorer, evaluate.test_prompts(a["kind"], a["subject"], plain, a["prompts"]),
+    embedder = metrics.ImageEmbedder(a["image_model"], device) if a["image_model"] else None
+    return metrics.evaluate(pipe, scorer, metrics.test_prompts(a["kind"], a["subject"], plain, a["prompts"]),
                              [r.image for r in refs], a["non_soi"], n=a["n"], seed=a["seed"], steps=a["steps"],
                              guidance=a["guidance"], resolution=resolution, image_model=embedder,
                              batch_size=auto_batch_size(device, resolution))
-
-
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def entry() -> None:

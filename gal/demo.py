@@ -47,28 +47,31 @@ def prepare(work: Path, subject: str) -> tuple[list[str], Path]:
 
 
 def main(out: Path, subject: str = "mosaic", log=print) -> int:
-    from gal.cli import main as gal
-    from gal.miniature import bundled
+    import gal
+    from gal.metrics import rows_text
+    from gal.miniature import SETTINGS, bundled
+    from gal.report import write_report
+    from gal.view import run_summary, run_text
 
     work = out.parent / f"{out.name}-inputs"
-    flags, test_prompts = prepare(work, subject)
+    fields, test_prompts = inputs(work, subject)
     if bundled() is not None:
-        models = ["--base", "miniature", "--scorer", "miniature", "--steps", "20", "--guidance", "4"]
+        models = SETTINGS
     else:
         from gal.tiny import build_tiny_clip, build_tiny_pipeline
 
-        log("gal demo: the bundled miniature model is not in this installation; using tiny random models "
-            "(the run shows the machinery, its pictures are noise)", file=sys.stderr)
+        print("gal demo: the bundled miniature model is not in this installation; using tiny random models "
+              "(the run shows the machinery, its pictures are noise)", file=sys.stderr)
         if not (work / "tiny" / "pipeline").exists():
             build_tiny_pipeline(work / "tiny" / "pipeline")
             build_tiny_clip(work / "tiny" / "clip")
-        models = ["--base", str(work / "tiny" / "pipeline"), "--scorer", str(work / "tiny" / "clip"),
-                  "--steps", "10", "--train-steps", "100"]
-    code = gal(["run", *flags, *models, "--strategy", "uncertainty", "--balance", "--rounds", "4",
-                "--m", "10", "--k", "3", "--lambda", "0.005", "--out", str(out)])
-    if code:
-        return code
-    code = gal(["show", str(out)]) or gal(["eval", str(out), "--prompts", str(test_prompts), "--n", "4"])
-    if code:
-        return code
-    return gal(["report", str(out)])
+        models = {"base": str(work / "tiny" / "pipeline"), "scorer": str(work / "tiny" / "clip"), "steps": 10,
+                  "train_steps": 100}
+    # the paper's m, k, λ and round budget; the balance scheme is gal's default
+    gal.run(gal.Config(**fields, **models, strategy="uncertainty", rounds=4, m=10, k=3, lambda_=0.005, out=str(out)),
+            log=log)
+    rows = gal.evaluate(out, prompts_file=str(test_prompts), n=4)
+    log(run_text(out, run_summary(out)))
+    log(rows_text(rows))
+    log(f"wrote {write_report(out)}")
+    return 0

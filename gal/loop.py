@@ -220,8 +220,7 @@ def _query(cfg: Config, ledger: Ledger, parts: Components, r: int, pool: list[An
             rows, files = [], []
             if mine:
                 features = parts.scorer.image_features(images)
-                s_a = (features * parts.scorer.text_features([todo[i][0].text for i in mine])).sum(-1)  # sim(I_ij, a_i)
-                s_n = parts.scorer.similarity(features, parts.non_soi_texts).max(dim=1).values  # sim(I_ij, ē*)
+                s_a, s_n = parts.scorer.oracle(features, [todo[i][0].text for i in mine], parts.non_soi_texts)  # Eq. 8
                 for i, image, sa, sn, f in zip(mine, images, s_a.tolist(), s_n.tolist(), features):
                     a, j = todo[i]
                     path = f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png"

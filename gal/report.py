@@ -12,6 +12,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
 from gal.config import strategy_label
+from gal.keep import recommendation
 from gal.ledger import Ledger
 from gal.storage import write_text
 
@@ -133,7 +134,7 @@ def write_report(run_dir: Path) -> Path:
             references=[{**t, "thumb": thumbnail(run_dir / t["path"])} for t in summary["references"]],
             stop_reason=next((r["stop_reason"] for r in rounds if r["stopped"]), None),
             alignment=alignment_plot(evaluated, strategy_label(config['strategy'], config['balance'])),
-            evaluated=[r for r in rounds if r["evaluation"]])
+            evaluated=[r for r in rounds if r["evaluation"]], recommended=recommendation(summary))
     finally:
         ledger.close()
     out = run_dir / "report.html"

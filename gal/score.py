@@ -58,6 +58,12 @@ class ClipScorer:
         """Cosine similarity of each image to each text, (n_images, n_texts)."""
         return image_features @ self.text_features(texts).T
 
+    def oracle(self, image_features: torch.Tensor, texts: list[str], non_soi: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 8's two similarities per image: s_a = sim(I, its own text), s_n = max over the non-SoI texts
+        sim(I, ē*); Φ = 1 where s_a <= s_n (`strategy.overfit`)."""
+        s_a = (image_features * self.text_features(texts)).sum(-1)
+        return s_a, self.similarity(image_features, non_soi).max(dim=1).values
+
 
 def _normalized(features) -> torch.Tensor:
     # transformers 5 returns a model output whose pooler_output is the projected embedding

@@ -98,6 +98,11 @@ def test_frontier_is_the_upper_envelope_of_training_less():
     gal = [d for d in mb.distances(summary) if d["row"] == "GAL"]
     assert gal[0]["above"] == pytest.approx(0.03) and gal[0]["ovf_above"] == pytest.approx(-0.05)
     assert all(abs(d["above"]) < 1e-12 for d in mb.distances(summary) if d["row"] != "GAL")  # on the frontier
+    # an earlier bench's rows join the table where this one lacks them, measured against this frontier
+    earlier = {"results": [result("GAL", 0.1, 0.1, 0.0), result("Random", 0.26, 0.40, 0.3)]}
+    merged = mb.merge(summary, earlier, "earlier.json")
+    assert [e["row"] for e in merged["results"]][-1] == "Random" and len(merged["results"]) == 5
+    assert [d["above"] for d in mb.distances(merged) if d["row"] == "Random"] == [pytest.approx(-0.02)]
 
 
 def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_runs():
@@ -112,7 +117,7 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_runs():
 
 
 def test_recommended_round_keeps_the_subject():
-    from gal.evaluate import recommended_round
+    from gal.keep import recommended_round
 
     rounds = [{"round": 1, "txt_aln": 0.42, "img_aln": 0.26}, {"round": 2, "txt_aln": 0.53, "img_aln": 0.22},
               {"round": 3, "txt_aln": 0.56, "img_aln": 0.15}]

@@ -25,3 +25,14 @@ def test_miniature_names_the_bundled_model_or_says_it_is_missing(tiny, tmp_path,
         assert "bundled miniature model is not in this installation" in capsys.readouterr().err
     else:
         assert main(argv[:4] + ["miniature"] + argv[5:]) == 0
+
+
+def test_demo_runs_end_to_end_on_tiny_models_without_the_bundled_weights(tmp_path, monkeypatch, capsys):
+    """`make demo`'s code path through the Python API: run, evaluate, show, report (tiny random models)."""
+    import gal.miniature
+
+    monkeypatch.setattr(gal.miniature, "bundled", lambda: None)
+    assert main(["demo", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr()
+    assert "bundled miniature model is not in this installation" in out.err
+    assert "TXT-ALN" in out.out and "keep: round" in out.out and (tmp_path / "run" / "report.html").exists()

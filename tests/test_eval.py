@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import run_args
 from gal.cli import main
-from gal.evaluate import test_prompts as make_test_prompts
+from gal.metrics import test_prompts as make_test_prompts
 
 
 def test_the_papers_test_prompts():
@@ -62,8 +62,35 @@ def test_eval_is_computed_once_and_shown(finished_run, capsys):
     assert main(["show", str(finished_run), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["rounds"][1]["evaluations"][0]["settings"]["n"] == 2
+    # once every round is evaluated with the same settings, `gal show` names the round to keep
+    from gal.keep import recommended_round
+
+    assert main(["eval", str(finished_run), "--n", "2"]) == 0
+    capsys.readouterr()
+    assert main(["show", str(finished_run), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+
+    rows = [{**r["evaluations"][0], "round": r["round"]} for r in summary["rounds"]]
+    assert summary["recommended"]["round"] == recommended_round(rows)[0]
+    assert main(["show", str(finished_run)]) == 0
+    assert f"keep: round {summary['recommended']['round']} (rounds/" in capsys.readouterr().out
+    # the same run through the Python API's read-only view
+    import gal
+
+    run = gal.open_run(finished_run)
+    assert run.config.strategy == "random" and [r.number for r in run.rounds] == [1, 2]
+    assert run.recommended["checkpoint"] == finished_run / summary["recommended"]["checkpoint"]
+    first = run.rounds[0]
+    assert first.checkpoint.is_dir() and len(first.directions) == 6 and all(len(d.samples) == 4 for d in first.directions)
+    assert [d.index for d in run.selections[1]] == [a["index"] for a in summary["rounds"][0]["anchors"] if a["selected"]]
+    assert all(a.path.exists() for a in first.added) and len(first.added) == 2
+    assert gal.evaluate(finished_run, n=2) == rows_of(summary)
     assert main(["eval", str(finished_run), "--round", "7"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def rows_of(summary: dict) -> list[dict]:
+    return [{"round": r["round"], **{k: v for k, v in r["evaluations"][0].items() if k != "settings"}} for r in summary["rounds"]]
 
 
 def test_eval_of_one_model_with_a_lora_and_a_second_image_model(finished_run, tiny, tmp_path, capsys):

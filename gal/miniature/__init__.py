@@ -13,6 +13,8 @@ of the authors' public code), translated into this world's vocabulary.
 from pathlib import Path
 
 WEIGHTS = Path(__file__).parent / "weights"  # where the bundled model and scorer live (safetensors)
+# `gal run` settings for the bundled model: its query sampler needs fewer steps and less guidance than SD's
+SETTINGS = {"base": "miniature", "scorer": "miniature", "steps": 20, "guidance": 4.0}
 
 
 def bundled() -> tuple[Path, Path] | None:

@@ -51,7 +51,6 @@ FULL = {"subjects": ["mosaic", "neon", "twotone_star", "spotted_ring"], "seeds":
 # --quick: one style, one object, shorter fine-tunes (the full bench keeps the paper's 500 / 800 steps)
 QUICK = {"subjects": ["mosaic", "twotone_star"], "seeds": [0], "rounds": 2, "m": 4, "n": 1,
          "train_steps": {"style": 300, "object": 500}}
-MINIATURE = {"base": "miniature", "scorer": "miniature", "steps": 20, "guidance": 4.0}
 
 
 def _quiet(*_args, **_kwargs) -> None:
@@ -108,7 +107,7 @@ def run_one(cfg, judge: judges.Judge | None = None, subject: world.Subject | Non
 
 
 def _evaluate(out: Path, prompts: Path, n: int) -> list[dict]:
-    from gal.evaluate import evaluate_run
+    from gal.metrics import evaluate_run
 
     return evaluate_run(out, n=n, prompts_file=str(prompts), log=_quiet)
 
@@ -225,7 +224,7 @@ def bench(out: Path, quick: bool = False, models: dict | None = None, judge_dir:
           only: list[str] | None = None, seeds: list[int] | None = None, rows: list[str] | None = None,
           log=print) -> dict:
     from gal.errors import GalError
-    from gal.miniature import WEIGHTS, bundled
+    from gal.miniature import SETTINGS, WEIGHTS, bundled
 
     settings = dict(QUICK if quick else FULL)
     for name, chosen, known in (("--only", only, settings["subjects"]), ("--seed", seeds, settings["seeds"]),
@@ -239,7 +238,7 @@ def bench(out: Path, quick: bool = False, models: dict | None = None, judge_dir:
     if models is None and bundled() is None:
         raise GalError("gal bench: the bundled miniature model is not in this installation; train it with "
                        "`gal miniature train OUT` (docs/miniature.md)")
-    models = models or MINIATURE
+    models = models or SETTINGS
     judge = None
     if "oracle" in settings["rows"]:
         if judge_dir is None:  # the bundled simulated person, else one trained into the bench folder
@@ -257,6 +256,14 @@ def bench(out: Path, quick: bool = False, models: dict | None = None, judge_dir:
     if not only and seeds is None:  # a part of a bench leaves the whole bench's summary alone
         write_text(out / "bench.json", json.dumps(summary, indent=1))
     return summary
+
+
+def merge(summary: dict, other: dict, source: str) -> dict:
+    """`summary` with the runs of another bench's summary (e.g. an earlier bench with rows not run here)
+    that it lacks, by subject, seed and row; each marked with its source."""
+    have = {(e["subject"], e["seed"], e["row"]) for e in summary["results"]}
+    extra = [{**e, "source": source} for e in other["results"] if (e["subject"], e["seed"], e["row"]) not in have]
+    return {**summary, "results": summary["results"] + extra, "merged": summary.get("merged", []) + [source]}
 
 
 # ---- the analysis: the frontier, distances to it, intervals ------------------------------------------
@@ -395,28 +402,30 @@ def _signed(v) -> str:
 
 
 def write_results(summary: dict, path: Path, command: str, machine: str) -> None:
-    from gal.evaluate import recommended_round
+    from gal.keep import recommended_round
 
     units = sorted({(e["subject"], e["seed"]) for e in summary["results"]})
     lines = [
         "# Results on the miniature world", "",
         f"Command: `{command}`  ", f"Machine: {machine}  ", f"Date: {time.strftime('%Y-%m-%d')}  ",
         f"Settings: {json.dumps(summary['settings'])}; {len(units)} runs per row (subjects x seeds); this invocation "
-        f"took {summary['minutes']} minutes (runs already on disk are resumed, not redone).", "",
+        f"took {summary['minutes']} minutes (runs already on disk are resumed, not redone)." +
+        "".join(f" Rows not run here come from `{m}`." for m in summary.get("merged", [])), "",
         "Last round of each run (the DreamBooth rows: their only round): mean and 95% bootstrap interval over "
         "subjects and seeds. *Above frontier*: TXT-ALN minus the frontier's TXT-ALN at the same IMG-ALN, where the "
         "frontier is DreamBooth at 1/8, 1/4, 1/2, 3/4 and 1x the steps for the same subject and seed (its upper "
         "envelope, linear in between); a row is better than training less only where this interval is above 0.", "",
-        "| Models | Object TXT-ALN ↑ | Object IMG-ALN ↑ | Object OVF ↓ | Object above frontier ↑ "
+        "| Models | Runs | Object TXT-ALN ↑ | Object IMG-ALN ↑ | Object OVF ↓ | Object above frontier ↑ "
         "| Style TXT-ALN ↑ | Style IMG-ALN ↑ | Style OVF ↓ | Style above frontier ↑ | All: above frontier ↑ | All: OVF above frontier ↓ |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for e in table(summary):
         cells = [_cell(e[f"{k}_{m}"]) for k in ("object",) for m in ("txt_aln", "img_aln", "ovf")]
         cells += [_signed(e["object_above"])]
         cells += [_cell(e[f"style_{m}"]) for m in ("txt_aln", "img_aln", "ovf")] + [_signed(e["style_above"])]
         cells += [_signed(e["all_above"]), _signed(e["all_ovf_above"])]
-        lines.append(f"| {e['row']} | " + " | ".join(cells) + " |")
+        runs = sum(x["row"] == e["row"] for x in summary["results"])
+        lines.append(f"| {e['row']} | {runs} | " + " | ".join(cells) + " |")
     names = row_names(summary)
     lines += ["", "Paired differences of *above frontier* (same subject and seed), all runs:", "",
               "| Comparison | Mean [95% interval] |", "| --- | --- |"]

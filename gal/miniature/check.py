@@ -142,28 +142,19 @@ def phenomenon(model_dir: str | Path, scorer_dir: str | Path, subject: str = "mo
     `--base miniature`, which a folder path does not get by itself), the share
     of overfitted samples on the anchor prompts (target between 0.2 and 0.8). Runs round 1 with
     --strategy human, which stops after the round's query, so nothing more is trained."""
-    import json
     import tempfile
-    from contextlib import redirect_stdout
-    from io import StringIO
 
-    from gal.cli import main as gal
+    import gal
     from gal.config import default_lr
-    from gal.demo import prepare
+    from gal.demo import inputs
 
     work = Path(work or tempfile.mkdtemp(prefix="gal-phenomenon-"))
-    flags, _ = prepare(work / "inputs", subject)
+    fields, _ = inputs(work / "inputs", subject)
     out = work / "run"
-    with redirect_stdout(StringIO()):
-        code = gal(["run", *flags, "--base", str(model_dir), "--scorer", str(scorer_dir), "--strategy", "human",
-                    "--rounds", "2", "--steps", "20", "--guidance", "4", "--lr", str(default_lr("lora", miniature=True)),
-                    "--out", str(out)])
-    if code:
-        raise RuntimeError(f"gal run failed ({code}) in {out}")
-    buffer = StringIO()
-    with redirect_stdout(buffer):
-        gal(["show", str(out), "--json"])
-    anchors = json.loads(buffer.getvalue())["rounds"][0]["anchors"]
+    summary = gal.run(gal.Config(**fields, base=str(model_dir), scorer=str(scorer_dir), strategy="human", rounds=2,
+                                 steps=20, guidance=4.0, lr=default_lr("lora", miniature=True), out=str(out)),
+                      log=lambda line: None)
+    anchors = summary["rounds"][0]["anchors"]
     return {"subject": subject, "ovf_on_anchors": float(np.mean([a["beta"] for a in anchors])),
             "uncertain_directions": sum(a["entropy"] > 0 for a in anchors), "run": str(out)}
 

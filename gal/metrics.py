@@ -114,8 +114,7 @@ def evaluate(pipe, scorer: ClipScorer, prompts: Sequence[TestPrompt], references
                                   resolution=resolution, batch_size=batch_size, autocast_dtype=autocast_dtype):
         batch = jobs[start:start + len(images)]
         f = scorer.image_features(images)
-        s_a = (f * scorer.text_features([prompts[i].text for i, _ in batch])).sum(-1)
-        s_n = scorer.similarity(f, non_soi).max(dim=1).values
+        s_a, s_n = scorer.oracle(f, [prompts[i].text for i, _ in batch], non_soi)
         txt += s_a.tolist()
         img += (f @ ref_clip.T).mean(dim=1).tolist()
         ovf += strategy.overfit(s_a.numpy(), s_n.numpy()).tolist()  # Eq. 8 on test prompts
@@ -131,25 +130,6 @@ def evaluate(pipe, scorer: ClipScorer, prompts: Sequence[TestPrompt], references
     if image_model:
         result["img_aln_" + image_model.name] = float(np.mean(extra))
     return result
-
-
-KEEP_IMAGE = 0.8  # the share of round 1's IMG-ALN a recommended round keeps
-
-
-def recommended_round(evaluated: Sequence[dict], keep: float = KEEP_IMAGE) -> tuple[int, str]:
-    """The checkpoint to keep, from a run's evaluated rounds (in order, round 1 first): the best TXT-ALN
-    among the rounds that keep `keep` of round 1's IMG-ALN (the subject is still there), ties to the
-    earlier round. `gal bench` measures how this choice stands against the frontier of training less."""
-    first = evaluated[0]
-    floor = first["img_aln"] - (1 - keep) * abs(first["img_aln"])
-    kept = [r for r in evaluated if r["img_aln"] >= floor]
-    best = max(kept, key=lambda r: (r["txt_aln"], -r["round"]))
-    dropped = [r["round"] for r in evaluated if r["img_aln"] < floor]
-    why = (f"the best TXT-ALN ({best['txt_aln']:.3f}) among the rounds that keep {keep:.0%} of round 1's "
-           f"IMG-ALN ({first['img_aln']:.3f})")
-    if dropped:
-        why += f"; round(s) {', '.join(map(str, dropped))} lost more of it"
-    return best["round"], why
 
 
 def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, seed: int = 0,
@@ -197,3 +177,13 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
             return [{"round": r["round"], **ledger.evaluation(r["round"], settings)} for r in done]
         finally:
             ledger.close()
+
+
+def rows_text(rows: list[dict]) -> str:
+    """`gal eval`'s table: one line per round (or model)."""
+    extra = [k for k in rows[0] if k.startswith("img_aln_")] if rows else []
+    lines = [f"{'round':>5}  {'TXT-ALN':>7}  {'IMG-ALN':>7}  {'OVF':>6}" + "".join(f"  {k[8:]:>10}" for k in extra) + "  images"]
+    for r in rows:
+        lines.append(f"{'-' if r['round'] is None else r['round']:>5}  {r['txt_aln']:7.4f}  {r['img_aln']:7.4f}  "
+                     f"{r['ovf']:6.3f}" + "".join(f"  {r[k]:10.4f}" for k in extra) + f"  {r['images']}")
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""How different are an anchor's m query samples, and how many directions stay open (0 < β < 1)?
+
+Uncertainty sampling can only choose a direction whose samples disagree (Eq. 6: Ω = 0 when β is 0 or 1),
+and Eq. 10 ends a run when fewer than k directions are open. This script re-queries a run's round-1
+checkpoint (the same anchors, seeds and oracle as `gal run`'s query, nothing written to the run) under
+other query settings, and reports per setting:
+
+- pairwise distance: mean cosine distance between an anchor's samples in the scorer's image space;
+- open directions: the share of anchors with 0 < β < 1, and their number (Eq. 10 needs k);
+- mean β (the overfit rate).
+
+    python benchmarks/query_diversity.py RUN [RUN ...] --guidance 4 2 --sampler dpm sde-dpm --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+SAMPLERS = {"dpm": {"algorithm_type": "dpmsolver++"},  # gal's query sampler (DPM-Solver, deterministic)
+            "sde-dpm": {"algorithm_type": "sde-dpmsolver++"}}  # the same solver with noise at each step
+
+
+def measure(run_dir: Path, guidances: list[float], samplers: list[str]) -> list[dict]:
+    from diffusers import DPMSolverMultistepScheduler
+
+    from gal import strategy
+    from gal.components import Components
+    from gal.config import make_config
+    from gal.generate import generate, sample_seed
+    from gal.ledger import Ledger
+    from gal.setup import non_soi_texts
+
+    ledger = Ledger(run_dir)
+    try:
+        cfg = make_config({**ledger.get("config"), "out": str(run_dir)}, source=str(run_dir))
+        pool, non_soi = ledger.pool(1), non_soi_texts(cfg, ledger)
+        checkpoint = run_dir / ledger.round(1)["checkpoint"]
+    finally:
+        ledger.close()
+    parts = Components(cfg)
+    parts.personalizer.load(checkpoint)
+    base_config = parts.pipe.scheduler.config
+    todo = [(a, j) for a in pool for j in range(cfg.m)]
+    seeds = [sample_seed(cfg.seed, 1, a.idx, j) for a, j in todo]  # round 1's query seeds
+    out = []
+    for sampler in samplers:
+        parts.pipe.scheduler = DPMSolverMultistepScheduler.from_config(base_config, **SAMPLERS[sampler])
+        for guidance in guidances:
+            features, s_a, s_n = [], [], []
+            for start, images in generate(parts.pipe, [a.prompt for a, _ in todo], seeds, steps=cfg.steps,
+                                          guidance=guidance, resolution=parts.resolution,
+                                          batch_size=parts.gen_batch_size, autocast_dtype=parts.autocast_dtype):
+                f = parts.scorer.image_features(images)
+                sa, sn = parts.scorer.oracle(f, [todo[i][0].text for i in range(start, start + len(images))], non_soi)
+                features.append(f), s_a.append(sa), s_n.append(sn)
+            f = torch.cat(features).numpy().reshape(len(pool), cfg.m, -1)
+            beta = strategy.overfit_rate(strategy.overfit(torch.cat(s_a).numpy(), torch.cat(s_n).numpy()).reshape(len(pool), cfg.m))
+            off_diagonal = ~np.eye(cfg.m, dtype=bool)
+            spread = [float((1 - fa @ fa.T)[off_diagonal].mean()) for fa in f]
+            open_ = (beta > 0) & (beta < 1)
+            out.append({"run": str(run_dir), "sampler": sampler, "guidance": guidance,
+                        "pairwise_distance": float(np.mean(spread)), "open_share": float(open_.mean()),
+                        "open": int(open_.sum()), "k": cfg.k, "mean_beta": float(beta.mean())})
+            print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path, help="gal run folders with a round-1 checkpoint")
+    p.add_argument("--guidance", type=float, nargs="+", default=[4.0, 2.0])
+    p.add_argument("--sampler", nargs="+", default=["dpm", "sde-dpm"], choices=list(SAMPLERS))
+    p.add_argument("--json", metavar="FILE", help="also write the rows here")
+    a = p.parse_args(argv)
+    rows = [row for run in a.runs for row in measure(run, a.guidance, a.sampler)]
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

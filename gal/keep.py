@@ -1,0 +1,35 @@
+"""Which round to keep: a user wants one checkpoint, and the last round is not always the best one."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+KEEP_IMAGE = 0.8  # the share of round 1's IMG-ALN a recommended round keeps
+
+
+def recommended_round(evaluated: Sequence[dict], keep: float = KEEP_IMAGE) -> tuple[int, str]:
+    """The checkpoint to keep, from a run's evaluated rounds (in order, round 1 first): the best TXT-ALN
+    among the rounds that keep `keep` of round 1's IMG-ALN (the subject is still there), ties to the
+    earlier round. `gal bench` measures how this choice stands against the frontier of training less."""
+    first = evaluated[0]
+    floor = first["img_aln"] - (1 - keep) * abs(first["img_aln"])
+    kept = [r for r in evaluated if r["img_aln"] >= floor]
+    best = max(kept, key=lambda r: (r["txt_aln"], -r["round"]))
+    dropped = [r["round"] for r in evaluated if r["img_aln"] < floor]
+    why = (f"the best TXT-ALN ({best['txt_aln']:.3f}) among the rounds that keep {keep:.0%} of round 1's "
+           f"IMG-ALN ({first['img_aln']:.3f})")
+    if dropped:
+        why += f"; round(s) {', '.join(map(str, dropped))} lost more of it"
+    return best["round"], why
+
+
+def recommendation(summary: dict) -> dict | None:
+    """`recommended_round` for a run's summary (`Ledger.summary`), from the latest evaluation settings that
+    cover every round with a checkpoint; None before `gal eval`."""
+    rounds = [r for r in summary["rounds"] if r["checkpoint"]]
+    for settings in reversed([e["settings"] for e in rounds[0]["evaluations"]] if rounds else []):
+        found = [next((e for e in r["evaluations"] if e["settings"] == settings), None) for r in rounds]
+        if all(found):
+            n, why = recommended_round([{**e, "round": r["round"]} for r, e in zip(rounds, found)])
+            return {"round": n, "checkpoint": next(r["checkpoint"] for r in rounds if r["round"] == n), "why": why}
+    return None
