@@ -15,58 +15,88 @@ from typing import Any
 import yaml
 
 from gal.errors import GalError
+from gal.strategy import RULES
 
-STRATEGIES = ("uncertainty", "random", "clip", "none", "human")
+STRATEGIES = tuple(RULES)  # uncertainty, random, clip, human, none
 BALANCES = ("paper", "separate", "off")
 METHODS = ("lora", "full")
 KINDS = ("object", "style")
 ORACLE_TEXTS = ("non-soi", "reference-prompt")
+PRECISIONS = ("auto", "no", "fp16", "bf16")
+
+
+def setting(default: Any, help: str, *, group: str, choices: tuple[str, ...] | None = None, metavar: str | None = None,
+            default_text: str | None = None, flag: dict | None = None) -> Any:
+    """A Config field with everything the command line needs to know about it: its help, choices (checked by
+    argparse where given), and how its default reads ("(default: ...)" unless `default_text` says otherwise)."""
+    factory = {"default_factory": list} if default == [] else {"default": default}
+    return field(**factory, metadata={"help": help, "group": group, "choices": choices, "metavar": metavar,
+                                      "default_text": default_text, "flag": flag or {}})
+
+
+WHAT, MODELS, LOOP, TUNING, SAMPLING, WHERE = ("what to personalize", "models", "active learning (defaults: the paper's)",
+                                               "fine-tuning", "sampling", "where")
 
 
 @dataclass
 class Config:
     # what to personalize
-    references: str | None = None
-    kind: str = "object"
-    subject: str | None = None  # SoI phrase in prompts, e.g. "a <sks> cat"
-    subject_plain: str | None = None  # SoI phrase for CLIP; default: subject without <...> tokens
-    non_soi: list[str] = field(default_factory=list)  # non-SoI texts of Eq. 8
-    anchors: str | None = None  # anchor template file; default: the paper's 18 for the kind
+    references: str | None = setting(None, "folder of reference images (NAME.txt beside an image: its caption)",
+                                     group=WHAT, metavar="DIR", default_text="")
+    kind: str = setting("object", "object or style", group=WHAT, choices=KINDS)
+    subject: str | None = setting(None, "subject phrase in prompts, e.g. 'a <sks> cat' or 'in <sks> style'", group=WHAT,
+                                  default_text="")
+    subject_plain: str | None = setting(None, "the subject phrase for CLIP", group=WHAT,
+                                        default_text="--subject without <...> tokens")
+    non_soi: list[str] = setting([], "non-subject content of the references, e.g. 'a cat on the stairs' (repeatable)",
+                                 group=WHAT, default_text="")  # non-SoI texts of Eq. 8
+    anchors: str | None = setting(None, "anchor templates, one per line with {}", group=WHAT, metavar="FILE",
+                                  default_text="the paper's 18 for the kind")
     # the models (None: the paper's on a GPU, the bundled miniature world on a CPU-only machine)
-    base: str | None = None
-    scorer: str | None = None
+    base: str | None = setting(None, "diffusers pipeline folder, hub id or 'miniature'", group=MODELS,
+                               default_text="CompVis/stable-diffusion-v1-4 on a GPU, the bundled miniature model without one")
+    scorer: str | None = setting(None, "transformers CLIP folder, hub id or 'miniature'", group=MODELS,
+                                 default_text="openai/clip-vit-base-patch32 on a GPU, miniature without one")
     # the active-learning loop (paper defaults, section 4)
-    strategy: str = "uncertainty"
-    balance: str = "paper"  # how added images enter the fine-tune (section 3.3; see loop.training_terms)
-    added_weight: float = 1.0  # --balance separate: the loss weight of the added images' term
-    rounds: int = 4
-    m: int = 10
-    k: int = 3
-    lambda_: float = 0.005
-    oracle: str = "non-soi"  # "reference-prompt": the authors' code's style oracle
+    strategy: str = setting("uncertainty", f"one of {', '.join(STRATEGIES)}", group=LOOP)
+    balance: str = setting("paper", "how added images enter the fine-tune (loop.training_terms): paper (weight Δ, "
+                           "drawn with the references, section 3.3), separate (the references keep round 1's draws, "
+                           "the added images are a second loss term), off (weight 1); --balance alone: paper",
+                           group=LOOP, choices=BALANCES, flag={"nargs": "?", "const": "paper", "negative": "off"})
+    added_weight: float = setting(1.0, "--balance separate: loss weight of the added images' term", group=LOOP)
+    rounds: int = setting(4, "maximum rounds, round 1 = DreamBooth", group=LOOP)
+    m: int = setting(10, "samples per anchor", group=LOOP)
+    k: int = setting(3, "anchors chosen per round", group=LOOP)
+    lambda_: float = setting(0.005, "openness rate λ of Eq. 9", group=LOOP)
+    oracle: str = setting("non-soi", "what Eq. 8 compares against; reference-prompt: the authors' code's style oracle",
+                          group=LOOP, choices=ORACLE_TEXTS, default_text="non-soi, the paper's")
     # personalization (None: the authors' setting for the kind / method)
-    method: str = "lora"
-    train_steps: int | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    lora_rank: int = 4
-    resolution: int | None = None  # None: the model's native size
-    from_previous_round: bool = False  # the authors restart every round from the base model
-    prior: bool | None = None  # prior preservation; None: on for objects
-    class_images: str | None = None
-    num_class_images: int = 100
-    prior_loss_weight: float = 1.0
+    method: str = setting("lora", "lora, or full (DreamBooth on the whole UNet, as the paper)", group=TUNING)
+    train_steps: int | None = setting(None, "steps per round", group=TUNING, default_text="object 800, style 500")
+    lr: float | None = setting(None, "learning rate", group=TUNING,
+                               default_text="full 5e-6, lora 1e-4; 10x on the miniature model")
+    batch_size: int | None = setting(None, "training batch", group=TUNING, default_text="object 1, style 2")
+    lora_rank: int = setting(4, "LoRA rank", group=TUNING)
+    resolution: int | None = setting(None, "image size", group=TUNING, default_text="the model's")
+    from_previous_round: bool = setting(False, "start each round from the previous round's weights instead of the base "
+                                        "(the authors restart from the base)", group=TUNING)
+    prior: bool | None = setting(None, "prior preservation with class images", group=TUNING, default_text="on for objects")
+    class_images: str | None = setting(None, "class images for prior preservation", group=TUNING, metavar="DIR",
+                                       default_text="generated by the base model")
+    num_class_images: int = setting(100, "class images to generate", group=TUNING)
+    prior_loss_weight: float = setting(1.0, "loss weight of the class images' term", group=TUNING)
     # sampling
-    steps: int = 50
-    guidance: float = 7.5
-    gen_batch_size: str = "auto"
-    seed: int = 0
+    steps: int = setting(50, "sampling steps, DPM-Solver", group=SAMPLING)
+    guidance: float = setting(7.5, "classifier-free guidance scale", group=SAMPLING)
+    gen_batch_size: str = setting("auto", "images per pipeline call, or auto", group=SAMPLING)
+    seed: int = setting(0, "run seed", group=SAMPLING)
     # where and how
-    out: str = "gal-run"
-    device: str = "auto"
-    mixed_precision: str = "auto"
-    allow_pickle: bool = False  # pickle weights (.bin/.ckpt) can run code when loaded: refused unless asked
-    compile: bool = False  # torch.compile the UNet (worth it on GPUs for long runs)
+    out: str = setting("gal-run", "run folder", group=WHERE, metavar="DIR")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N", group=WHERE)
+    mixed_precision: str = setting("auto", "auto: bf16 on GPUs", group=WHERE, choices=PRECISIONS)
+    allow_pickle: bool = setting(False, "load .bin/.ckpt weights when a model has no safetensors (they can run code)",
+                                 group=WHERE, default_text="refuse")
+    compile: bool = setting(False, "torch.compile the UNet (worth it on GPUs for long runs)", group=WHERE)
 
 
 # Keys that do not change what a run computes: they may differ when a run is resumed.
@@ -204,7 +234,7 @@ def resolved(cfg: Config) -> Config:
         raise GalError(f"--lr {c.lr}: expected a positive learning rate")
     if c.gen_batch_size != "auto" and not (c.gen_batch_size.isdigit() and int(c.gen_batch_size) > 0):
         raise GalError(f"--gen-batch-size {c.gen_batch_size}: expected a positive number or 'auto'")
-    _choice("mixed_precision", c.mixed_precision, ("auto", "no", "fp16", "bf16"))
+    _choice("mixed_precision", c.mixed_precision, PRECISIONS)
     # The authors' DreamBooth settings: style 500 steps batch 2, object 800 steps batch 1.
     if c.train_steps is None:
         c.train_steps = 800 if c.kind == "object" else 500

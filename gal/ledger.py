@@ -21,7 +21,7 @@ import json
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -315,3 +315,25 @@ class Ledger:
             "references": [{"path": a.path, "prompt": a.prompt, "weight": a.weight} for a in self.added(0)],
             "rounds": rounds,
         }
+
+
+class Record:
+    """The ledger as each process of an `accelerate launch` sees it: every process reads, the main process
+    alone writes (ledger rows, and files through `on_main`), then all processes meet. The loop that uses it
+    has no rank checks; with one process it is the ledger."""
+
+    WRITES = {"set", "record_checkpoint", "record_directions", "close_round", "add_samples", "add_class_images"}
+
+    def __init__(self, ledger: Ledger, accelerator):
+        self.ledger, self.accelerator = ledger, accelerator
+
+    def on_main(self, write: Callable[[], Any]) -> None:
+        if self.accelerator.is_main_process:
+            write()
+        self.accelerator.wait_for_everyone()
+
+    def __getattr__(self, name: str):
+        attr = getattr(self.ledger, name)
+        if name not in self.WRITES:
+            return attr
+        return lambda *args, **kwargs: self.on_main(lambda: attr(*args, **kwargs))

@@ -26,7 +26,7 @@ from gal.config import Config, result_dict, resolved, strategy_label
 from gal.errors import GalError
 from gal.components import Components
 from gal.generate import generate, sample_seed
-from gal.ledger import Anchor, Ledger, Reference, Sample
+from gal.ledger import Anchor, Ledger, Record, Reference, Sample
 from gal.personalize import Example, Term
 from gal.references import load_rgb, read_references
 from gal.storage import RunLock, folder_in_place, remove_leftovers, write_png
@@ -83,7 +83,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
                 f"{strategy_label(cfg.strategy, cfg.balance)}, m={cfg.m} k={cfg.k} λ={cfg.lambda_}, "
                 f"{cfg.method} on {cfg.base}, {parts.accelerator.device}")
             try:
-                _rounds(cfg, ledger, parts, log)
+                _rounds(cfg, Record(ledger, acc), parts, log)
                 return ledger.summary()
             finally:
                 ledger.close()
@@ -94,77 +94,70 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
         raise
 
 
-def _rounds(cfg: Config, ledger: Ledger, parts: Components, log) -> None:
-    run_dir, acc = ledger.run_dir, parts.accelerator
+def _rounds(cfg: Config, ledger: Record, parts: Components, log) -> None:
+    """Algorithm 1, from the first round not yet closed in the ledger."""
     prior = _prior_examples(cfg, ledger, parts) if cfg.prior else []
+    rule = strategy.RULES[cfg.strategy]
     for r in range(1, cfg.rounds + 1):
         state = ledger.round(r)
         if state and state["closed"]:
             continue
-        # Fine-tune f_θ on T (Eq. 2 with each reference's weight), or load the round's recorded weights
-        if state is None or state["checkpoint"] is None:
-            loss = _fine_tune(cfg, ledger, parts, r, prior)
-        else:
-            parts.personalizer.load(run_dir / state["checkpoint"])
-            loss = state["train_loss"]
-
+        loss = _fine_tune(cfg, ledger, parts, r, prior)  # f_θ on T, Eq. 2 (or the round's recorded weights)
         pool = ledger.pool(r)
-        if r == cfg.rounds or cfg.strategy == "none":
-            reason = "strategy none: the DreamBooth baseline" if cfg.strategy == "none" else f"round budget spent ({cfg.rounds} rounds)"
-            _close_round(acc, ledger, r, openness=None, directions=[], added=[], stop_reason=reason)
+        reason = ("strategy none: the DreamBooth baseline" if not rule.queries else
+                  f"round budget spent ({cfg.rounds} rounds)" if r == cfg.rounds else
+                  f"only {len(pool)} anchor(s) left in the pool, fewer than k = {cfg.k}" if len(pool) < cfg.k else None)
+        if reason:  # the last round fine-tunes and stops: its query could only feed a round that will not run
+            ledger.close_round(r, openness=None, directions=[], added=[], stop_reason=reason)
             log(f"round {r}: fine-tuned (loss {loss:.4f}); {reason}; result: {ledger.round(r)['checkpoint']}")
             return
-        if len(pool) < cfg.k:
-            reason = f"only {len(pool)} anchor(s) left in the pool, fewer than k = {cfg.k}"
-            _close_round(acc, ledger, r, openness=None, directions=[], added=[], stop_reason=reason)
-            log(f"round {r}: {reason}; result: {ledger.round(r)['checkpoint']}")
+        _query(cfg, ledger, parts, r, pool)  # I_ij for every anchor in the pool (Eq. 4), verified by the oracle (Eq. 8)
+        scores, beta, omega, delta = _directions(ledger.samples(r), pool, cfg.lambda_)  # Eq. 8, 7, 6, 9
+        choice = strategy.choose(cfg.strategy, scores, cfg.k, np.random.default_rng([cfg.seed, r]),
+                                 _reviewed(ledger.review(r), pool) if rule.person else None)
+        directions = [(a.idx, float(beta[i]), float(omega[i]), 0) for i, a in enumerate(pool)]
+        if choice is None:  # a person picks any images of any directions (`gal review`)
+            ledger.record_directions(r, delta, directions)
+            ledger.set("status", "waiting for review")
+            log(f"round {r}: waiting for review: run `gal review {ledger.run_dir}`, then this command again")
             return
-
-        # Generate I_ij for every anchor left in the pool (Eq. 4) and verify each with the oracle (Eq. 8)
-        _query(cfg, ledger, parts, r, pool)
-
-        samples = ledger.samples(r)
-        s_a = np.array([[s.sim_anchor for s in samples if s.anchor_idx == a.idx] for a in pool])
-        s_n = np.array([[s.sim_non_soi for s in samples if s.anchor_idx == a.idx] for a in pool])
-        phi = strategy.overfit(s_a, s_n)  # Eq. 8
-        beta = strategy.overfit_rate(phi)  # Eq. 7
-        omega = strategy.entropy(beta)  # Eq. 6
-        delta = strategy.openness(omega, cfg.lambda_)  # Eq. 9
-        picks, reason = [], None
-        if cfg.strategy == "human":  # a person picks any images of any directions (`gal review`)
-            review = ledger.review(r)
-            if review is None:
-                if acc.is_main_process:
-                    ledger.record_directions(r, delta, [(a.idx, float(beta[i]), float(omega[i]), 0)
-                                                        for i, a in enumerate(pool)])
-                    ledger.set("status", "waiting for review")
-                log(f"round {r}: waiting for review: run `gal review {run_dir}`, then this command again")
-                return
-            row_of = {a.idx: i for i, a in enumerate(pool)}
-            picks = [strategy.Pick(row_of[a], j) for a, j in review["accepted"]]
-            reason = None if picks else "review: no image accepted"
-        elif cfg.strategy in strategy.USES_STOP_RULE and strategy.should_stop(omega, cfg.k):  # Eq. 10
-            reason = f"Eq. 10: {int((omega > 0).sum())} direction(s) with Ω > 0, fewer than k = {cfg.k}"
-        else:
-            rng = np.random.default_rng([cfg.seed, r])
-            picks = strategy.STRATEGIES[cfg.strategy](strategy.RoundScores(s_a, omega), cfg.k, rng)
         # Update T with the chosen directions' images, weighted by the balance scheme (section 3.3)
+        samples = {(s.anchor_idx, s.j): s for s in ledger.samples(r)}
         weight = strategy.reference_weight(delta, cfg.balance)
-        by_anchor = {(s.anchor_idx, s.j): s for s in samples}
-        added = [Reference(by_anchor[pool[p.row].idx, p.j].path, pool[p.row].prompt, weight, r, pool[p.row].idx)
-                 for p in picks]
-        chosen = {pool[p.row].idx for p in picks}
-        directions = [(a.idx, float(beta[i]), float(omega[i]), int(a.idx in chosen)) for i, a in enumerate(pool)]
-        _close_round(acc, ledger, r, openness=delta, directions=directions, added=added, stop_reason=reason)
-        log(_round_line(r, loss, pool, beta, omega, delta, picks, reason))
-        if reason:
+        added = [Reference(samples[pool[p.row].idx, p.j].path, pool[p.row].prompt, weight, r, pool[p.row].idx)
+                 for p in choice.picks]
+        chosen = {pool[p.row].idx for p in choice.picks}
+        ledger.close_round(r, openness=delta, directions=[(*d[:3], int(d[0] in chosen)) for d in directions],
+                           added=added, stop_reason=choice.stop)
+        log(_round_line(r, loss, pool, beta, omega, delta, choice.picks, choice.stop))
+        if choice.stop:
             log(f"result: {ledger.round(r)['checkpoint']}")
             return
 
 
-def _fine_tune(cfg: Config, ledger: Ledger, parts: Components, r: int, prior: list[Example]) -> float:
-    """Train round r from the base model (or the previous round's weights) and record its checkpoint."""
-    run_dir, acc = ledger.run_dir, parts.accelerator
+def _directions(samples: list[Sample], pool: list[Anchor], lam: float):
+    """A round's scores per direction: s_a and Ω (what the strategies read), β, and the openness Δ."""
+    s_a = np.array([[s.sim_anchor for s in samples if s.anchor_idx == a.idx] for a in pool])
+    s_n = np.array([[s.sim_non_soi for s in samples if s.anchor_idx == a.idx] for a in pool])
+    beta = strategy.overfit_rate(strategy.overfit(s_a, s_n))  # Eq. 8, Eq. 7
+    omega = strategy.entropy(beta)  # Eq. 6
+    return strategy.RoundScores(s_a, omega), beta, omega, strategy.openness(omega, lam)  # Eq. 9
+
+
+def _reviewed(review: dict | None, pool: list[Anchor]) -> list[strategy.Pick] | None:
+    if review is None:
+        return None
+    row_of = {a.idx: i for i, a in enumerate(pool)}
+    return [strategy.Pick(row_of[a], j) for a, j in review["accepted"]]
+
+
+def _fine_tune(cfg: Config, ledger: Record, parts: Components, r: int, prior: list[Example]) -> float:
+    """Train round r from the base model (or the previous round's weights) and record its checkpoint; a round
+    with a checkpoint on record loads it instead."""
+    run_dir, state = ledger.run_dir, ledger.round(r)
+    if state and state["checkpoint"]:
+        parts.personalizer.load(run_dir / state["checkpoint"])
+        return state["train_loss"]
     if cfg.from_previous_round and r > 1:
         parts.personalizer.load(run_dir / ledger.round(r - 1)["checkpoint"])
     else:
@@ -175,12 +168,14 @@ def _fine_tune(cfg: Config, ledger: Ledger, parts: Components, r: int, prior: li
                                     batch_size=cfg.batch_size, seed=sample_seed(cfg.seed, "train", r),
                                     desc=f"round {r}: fine-tune")
     checkpoint = f"rounds/{r}/checkpoint"
-    if acc.is_main_process:
-        with folder_in_place(run_dir / checkpoint) as tmp:
-            parts.personalizer.save(tmp)
-        ledger.record_checkpoint(r, checkpoint, loss)
-    acc.wait_for_everyone()
+    ledger.on_main(lambda: _save(parts, run_dir / checkpoint))
+    ledger.record_checkpoint(r, checkpoint, loss)
     return loss
+
+
+def _save(parts: Components, folder: Path) -> None:
+    with folder_in_place(folder) as tmp:
+        parts.personalizer.save(tmp)
 
 
 def training_terms(cfg: Config, T: list[Example], added_in_round: list[int], prior: list[Example]) -> list[Term]:
@@ -200,7 +195,7 @@ def training_terms(cfg: Config, T: list[Example], added_in_round: list[int], pri
     return [Term(references), prior_term, Term(added, cfg.added_weight)]
 
 
-def _query(cfg: Config, ledger: Ledger, parts: Components, r: int, pool: list[Anchor]) -> None:
+def _query(cfg: Config, ledger: Record, parts: Components, r: int, pool: list[Anchor]) -> None:
     """Generate the round's samples not yet on record, in batches across anchors, score each batch
     with CLIP and record it: files first, then one transaction per batch. PNG encoding runs in a
     writer thread while the next batch generates."""
@@ -210,9 +205,7 @@ def _query(cfg: Config, ledger: Ledger, parts: Components, r: int, pool: list[An
 
     def record(written: Future, rows: list[Sample]) -> None:
         written.result()  # the files exist before the rows that name them
-        rows = gather_object(rows)
-        if parts.accelerator.is_main_process:
-            ledger.add_samples(rows)
+        ledger.add_samples(gather_object(rows))
 
     with ThreadPoolExecutor(max_workers=1) as writer:
         previous = None
@@ -232,7 +225,6 @@ def _query(cfg: Config, ledger: Ledger, parts: Components, r: int, pool: list[An
             previous = (written, rows)
         if previous is not None:
             record(*previous)
-    parts.accelerator.wait_for_everyone()
 
 
 def _generate_shared(parts: Components, cfg: Config, prompts: Sequence[str], seeds: Sequence[int],
@@ -260,12 +252,6 @@ def _blob(feature) -> bytes:
     return feature.numpy().astype(np.float16).tobytes()
 
 
-def _close_round(acc, ledger: Ledger, r: int, **outcome) -> None:
-    if acc.is_main_process:
-        ledger.close_round(r, **outcome)
-    acc.wait_for_everyone()
-
-
 def _round_line(r, loss, pool, beta, omega, delta, picks, reason) -> str:
     chosen = ", ".join(f"[{pool[p.row].idx}] {pool[p.row].template} (Ω {omega[p.row]:.3f})" for p in picks)
     line = (f"round {r}: loss {loss:.4f} | anchor overfit {float(beta.mean()):.2f} over {len(pool)} directions | "
@@ -273,7 +259,7 @@ def _round_line(r, loss, pool, beta, omega, delta, picks, reason) -> str:
     return line + (f" | stop: {reason}" if reason else f" | chose {chosen}")
 
 
-def _prior_examples(cfg: Config, ledger: Ledger, parts: Components) -> list[Example]:
+def _prior_examples(cfg: Config, ledger: Record, parts: Components) -> list[Example]:
     """Class images for prior preservation: the user's, or generated by the base model into the run."""
     class_prompt = cfg.subject_plain
     if cfg.class_images:
@@ -291,8 +277,5 @@ def _prior_examples(cfg: Config, ledger: Ledger, parts: Components) -> list[Exam
             path = f"class_images/{todo[i]:04d}.png"
             write_png(ledger.run_dir / path, image)
             rows.append((todo[i], seeds[i], path))
-        rows = gather_object(rows)
-        if parts.accelerator.is_main_process:
-            ledger.add_class_images(rows)
-    parts.accelerator.wait_for_everyone()
+        ledger.add_class_images(gather_object(rows))
     return [Example(load_rgb(ledger.run_dir / p), class_prompt, 1.0) for _, _, p in ledger.class_images()]

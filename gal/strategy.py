@@ -89,7 +89,32 @@ def clip(scores: RoundScores, k: int, rng: np.random.Generator) -> list[Pick]:
     return [Pick(i, best_sample(scores.sim_anchor[i])) for i in top_k(best, k)]
 
 
-STRATEGIES: dict[str, Strategy] = {"uncertainty": uncertainty, "random": random, "clip": clip}
+class Choice(NamedTuple):
+    picks: list[Pick]
+    stop: str | None = None  # why the run ends after this round; None: it goes on
 
-# Eq. 10 is part of the uncertainty strategy; the baselines of Table 1 run their round budget.
-USES_STOP_RULE = {"uncertainty"}
+
+class Rule(NamedTuple):
+    """A strategy of the loop: how it picks (None: no query, or a person's review) and whether Eq. 10 ends it."""
+    pick: Strategy | None
+    queries: bool = True
+    stop_rule: bool = False  # Eq. 10 belongs to uncertainty sampling; Table 1's baselines run their round budget
+    person: bool = False  # `gal review`: a person picks any images of any directions
+
+
+RULES: dict[str, Rule] = {"uncertainty": Rule(uncertainty, stop_rule=True), "random": Rule(random), "clip": Rule(clip),
+                          "human": Rule(None, person=True), "none": Rule(None, queries=False)}
+STRATEGIES = {name: rule.pick for name, rule in RULES.items() if rule.pick}  # the automatic ones
+
+
+def choose(name: str, scores: RoundScores, k: int, rng: np.random.Generator,
+           reviewed: list[Pick] | None = None) -> Choice | None:
+    """The round's picks and whether the run stops; None while a person's review is still to come."""
+    rule = RULES[name]
+    if rule.person:
+        if reviewed is None:
+            return None
+        return Choice(reviewed, None if reviewed else "review: no image accepted")
+    if rule.stop_rule and should_stop(scores.omega, k):  # Eq. 10
+        return Choice([], f"Eq. 10: {int((scores.omega > 0).sum())} direction(s) with Ω > 0, fewer than k = {k}")
+    return Choice(rule.pick(scores, k, rng))
