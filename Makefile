@@ -24,6 +24,7 @@ demo: venv
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(VENV)/bin/gal demo --out $(DEMO)/run
 
 test: venv
+	$(VENV)/bin/ruff check gal tests benchmarks
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 clean:

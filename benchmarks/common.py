@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import warnings
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the benchmarks never download anything
@@ -119,8 +119,15 @@ def build_miniature_random(workdir: Path) -> tuple[Path, Path]:
     """The miniature world's architecture (its default TrainConfig) with random weights, saved as the
     trainer saves its final folders."""
     from gal.miniature.tokenizer import write_tokenizer
-    from gal.miniature.train import (TrainConfig, build_pipeline, build_scorer, build_text_encoder, build_unet,
-                                     build_vae, scorer_processor)
+    from gal.miniature.train import (
+        TrainConfig,
+        build_pipeline,
+        build_scorer,
+        build_text_encoder,
+        build_unet,
+        build_vae,
+        scorer_processor,
+    )
 
     torch.manual_seed(0)
     cfg = TrainConfig()

@@ -52,8 +52,9 @@ def phase_of(run_dir: Path) -> str:
 
 def compare(clean: Path, other: Path) -> list[str]:
     """What differs between two finished runs (empty: identical)."""
-    show = lambda d: json.loads(subprocess.run(gal("show", str(d), "--json"), check=True, capture_output=True,
-                                               text=True).stdout)
+    def show(d):
+        return json.loads(subprocess.run(gal("show", str(d), "--json"), check=True, capture_output=True,
+                                                   text=True).stdout)
     a, b = show(clean), show(other)
     problems = []
     if b["status"] != "finished":

@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402  (sets HF_HUB_OFFLINE before torch and the model libraries load)
-
 import torch  # noqa: E402
+
+import common  # noqa: E402  (sets HF_HUB_OFFLINE before torch and the model libraries load)
 
 SUBJECT, SUBJECT_PLAIN = "a <sks> dog", "a dog"
 NON_SOI = ["a dog on the stairs", "a dog on a sofa"]  # the references' non-SoI content (Eq. 8)

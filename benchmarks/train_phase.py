@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-
 import torch  # noqa: E402
+
+import common  # noqa: E402
 
 PROMPTS = ["a <sks> dog", "a <sks> dog in a museum", "a <sks> dog on a boat", "a <sks> dog in the snow"]
 LR = {"lora": 1e-4, "full": 5e-6}  # the project's defaults

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-
 import torch  # noqa: E402
+
+import common  # noqa: E402
 
 
 def matmul_tflops(device, n: int, iters: int = 10) -> float:

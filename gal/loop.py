@@ -10,8 +10,8 @@ stopped: a round with a checkpoint is not trained again, a sample on record is n
 from __future__ import annotations
 
 import errno
-from concurrent.futures import Future, ThreadPoolExecutor
 import sqlite3
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from gal import setup, strategy
 from gal.anchors import make_anchors, read_templates
-from gal.config import Config, result_dict, resolved, strategy_label
-from gal.errors import GalError
 from gal.components import Components
+from gal.config import Config, resolved, result_dict, strategy_label
+from gal.errors import GalError
 from gal.generate import generate, sample_seed
 from gal.ledger import Anchor, Ledger, Record, Reference, Sample
 from gal.personalize import Example, Term

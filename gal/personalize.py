@@ -95,10 +95,8 @@ class Personalizer:
         unet = self.accelerator.unwrap_model(self.unet)
         if self.method == "lora":
             from diffusers import StableDiffusionPipeline
-            from diffusers.utils import convert_state_dict_to_diffusers
+            from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_kohya
             from peft.utils import get_peft_model_state_dict
-
-            from diffusers.utils import convert_state_dict_to_kohya
             from safetensors.torch import save_file
 
             peft_state = get_peft_model_state_dict(unet)

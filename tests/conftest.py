@@ -12,7 +12,7 @@ settings.load_profile("gal")
 
 torch.set_num_threads(1)
 
-from gal.tiny import build_tiny_clip, build_tiny_pipeline, write_references
+from gal.tiny import build_tiny_clip, build_tiny_pipeline, write_references  # noqa: E402  (after the environment above)
 
 
 @pytest.fixture(scope="session")

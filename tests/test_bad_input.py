@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_args
 from gal.cli import main
 from gal.references import load_rgb, read_references
+
+from conftest import run_args
 
 
 def replace(args, flag, value):
@@ -33,7 +34,8 @@ def cases(tiny, tmp):
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
     base = run_args(tiny, tmp / "out")
-    without = lambda flag: [a for i, a in enumerate(base) if a != flag and (i == 0 or base[i - 1] != flag)]
+    def without(flag):
+        return [a for i, a in enumerate(base) if a != flag and (i == 0 or base[i - 1] != flag)]
     return {
         "references missing": (replace(base, "--references", str(tmp / "nope")), "--references"),
         "references empty": (replace(base, "--references", str(empty)), "no images found"),

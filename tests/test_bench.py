@@ -24,7 +24,8 @@ def test_paper_style_commands_follow_the_authors_settings():
     assert len(runs) == 36
     concept, row, argv = runs[4]
     assert (concept, row) == ("cat", "Uncertainty + Balance")
-    value = lambda flag: argv[argv.index(flag) + 1]
+    def value(flag):
+        return argv[argv.index(flag) + 1]
     assert value("--subject") == "in watercolor painting style" and value("--non-soi") == "A cat"
     assert value("--train-steps") == "500" and value("--batch-size") == "2" and value("--lr") == "5e-6"
     assert "--balance" in argv
@@ -91,8 +92,9 @@ def test_frontier_is_the_upper_envelope_of_training_less():
     txt, ovf = mb.on_frontier(points, 0.23)
     assert txt == pytest.approx(0.47) and ovf == pytest.approx(0.1)
     assert mb.on_frontier(points, 0.05) == pytest.approx((0.56, 0.0))  # beyond the ends: the nearest end
-    result = lambda row, img, txt, ovf, seed=0: {"subject": "s", "kind": "style", "seed": seed, "row": row, "share": 1,
-                                                 "rounds": [{"round": 1, "img_aln": img, "txt_aln": txt, "ovf": ovf}]}
+    def result(row, img, txt, ovf, seed=0):
+        return {"subject": "s", "kind": "style", "seed": seed, "row": row, "share": 1,
+                                                     "rounds": [{"round": 1, "img_aln": img, "txt_aln": txt, "ovf": ovf}]}
     summary = {"results": [result(mb.BASELINE, 0.26, 0.42, 0.2), result(mb.FEWER, 0.1, 0.56, 0.0),
                            result(mb.FEWER, 0.2, 0.52, 0.0), result("GAL", 0.23, 0.50, 0.05)]}
     gal = [d for d in mb.distances(summary) if d["row"] == "GAL"]

@@ -27,8 +27,9 @@ def test_two_processes_match_one(tiny, tmp_path):
     for name, launcher in (("one", gal), ("two", torchrun)):
         argv = [str(tmp_path / name) if a == "OUT" else a for a in args]
         subprocess.run(launcher + argv, check=True, env=env, capture_output=True, timeout=300)
-    show = lambda name: json.loads(subprocess.run(gal + ["show", str(tmp_path / name), "--json"], check=True,
-                                                  capture_output=True, text=True, env=env).stdout)
+    def show(name):
+        return json.loads(subprocess.run(gal + ["show", str(tmp_path / name), "--json"], check=True,
+                                                      capture_output=True, text=True, env=env).stdout)
     one, two = show("one"), show("two")
     assert len(one["rounds"]) == len(two["rounds"]) == 3
     for a, b in zip(one["rounds"], two["rounds"]):

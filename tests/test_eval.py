@@ -2,14 +2,13 @@
 
 import json
 
-import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from conftest import run_args
 from gal.cli import main
 from gal.metrics import test_prompts as make_test_prompts
+
+from conftest import run_args
 
 
 def test_the_papers_test_prompts():

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +12,28 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from gal.miniature import world
-from gal.miniature.train import CLIP_MEAN, Data, TrainConfig, _normalize, _to_unit, scorer_processor, train
 from gal.miniature.tokenizer import write_tokenizer
+from gal.miniature.train import CLIP_MEAN, Data, TrainConfig, _normalize, _to_unit, scorer_processor, train
 from gal.miniature.world import (
-    BACKGROUNDS, COLORS, HELD_OUT_STYLES, INSTANCES, OBJECT_ANCHORS, OBJECT_TEST_PROMPTS, SHAPES, STYLE_ANCHORS,
-    STYLE_TEST_PROMPTS, STYLES, SUBJECTS, Scene, caption, is_held_out, one_off_scenes, parse_caption, render,
-    render_dataset, sample_scenes,
+    BACKGROUNDS,
+    COLORS,
+    HELD_OUT_STYLES,
+    INSTANCES,
+    OBJECT_ANCHORS,
+    OBJECT_TEST_PROMPTS,
+    SHAPES,
+    STYLE_ANCHORS,
+    STYLE_TEST_PROMPTS,
+    STYLES,
+    SUBJECTS,
+    Scene,
+    caption,
+    is_held_out,
+    one_off_scenes,
+    parse_caption,
+    render,
+    render_dataset,
+    sample_scenes,
 )
 
 # A few steps of every phase at toy sizes: the real code path, in seconds.

@@ -3,14 +3,13 @@
 import errno
 import json
 import os
-import shutil
 
-import pytest
 import torch
 
-from conftest import run_args
 from gal.cli import main
 from gal.storage import RunLock
+
+from conftest import run_args
 
 
 def summary(out, capsys):

@@ -8,14 +8,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import run_args
 from gal.cli import main
 from gal.review import create_app
+
+from conftest import run_args
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_args
 from gal.cli import main
+
+from conftest import run_args
 
 
 def show_json(run_dir, capsys):
@@ -211,6 +212,7 @@ def test_from_previous_round_continues_instead_of_restarting(tiny, tmp_path):
 
     for name, extra in (("base", ()), ("continued", ("--from-previous-round",))):
         assert main(run_args(tiny, tmp_path / name, "--rounds", "2", "--strategy", "random", "--lr", "1e-2", *extra)) == 0
-    weights = lambda name, r: load_file(tmp_path / name / "rounds" / str(r) / "checkpoint" / "pytorch_lora_weights.safetensors")
+    def weights(name, r):
+        return load_file(tmp_path / name / "rounds" / str(r) / "checkpoint" / "pytorch_lora_weights.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(weights("base", 1).values(), weights("continued", 1).values()))
     assert any(not torch.equal(a, b) for a, b in zip(weights("base", 2).values(), weights("continued", 2).values()))

@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from gal.storage import RunLock
 from gal.miniature import check as quality
 from gal.miniature.tokenizer import MAX_LENGTH, write_tokenizer
 from gal.miniature.world import SIZE, Scene, caption, is_held_out, one_off_captions, render, sample_scenes
+from gal.storage import RunLock
 
 PHASES = ("vae", "scorer", "unet")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor defaults, used at training time too
