@@ -54,7 +54,8 @@ def add_config_flags(p) -> None:
 def _show_parser(sub) -> None:
     p = sub.add_parser("show", help="print a run's rounds, directions and selections")
     p.add_argument("run", metavar="RUN", help="run folder")
-    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object, for scripts (file paths in it are relative to the run folder)")
 
 
 def _eval_parser(sub) -> None:

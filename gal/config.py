@@ -10,7 +10,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -194,9 +194,25 @@ def plain_subject(subject: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^<>]*>", " ", subject)).strip()
 
 
-def resolved(cfg: Config) -> Config:
-    """Fill the values left open with the authors' settings and check every value.
-    (The model-dependent resolution is filled in later, from the loaded model.)"""
+class Machine(NamedTuple):
+    """What the defaults of `--base` and `--scorer` depend on, detected by `this_machine` at the call site."""
+    cpu_only: bool
+    miniature: bool  # the bundled miniature weights are installed
+
+
+def this_machine() -> Machine:
+    import torch
+
+    from gal.miniature import bundled
+
+    return Machine(cpu_only=not torch.cuda.is_available(), miniature=bundled() is not None)
+
+
+def resolved(cfg: Config, machine: Machine | None = None) -> Config:
+    """Fill the values left open with the authors' settings and check every value: a pure function. Without
+    `--base` or `--scorer`, their defaults depend on `machine` (required then): the paper's models, or the
+    bundled miniature world on a machine without a GPU. (The model-dependent resolution is filled in later,
+    from the loaded model.)"""
     c = dataclasses.replace(cfg, non_soi=list(cfg.non_soi))
     _choice("kind", c.kind, KINDS)
     _choice("method", c.method, METHODS)
@@ -243,7 +259,9 @@ def resolved(cfg: Config) -> Config:
     if c.prior is None:
         c.prior = c.kind == "object"
     if c.base is None or c.scorer is None:
-        miniature = _cpu_only() and _has_miniature()
+        if machine is None:
+            raise ValueError("resolved: --base or --scorer left open; pass the machine (config.this_machine())")
+        miniature = machine.cpu_only and machine.miniature
         c.base = c.base or ("miniature" if miniature else PAPER_BASE)
         c.scorer = c.scorer or ("miniature" if miniature else PAPER_SCORER)
     if c.lr is None:
@@ -259,18 +277,6 @@ def default_lr(method: str, miniature: bool = False) -> float:
 
 PAPER_BASE = "CompVis/stable-diffusion-v1-4"  # the paper's base model
 PAPER_SCORER = "openai/clip-vit-base-patch32"  # the paper's CLIP ViT-B/32
-
-
-def _cpu_only() -> bool:
-    import torch
-
-    return not torch.cuda.is_available()
-
-
-def _has_miniature() -> bool:
-    from gal.miniature import bundled
-
-    return bundled() is not None
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:

@@ -18,23 +18,23 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from accelerate.utils import gather_object
-from tqdm.auto import tqdm
 
 from gal import setup, strategy
 from gal.anchors import make_anchors, read_templates
 from gal.components import Components
-from gal.config import Config, resolved, result_dict, strategy_label
+from gal.config import Config, resolved, result_dict, strategy_label, this_machine
 from gal.errors import GalError
 from gal.generate import generate, sample_seed
 from gal.ledger import Anchor, Ledger, Record, Reference, Sample
 from gal.personalize import Example, Term
+from gal.progress import progress
 from gal.references import load_rgb, read_references
 from gal.storage import RunLock, folder_in_place, remove_leftovers, write_png
 
 
 def run(config: Config, log: Callable[[str], None] = print, force: bool = False) -> dict:
     """Run (or resume) GAL into `config.out`; returns the ledger's summary."""
-    cfg = resolved(config)
+    cfg = resolved(config, this_machine())
     run_dir = Path(cfg.out)
     stored = setup.existing_config(run_dir)
     if stored is None:
@@ -232,7 +232,7 @@ def _generate_shared(parts: Components, cfg: Config, prompts: Sequence[str], see
     """Yield (indices, images) of this process's share of each global batch. With `accelerate launch`
     the prompts are split across processes; every process sees the same number of steps."""
     acc, size = parts.accelerator, parts.gen_batch_size
-    bar = tqdm(total=len(prompts), desc=desc, leave=False, dynamic_ncols=True, unit="img",
+    bar = progress(total=len(prompts), desc=desc, unit="img",
                disable=not acc.is_main_process or not prompts)
     for start in range(0, len(prompts), size * acc.num_processes):
         first = start + acc.process_index * size

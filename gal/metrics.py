@@ -18,12 +18,12 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from gal import strategy
 from gal.errors import GalError
 from gal.generate import generate, sample_seed
 from gal.models import check_model_folder, quiet_transformers
+from gal.progress import progress
 from gal.score import ClipScorer
 from gal.storage import write_png
 
@@ -109,7 +109,7 @@ def evaluate(pipe, scorer: ClipScorer, prompts: Sequence[TestPrompt], references
     ref_clip = scorer.image_features(references)
     ref_extra = image_model.features(references) if image_model else None
     txt, img, ovf, extra = [], [], [], []
-    bar = tqdm(total=len(jobs), desc=desc, leave=False, dynamic_ncols=True, unit="img")
+    bar = progress(total=len(jobs), desc=desc, unit="img")
     for start, images in generate(pipe, [prompts[i].prompt for i, _ in jobs], seeds, steps=steps, guidance=guidance,
                                   resolution=resolution, batch_size=batch_size, autocast_dtype=autocast_dtype):
         batch = jobs[start:start + len(images)]

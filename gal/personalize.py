@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
 
 from gal.errors import GalError
+from gal.progress import progress
 
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # attention projections, as diffusers' DreamBooth-LoRA
 KOHYA_FILE = "lora_kohya.safetensors"
@@ -168,7 +168,7 @@ class Personalizer:
         _optimizer_of(self.optimizer).state.clear()  # each round's fine-tune starts a fresh AdamW
         self.unet.train()
         losses = []
-        bar = tqdm(range(steps), desc=desc, leave=False, disable=not acc.is_local_main_process, dynamic_ncols=True)
+        bar = progress(range(steps), desc=desc, disable=not acc.is_local_main_process)
         for step in bar:
             parts = []
             for (mean, std, text, weights), order in zip(encoded, orders):

@@ -76,14 +76,14 @@ def uncertainty(scores: RoundScores, k: int, rng: np.random.Generator) -> list[P
     return [Pick(i, best_sample(scores.sim_anchor[i])) for i in top_k(scores.omega, k)]
 
 
-def random(scores: RoundScores, k: int, rng: np.random.Generator) -> list[Pick]:
+def random_directions(scores: RoundScores, k: int, rng: np.random.Generator) -> list[Pick]:
     """Table 1's Random: k directions and one of their samples, uniformly at random."""
     n, m = scores.sim_anchor.shape
     rows = sorted(int(i) for i in rng.choice(n, size=min(k, n), replace=False))
     return [Pick(i, int(rng.integers(m))) for i in rows]
 
 
-def clip(scores: RoundScores, k: int, rng: np.random.Generator) -> list[Pick]:
+def clip_feedback(scores: RoundScores, k: int, rng: np.random.Generator) -> list[Pick]:
     """StyleDrop-CF style feedback: the k directions whose best sample has the highest s_a."""
     best = scores.sim_anchor.max(axis=1)
     return [Pick(i, best_sample(scores.sim_anchor[i])) for i in top_k(best, k)]
@@ -102,7 +102,8 @@ class Rule(NamedTuple):
     person: bool = False  # `gal review`: a person picks any images of any directions
 
 
-RULES: dict[str, Rule] = {"uncertainty": Rule(uncertainty, stop_rule=True), "random": Rule(random), "clip": Rule(clip),
+RULES: dict[str, Rule] = {"uncertainty": Rule(uncertainty, stop_rule=True), "random": Rule(random_directions),
+                          "clip": Rule(clip_feedback),
                           "human": Rule(None, person=True), "none": Rule(None, queries=False)}
 STRATEGIES = {name: rule.pick for name, rule in RULES.items() if rule.pick}  # the automatic ones
 

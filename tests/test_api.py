@@ -25,3 +25,25 @@ def test_importing_gal_loads_no_model_stack():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert {"Config", "run", "evaluate", "open_run"} <= set(gal.__all__)
+
+
+def test_validation_is_pure_and_the_machine_is_passed_in():
+    from gal.config import Machine, resolved
+
+    cfg = gal.Config(references="refs", subject="a <sks> cat")
+    on_a_gpu = resolved(cfg, Machine(cpu_only=False, miniature=True))
+    on_a_laptop = resolved(cfg, Machine(cpu_only=True, miniature=True))
+    assert on_a_gpu.base == "CompVis/stable-diffusion-v1-4" and on_a_laptop.base == "miniature"
+    assert on_a_laptop.lr == 10 * on_a_gpu.lr  # the miniature model's LoRA rate
+    assert resolved(gal.Config(references="refs", subject="a <sks> cat", base="b", scorer="s")).base == "b"
+    assert cfg.base is None  # the input is not changed
+
+
+def test_progress_bars_write_lines_to_a_file(tmp_path):
+    from gal.progress import progress
+
+    with open(tmp_path / "log", "w") as f:
+        for _ in progress(range(1000), desc="fine-tune", file=f):
+            pass
+    text = (tmp_path / "log").read_text()
+    assert "\r" not in text and text.count("\n") <= 3 and "1000/1000" in text

@@ -61,15 +61,15 @@ def test_uncertainty_picks_highest_entropy_then_highest_s_a():
 
 def test_clip_feedback_picks_directions_with_best_faithful_sample():
     s_a = np.array([[0.1, 0.2], [0.9, 0.1], [0.5, 0.6]])
-    picks = S.clip(S.RoundScores(s_a, np.zeros(3)), 2, np.random.default_rng(0))
+    picks = S.clip_feedback(S.RoundScores(s_a, np.zeros(3)), 2, np.random.default_rng(0))
     assert picks == [S.Pick(1, 0), S.Pick(2, 1)]
 
 
 @given(st.integers(1, 15), st.integers(1, 15), st.integers(2, 6), st.integers(0, 2**32 - 1))
 def test_random_picks_k_distinct_directions_reproducibly(n, k, m, seed):
     scores = S.RoundScores(np.zeros((n, m)), np.zeros(n))
-    a = S.random(scores, k, np.random.default_rng(seed))
-    b = S.random(scores, k, np.random.default_rng(seed))
+    a = S.random_directions(scores, k, np.random.default_rng(seed))
+    b = S.random_directions(scores, k, np.random.default_rng(seed))
     assert a == b
     assert len({p.row for p in a}) == len(a) == min(k, n)
     assert all(0 <= p.j < m for p in a)

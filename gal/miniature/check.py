@@ -168,13 +168,21 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="gal miniature check",
                                      description="Measure a miniature model and scorer: the three quality gates.")
-    parser.add_argument("model_dir")
-    parser.add_argument("scorer_dir")
+    parser.add_argument("model_dir", nargs="?", help="miniature pipeline folder (default: the bundled one)")
+    parser.add_argument("scorer_dir", nargs="?", help="miniature CLIP scorer folder (default: the bundled one)")
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--guidance-scale", type=float, default=4.0)
     parser.add_argument("--subject", default="mosaic", help="held-out subject for the overfitting gate")
     parser.add_argument("--no-phenomenon", action="store_true", help="skip the overfitting gate (a gal run round)")
     args = parser.parse_args(argv)
+    if args.model_dir is None or args.scorer_dir is None:
+        from gal.errors import GalError
+        from gal.miniature import bundled
+
+        if bundled() is None:
+            raise GalError("gal miniature check: no MODEL SCORER given and the bundled miniature weights are not in "
+                           "this installation; expected two folders (gal miniature train OUT makes them)")
+        args.model_dir, args.scorer_dir = args.model_dir or str(bundled()[0]), args.scorer_dir or str(bundled()[1])
     result = check(args.model_dir, args.scorer_dir, n=args.n, guidance_scale=args.guidance_scale)
     if not args.no_phenomenon:
         result["phenomenon"] = phenomenon(args.model_dir, args.scorer_dir, args.subject)
