@@ -67,10 +67,9 @@ def settings(a, device: torch.device, resolution: int) -> dict:
 
 def project_side(a) -> dict:
     from accelerate import Accelerator
-    from diffusers import DPMSolverMultistepScheduler
 
     from gal.generate import auto_batch_size, generate, sample_seed
-    from gal.models import load_pipeline, native_resolution
+    from gal.models import load_pipeline, native_resolution, use_query_sampler
     from gal.personalize import Personalizer
     from gal.score import ClipScorer
 
@@ -87,7 +86,7 @@ def project_side(a) -> dict:
     pipe.to(acc.device)
     if a.lora:
         Personalizer(pipe, acc, method="lora", lr=1e-4, rank=4, resolution=resolution)
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    use_query_sampler(pipe)
     batch = auto_batch_size(acc.device, resolution) if a.batch_size == "auto" else int(a.batch_size)
     common.sync(device)
     load_s = time.perf_counter() - start

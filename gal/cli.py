@@ -301,7 +301,7 @@ def _eval_model(a: dict) -> dict:
     from gal import metrics
     from gal.config import plain_subject
     from gal.generate import auto_batch_size
-    from gal.models import load_pipeline, native_resolution, pick_device
+    from gal.models import load_pipeline, native_resolution, pick_device, use_query_sampler
     from gal.references import read_references
     from gal.score import ClipScorer
 
@@ -318,9 +318,7 @@ def _eval_model(a: dict) -> dict:
         if not Path(a["lora"]).is_dir():
             raise GalError(f"--lora {a['lora']}: folder not found; expected a folder with pytorch_lora_weights.safetensors")
         pipe.load_lora_weights(a["lora"])
-    from diffusers import DPMSolverMultistepScheduler
-
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    use_query_sampler(pipe)
     plain = a["subject_plain"] or plain_subject(a["subject"])
     resolution = native_resolution(pipe)
     embedder = metrics.ImageEmbedder(a["image_model"], device) if a["image_model"] else None

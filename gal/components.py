@@ -7,7 +7,7 @@ import torch
 
 from gal.config import Config
 from gal.generate import auto_batch_size
-from gal.models import load_pipeline, mixed_precision, native_resolution, pick_device
+from gal.models import load_pipeline, mixed_precision, native_resolution, pick_device, use_query_sampler
 from gal.personalize import Personalizer
 from gal.score import ClipScorer
 
@@ -16,7 +16,6 @@ class Components:
 
     def __init__(self, cfg: Config):
         from accelerate import Accelerator
-        from diffusers import DPMSolverMultistepScheduler
 
         device = pick_device(cfg.device)
         precision = mixed_precision(cfg.mixed_precision, device)
@@ -34,8 +33,7 @@ class Components:
                                          resolution=self.resolution)
         if cfg.compile:
             self.pipe.unet.compile()  # in place: the pipeline, trainer and LoRA keep the same module
-        # Query sampler: DPM-Solver multistep, as the authors' code (training keeps the DDPM schedule).
-        self.pipe.scheduler = DPMSolverMultistepScheduler.from_config(self.pipe.scheduler.config)
+        use_query_sampler(self.pipe)
         self.gen_batch_size = (auto_batch_size(self.accelerator.device, self.resolution)
                                if cfg.gen_batch_size == "auto" else int(cfg.gen_batch_size))
         self.non_soi_texts: list[str] = []  # filled from the ledger's references

@@ -88,6 +88,14 @@ def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32, 
     return pipe
 
 
+def use_query_sampler(pipe) -> None:
+    """The query and evaluation sampler: DPM-Solver multistep, as the authors' code (training keeps the base
+    model's DDPM schedule, read from the config before this switch)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+
+
 def native_resolution(pipe) -> int:
     return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
 
