@@ -92,6 +92,7 @@ def test_uncertainty_run_follows_its_recorded_scores(tiny, tmp_path, capsys):
     assert main(run_args(tiny, out, "--rounds", "3", "--m", "6", "--k", "1", "--no-balance")) == 0
     summary = show_json(out, capsys)
     check_against_equations(summary)
+    assert any(a["selected"] for r in summary["rounds"] for a in r["anchors"]), "no direction was chosen: nothing tested"
 
 
 def test_lora_of_a_round_loads_in_plain_diffusers(tiny, tmp_path):
