@@ -109,6 +109,7 @@ def _bench_parser(sub) -> None:
                    help="miniature bench: run these rows only, comma-separated: frontier, exposure, random, uncertainty, "
                         "balance, separate, oracle (default: all)")
     p.add_argument("--results", metavar="FILE", help="miniature bench: write the table and plot here (e.g. docs/results.md)")
+    p.add_argument("--summary", metavar="FILE", help="miniature bench: also write this invocation's summary (JSON) here")
     p.add_argument("--merge", metavar="FILE", action="append",
                    help="miniature bench: add the runs of another bench.json that this one lacks (subject, seed, row) to --results")
     p.add_argument("--base", help=argparse.SUPPRESS)
@@ -202,6 +203,10 @@ def _bench(a: dict) -> int:
         summary = miniature_bench.bench(Path(a["out"]), quick=a["quick"], models=models,
                                         judge_dir=Path(a["judge"]) if a["judge"] else None, only=a["only"],
                                         seeds=a["seed"], rows=rows)
+        if a["summary"]:  # also for a part of a bench (--only, --seed), e.g. to --merge it later
+            from gal.storage import write_text
+
+            write_text(Path(a["summary"]), json.dumps(summary, indent=1))
         for path in a["merge"] or []:
             try:
                 summary = miniature_bench.merge(summary, json.loads(Path(path).read_text()), path)

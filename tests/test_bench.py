@@ -57,10 +57,11 @@ def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path, capsys):
     try:
         assert main(["bench", "--quick", "--out", str(tmp_path / "b"), "--base", str(tiny / "pipeline"),
                      "--scorer", str(tiny / "clip"), "--judge", str(tmp_path / "judge"),
-                     "--results", str(tmp_path / "results.md")]) == 0
+                     "--results", str(tmp_path / "results.md"), "--summary", str(tmp_path / "part.json")]) == 0
     finally:
         mb.QUICK = saved
     summary = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert json.loads((tmp_path / "part.json").read_text())["results"] == summary["results"]
     rows = [r["row"] for r in summary["results"]]
     assert rows == [mb.BASELINE] + [mb.FEWER] * 4 + [r.name for r in mb.ROWS] + [mb.EXPOSURE]
     # the frontier: 1/8 .. 3/4 of the 10 steps the test's models train, each a one-round DreamBooth run
