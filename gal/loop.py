@@ -162,9 +162,10 @@ def _fine_tune(cfg: Config, ledger: Record, parts: Components, r: int, prior: li
         parts.personalizer.load(run_dir / ledger.round(r - 1)["checkpoint"])
     else:
         parts.personalizer.reset(seed=sample_seed(cfg.seed, "init", r) % 2**31)
-    T = [Example(load_rgb(run_dir / t.path), t.prompt, t.weight) for t in ledger.training_set(r)]
-    rounds = [t.added_in_round for t in ledger.training_set(r)]
-    loss = parts.personalizer.train(training_terms(cfg, T, rounds, prior), steps=cfg.train_steps,
+    references = ledger.training_set(r)
+    T = [Example(load_rgb(run_dir / t.path), t.prompt, t.weight) for t in references]
+    loss = parts.personalizer.train(training_terms(cfg, T, [t.added_in_round for t in references], prior),
+                                    steps=cfg.train_steps,
                                     batch_size=cfg.batch_size, seed=sample_seed(cfg.seed, "train", r),
                                     desc=f"round {r}: fine-tune")
     checkpoint = f"rounds/{r}/checkpoint"

@@ -217,3 +217,33 @@ def test_from_previous_round_continues_instead_of_restarting(tiny, tmp_path):
         return load_file(tmp_path / name / "rounds" / str(r) / "checkpoint" / "pytorch_lora_weights.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(weights("base", 1).values(), weights("continued", 1).values()))
     assert any(not torch.equal(a, b) for a, b in zip(weights("base", 2).values(), weights("continued", 2).values()))
+
+
+def test_balance_schemes_build_the_loss_terms():
+    """paper/off: one term over T with the stored weights; separate: the references alone (round 1's draws),
+    the class images, and the added images as their own term, Δ normalised to mean 1 times --added-weight."""
+    from PIL import Image
+
+    from gal.config import Config
+    from gal.loop import training_terms
+    from gal.personalize import Example
+
+    image = Image.new("RGB", (8, 8))
+    T = [Example(image, "ref", 1.0), Example(image, "a", 0.002), Example(image, "b", 0.002), Example(image, "c", 0.001)]
+    rounds, prior = [0, 1, 1, 2], [Example(image, "class", 1.0)]
+    paper = training_terms(Config(balance="paper"), T, rounds, prior)
+    assert [len(t.examples) for t in paper] == [4, 1] and paper[0].examples == T
+    separate = training_terms(Config(balance="separate", added_weight=0.5, prior_loss_weight=0.7), T, rounds, prior)
+    assert [[e.prompt for e in t.examples] for t in separate] == [["ref"], ["class"], ["a", "b", "c"]]
+    assert [t.weight for t in separate] == [1.0, 0.7, 0.5]
+    assert [e.weight for e in separate[2].examples] == pytest.approx([1.2, 1.2, 0.6])  # Δ / mean(Δ)
+
+
+def test_separate_balance_runs_and_resumes_like_the_paper_scheme(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(run_args(tiny, out, "--rounds", "2", "--strategy", "random", "--balance", "separate")) == 0
+    summary = show_json(out, capsys)
+    assert summary["status"] == "finished" and summary["config"]["balance"] == "separate"
+    check_against_equations(summary)  # the stored weights are still Δ: the normalisation is the fine-tune's
+    assert main(run_args(tiny, out, "--rounds", "2", "--strategy", "random", "--balance", "separate")) == 0
+    assert "already finished" in capsys.readouterr().out

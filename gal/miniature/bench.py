@@ -139,7 +139,8 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
     steps = settings.get("train_steps", {}).get(subject.kind)
     base = Config(**{**fields, "rounds": settings["rounds"], "m": settings["m"], "k": 3, "seed": seed,
                      **({"train_steps": steps} if steps else {}), **models})  # the models' settings win
-    full_steps = resolved(base).train_steps
+    settled = resolved(base)
+    full_steps = settled.train_steps
     folder = out / subject_name / f"seed{seed}"
     entry = {"subject": subject_name, "kind": subject.kind, "seed": seed}
     results = []
@@ -155,7 +156,7 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
     first = folder / "round-1"
     run_one(dataclasses.replace(base, strategy="human", balance="paper", out=str(first)))
     record(BASELINE, first, train_steps=full_steps, share=1.0)
-    class_images = str(first / "class_images") if resolved(base).prior else None  # generated once
+    class_images = str(first / "class_images") if settled.prior else None  # generated once
     if "frontier" in rows:
         for share in FRONTIER:
             s = max(1, round(share * full_steps))
