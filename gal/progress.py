@@ -19,6 +19,9 @@ class _Lines(tqdm):
         self.fp.write((msg or self.__str__()) + "\n")
         self.fp.flush()
 
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)  # shown with the next line, not as a line
+
     def close(self):
         if not self.disable and self.n != getattr(self, "_last_shown", None):
             self._last_shown = self.n

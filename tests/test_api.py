@@ -43,7 +43,8 @@ def test_progress_bars_write_lines_to_a_file(tmp_path):
     from gal.progress import progress
 
     with open(tmp_path / "log", "w") as f:
-        for _ in progress(range(1000), desc="fine-tune", file=f):
-            pass
+        bar = progress(range(1000), desc="fine-tune", file=f)
+        for i in bar:
+            bar.set_postfix(loss=f"{i:.4f}")
     text = (tmp_path / "log").read_text()
-    assert "\r" not in text and text.count("\n") <= 3 and "1000/1000" in text
+    assert "\r" not in text and text.count("\n") <= 3 and "1000/1000" in text and "loss=999" in text
