@@ -54,8 +54,8 @@ T0=$SECONDS
 stage() { echo "[$((SECONDS - T0)) s] $*"; }
 
 stage "building the SD 1.5-architecture pipeline and the CLIP ViT-B/32-architecture scorer (random weights)"
-"$PY" benchmarks/common.py build-sd15 "$WORK/sd15" $SMALL
-"$PY" benchmarks/common.py build-clip "$WORK/clip" $SMALL
+"$PY" benchmarks/harness.py build-sd15 "$WORK/sd15" $SMALL
+"$PY" benchmarks/harness.py build-clip "$WORK/clip" $SMALL
 
 stage "query phase: ${QUERY[*]}, $RES px, $STEPS steps, $DTYPE"
 query() {
@@ -84,7 +84,7 @@ if [ "$FULL" = 1 ]; then
 fi
 
 stage "done; JSON in $RESULTS"
-"$PY" benchmarks/common.py summary "$RESULTS/query.json" "${TRAIN[@]}"
+"$PY" benchmarks/harness.py summary "$RESULTS/query.json" "${TRAIN[@]}"
 if [ "$DRY" = 1 ]; then
     echo "(dry run: CPU, toy sizes; the ratios and targets above say nothing about a GPU)"
 fi

@@ -130,10 +130,10 @@ def main() -> int:
     args = p.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gal-kill-"))
     if not args.base:
-        from gal.tiny import build_tiny_clip, build_tiny_pipeline, write_references
+        from gal.builders import build_clip, build_pipeline, write_references
 
-        args.base = str(build_tiny_pipeline(workdir / "models" / "pipeline"))
-        args.scorer = str(build_tiny_clip(workdir / "models" / "clip"))
+        args.base = str(build_pipeline(workdir / "models" / "pipeline"))
+        args.scorer = str(build_clip(workdir / "models" / "clip"))
         args.references = str(write_references(workdir / "models" / "references"))
     anchors = workdir / "anchors.txt"
     anchors.write_text("".join(f"{t}\n" for t in ANCHORS))

@@ -36,7 +36,7 @@ def measure(run_dir: Path, guidances: list[float], samplers: list[str]) -> list[
     from gal.config import make_config
     from gal.generate import generate, sample_seed
     from gal.ledger import Ledger
-    from gal.setup import non_soi_texts
+    from gal.preflight import non_soi_texts
 
     ledger = Ledger(run_dir)
     try:

@@ -33,9 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402  (sets HF_HUB_OFFLINE before torch and the model libraries load)
 import torch  # noqa: E402
-
-import common  # noqa: E402  (sets HF_HUB_OFFLINE before torch and the model libraries load)
 
 SUBJECT, SUBJECT_PLAIN = "a <sks> dog", "a dog"
 NON_SOI = ["a dog on the stairs", "a dog on a sofa"]  # the references' non-SoI content (Eq. 8)
@@ -73,12 +72,12 @@ def project_side(a) -> dict:
     from gal.personalize import Personalizer
     from gal.score import ClipScorer
 
-    device = common.pick_device(a.device)
-    precision = common.MIXED_PRECISION[a.dtype]
+    device = harness.pick_device(a.device)
+    precision = harness.MIXED_PRECISION[a.dtype]
     start = time.perf_counter()
     # as gal.components.Components
     acc = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
-    frozen_dtype = common.TORCH_DTYPES[a.dtype]
+    frozen_dtype = harness.TORCH_DTYPES[a.dtype]
     autocast_dtype = frozen_dtype if precision != "no" else None
     scorer = ClipScorer(a.scorer, device=acc.device)
     pipe = load_pipeline(a.base, frozen_dtype, frozen_dtype)
@@ -88,7 +87,7 @@ def project_side(a) -> dict:
         Personalizer(pipe, acc, method="lora", lr=1e-4, rank=4, resolution=resolution)
     use_query_sampler(pipe)
     batch = auto_batch_size(acc.device, resolution) if a.batch_size == "auto" else int(a.batch_size)
-    common.sync(device)
+    harness.sync(device)
     load_s = time.perf_counter() - start
 
     pool = anchors(a.anchors)
@@ -98,7 +97,7 @@ def project_side(a) -> dict:
                                   autocast_dtype=autocast_dtype):
             scorer.image_features(images)
     scores = []
-    with common.Timer(device) as timer:
+    with harness.Timer(device) as timer:
         for r in range(1, a.rounds + 1):  # _query: every anchor x j, batched across anchors
             todo = [(anchor, j) for anchor in pool for j in range(a.m)]
             seeds = [sample_seed(a.seed, r, anchor.idx, j) for anchor, j in todo]
@@ -111,7 +110,7 @@ def project_side(a) -> dict:
                 scores += list(zip(s_a.tolist(), s_n.tolist()))
     n = len(scores)
     out = {"seconds": timer.seconds, "images": n, "images_per_s": n / timer.seconds, "load_s": load_s,
-           "batch_size": batch, "resolution": resolution, **common.peak_memory(device)}
+           "batch_size": batch, "resolution": resolution, **harness.peak_memory(device)}
     if a.flops:
         out["flops"] = _flops(a, pipe, batch, min(batch, a.anchors * a.m), resolution, autocast_dtype,
                               n / timer.seconds, device)
@@ -124,13 +123,13 @@ def _flops(a, pipe, batch: int, used: int, resolution: int, autocast_dtype, imag
     unet_batch = 2 * used if GUIDANCE > 1 else used
     latent = resolution // pipe.vae_scale_factor
     seq = pipe.tokenizer.model_max_length
-    per_forward = common.unet_forward_flops(pipe.unet, unet_batch, latent, seq)
+    per_forward = harness.unet_forward_flops(pipe.unet, unet_batch, latent, seq)
     per_image = per_forward / used * a.steps
-    seconds = common.time_unet_forward(pipe.unet, unet_batch, latent, seq, autocast_dtype,
+    seconds = harness.time_unet_forward(pipe.unet, unet_batch, latent, seq, autocast_dtype,
                                        iters=5 if device.type == "cuda" else 2, warmup=2 if device.type == "cuda" else 1)
     achieved = per_image * images_per_s / 1e12
     unet_only = per_forward / seconds / 1e12
-    label, peak = common.bf16_peak(common.device_name(device)) if device.type == "cuda" else (None, None)
+    label, peak = harness.bf16_peak(harness.device_name(device)) if device.type == "cuda" else (None, None)
     out = {"unet_batch": unet_batch, "unet_tflop_per_forward": per_forward / 1e12,
            "unet_tflop_per_image": per_image / 1e12, "achieved_tflops": achieved,
            "unet_forward_s": seconds, "unet_only_tflops": unet_only, "peak_label": label, "peak_tflops": peak}
@@ -148,8 +147,8 @@ def plain_side(a) -> dict:
     from transformers import CLIPModel, CLIPProcessor
 
     dlog.disable_progress_bar()
-    device = common.pick_device(a.device)
-    dtype = common.TORCH_DTYPES[a.dtype]
+    device = harness.pick_device(a.device)
+    dtype = harness.TORCH_DTYPES[a.dtype]
     clip = CLIPModel.from_pretrained(a.scorer).to(device).eval()  # loaded once: not timed
     processor = CLIPProcessor.from_pretrained(a.scorer)
     pool = anchors(a.anchors)
@@ -173,7 +172,7 @@ def plain_side(a) -> dict:
             clip(**processor(text=["warm-up"], images=image, return_tensors="pt", padding=True).to(device))
         del pipe
     scores = []
-    with common.Timer(device) as timer:
+    with harness.Timer(device) as timer:
         for r in range(1, a.rounds + 1):
             pipe = load()  # the fine-tuned model of the round, rebuilt from disk
             resolution = resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
@@ -192,7 +191,7 @@ def plain_side(a) -> dict:
             del pipe
     n = len(scores)
     return {"seconds": timer.seconds, "images": n, "images_per_s": n / timer.seconds, "batch_size": 1,
-            "resolution": resolution, **common.peak_memory(device)}
+            "resolution": resolution, **harness.peak_memory(device)}
 
 
 def make_lora(a, folder: Path) -> str:
@@ -217,9 +216,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", help="diffusers pipeline folder (default: the bundled miniature model, else a tiny one)")
     p.add_argument("--scorer", help="transformers CLIP folder (default: as --base)")
-    p.add_argument("--arch", default="auto", choices=common.ARCHS,
+    p.add_argument("--arch", default="auto", choices=harness.ARCHS,
                    help="random-weight model to build when --base/--scorer are not given (default auto: bundled "
-                        "miniature model, else gal.tiny)")
+                        "miniature model, else gal.builders' tiny)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--anchors", type=int, default=18, help="anchors per round (default 18, the paper's)")
     p.add_argument("--m", type=int, default=10, help="samples per anchor (default 10)")
@@ -234,28 +233,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", nargs="?", const="build", default=None,
                    help="attach a LoRA adapter on both sides, as in a real run (optional: a LoRA folder)")
     p.add_argument("--flops", action="store_true", help="count UNet FLOPs and report TFLOP/s (and %% of peak on GPUs)")
-    common.add_shared_flags(p, "one short untimed batch per side first (auto: on a GPU only)")
+    harness.add_shared_flags(p, "one short untimed batch per side first (auto: on a GPU only)")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
     a = parser().parse_args(argv)
-    device = common.resolve_args(a, steps_gpu=25, steps_cpu=10)
+    device = harness.resolve_args(a, steps_gpu=25, steps_cpu=10)
     if a.side:  # a child process: measure one side and write its figures
         out = project_side(a) if a.side == "project" else plain_side(a)
         Path(a.result).write_text(json.dumps(out))
         return out
 
     with tempfile.TemporaryDirectory(prefix="gal-bench-") as tmp:
-        models = common.resolve_models(a.base, a.scorer, a.arch, Path(a.workdir or tmp) / "models")
+        models = harness.resolve_models(a.base, a.scorer, a.arch, Path(a.workdir or tmp) / "models")
         a.base, a.scorer = models["base"], models["scorer"]
         if a.lora == "build":
             a.lora = make_lora(a, Path(tmp) / "lora")
-        argv_child = common.child_argv(a, skip=("json", "side", "result", "arch", "workdir", "only", "repeat", "label"))
+        argv_child = harness.child_argv(a, skip=("json", "side", "result", "arch", "workdir", "only", "repeat", "label"))
         sides = [s for s in ("project", "plain") if a.only in (None, s)]
-        results = common.run_sides(__file__, argv_child, sides, a.repeat, "images_per_s")
+        results = harness.run_sides(__file__, argv_child, sides, a.repeat, "images_per_s")
     resolution = next(iter(results.values()))["resolution"]
-    report = {"benchmark": "query_phase", "date": time.strftime("%Y-%m-%d"), "device": common.device_name(device),
+    report = {"benchmark": "query_phase", "date": time.strftime("%Y-%m-%d"), "device": harness.device_name(device),
               "model": a.label or models["label"], "base": a.base, "scorer": a.scorer,
               "settings": {**settings(a, device, resolution), "warmup": a.warmup, "repeat": a.repeat}, **results}
     if len(results) == 2:

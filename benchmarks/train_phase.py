@@ -27,16 +27,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
 import torch  # noqa: E402
-
-import common  # noqa: E402
 
 PROMPTS = ["a <sks> dog", "a <sks> dog in a museum", "a <sks> dog on a boat", "a <sks> dog in the snow"]
 LR = {"lora": 1e-4, "full": 5e-6}  # the project's defaults
 
 
 def examples(n: int, size: int):
-    """`n` pictures (a disc on a two-tone background, as gal.tiny's references) at `size` px, with prompts."""
+    """`n` pictures (a disc on a two-tone background, as gal.builders.write_references) at `size` px, with prompts."""
     from PIL import Image, ImageDraw
 
     from gal.personalize import Example
@@ -57,9 +56,9 @@ def project_side(a) -> dict:
     from gal.models import load_pipeline, native_resolution
     from gal.personalize import Personalizer, Term
 
-    device = common.pick_device(a.device)
-    precision = common.MIXED_PRECISION[a.dtype]
-    frozen = common.TORCH_DTYPES[a.dtype]
+    device = harness.pick_device(a.device)
+    precision = harness.MIXED_PRECISION[a.dtype]
+    frozen = harness.TORCH_DTYPES[a.dtype]
     acc = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")  # as gal.components.Components
     pipe = load_pipeline(a.base, frozen, frozen if a.method == "lora" else torch.float32)
     resolution = a.resolution or native_resolution(pipe)
@@ -69,10 +68,10 @@ def project_side(a) -> dict:
     if a.warmup == "on":
         trainer.train([Term(data)], steps=3, batch_size=a.batch_size, seed=1, desc="warm-up")
         trainer.reset(seed=0)
-    with common.Timer(device) as timer:
+    with harness.Timer(device) as timer:
         loss = trainer.train([Term(data)], steps=a.steps, batch_size=a.batch_size, seed=0, desc="project")
     return {"seconds": timer.seconds, "steps_per_s": a.steps / timer.seconds, "loss": loss, "resolution": resolution,
-            "trainable_params": sum(p.numel() for p in trainer.params), **common.peak_memory(device)}
+            "trainable_params": sum(p.numel() for p in trainer.params), **harness.peak_memory(device)}
 
 
 def plain_side(a) -> dict:
@@ -83,9 +82,9 @@ def plain_side(a) -> dict:
 
     from gal.personalize import LORA_TARGETS, to_pixels
 
-    device = common.pick_device(a.device)
-    acc = Accelerator(mixed_precision=common.MIXED_PRECISION[a.dtype], cpu=device.type == "cpu")
-    weight_dtype = common.TORCH_DTYPES[a.dtype]
+    device = harness.pick_device(a.device)
+    acc = Accelerator(mixed_precision=harness.MIXED_PRECISION[a.dtype], cpu=device.type == "cpu")
+    weight_dtype = harness.TORCH_DTYPES[a.dtype]
     tokenizer = CLIPTokenizer.from_pretrained(a.base, subfolder="tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(a.base, subfolder="text_encoder")
     vae = AutoencoderKL.from_pretrained(a.base, subfolder="vae")
@@ -146,16 +145,16 @@ def plain_side(a) -> dict:
     if a.warmup == "on":
         for _ in range(3):
             step()
-    with common.Timer(device) as timer:
+    with harness.Timer(device) as timer:
         losses = [step() for _ in range(a.steps)]
     return {"seconds": timer.seconds, "steps_per_s": a.steps / timer.seconds, "loss": sum(losses) / len(losses),
-            "resolution": resolution, "trainable_params": sum(p.numel() for p in params), **common.peak_memory(device)}
+            "resolution": resolution, "trainable_params": sum(p.numel() for p in params), **harness.peak_memory(device)}
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", help="diffusers pipeline folder (default: the bundled miniature model, else a tiny one)")
-    p.add_argument("--arch", default="auto", choices=common.ARCHS,
+    p.add_argument("--arch", default="auto", choices=harness.ARCHS,
                    help="random-weight model to build when --base is not given (default auto)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--method", default="lora", choices=["lora", "full"])
@@ -165,26 +164,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, help="default: the model's native size")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="mixed precision; auto: fp32 on the CPU, bf16 (fp16 without bf16) on a GPU")
-    common.add_shared_flags(p, "3 untimed steps per side first (auto: on a GPU only)")
+    harness.add_shared_flags(p, "3 untimed steps per side first (auto: on a GPU only)")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
     a = parser().parse_args(argv)
-    device = common.resolve_args(a, steps_gpu=100, steps_cpu=30)
+    device = harness.resolve_args(a, steps_gpu=100, steps_cpu=30)
     if a.side:
         out = project_side(a) if a.side == "project" else plain_side(a)
         Path(a.result).write_text(json.dumps(out))
         return out
     with tempfile.TemporaryDirectory(prefix="gal-bench-") as tmp:
-        models = common.resolve_models(a.base, "unused" if a.base else None, a.arch, Path(a.workdir or tmp) / "models")
+        models = harness.resolve_models(a.base, "unused" if a.base else None, a.arch, Path(a.workdir or tmp) / "models")
         a.base = models["base"]
-        argv_child = common.child_argv(a, skip=("json", "side", "result", "arch", "workdir", "only", "repeat", "label"))
+        argv_child = harness.child_argv(a, skip=("json", "side", "result", "arch", "workdir", "only", "repeat", "label"))
         sides = [s for s in ("project", "plain") if a.only in (None, s)]
-        results = common.run_sides(__file__, argv_child, sides, a.repeat, "steps_per_s")
+        results = harness.run_sides(__file__, argv_child, sides, a.repeat, "steps_per_s")
     resolution = next(iter(results.values()))["resolution"]
     label = a.label or (models["label"] if not models["label"].startswith("given") else f"given folder ({a.base})")
-    report = {"benchmark": "train_phase", "date": time.strftime("%Y-%m-%d"), "device": common.device_name(device),
+    report = {"benchmark": "train_phase", "date": time.strftime("%Y-%m-%d"), "device": harness.device_name(device),
               "model": label, "base": a.base,
               "settings": {"method": a.method, "steps": a.steps, "batch_size": a.batch_size, "examples": a.examples,
                            "resolution": resolution, "dtype": a.dtype, "warmup": a.warmup, "repeat": a.repeat,

@@ -19,16 +19,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
 import torch  # noqa: E402
 
-import common  # noqa: E402
+from gal import builders  # noqa: E402
 
 
 def matmul_tflops(device, n: int, iters: int = 10) -> float:
     a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
     for _ in range(3):
         a @ b
-    with common.Timer(device) as timer:
+    with harness.Timer(device) as timer:
         for _ in range(iters):
             a @ b
     return 2 * n**3 * iters / timer.seconds / 1e12
@@ -46,14 +47,14 @@ def main() -> None:
 
     device = torch.device(a.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    cfg = common.sd15_configs(a.small)["unet"]
+    cfg = builders.sd15_configs(a.small)["unet"]
     latent, seq = cfg["sample_size"], 77
     torch.manual_seed(0)
     with torch.device(device):
         unet = UNet2DConditionModel(**cfg).to(dtype).eval()
-    flops = common.unet_forward_flops(unet, a.batch, latent, seq)
+    flops = harness.unet_forward_flops(unet, a.batch, latent, seq)
     iters, warmup = (5, 2) if device.type == "cuda" else (1, 1)
-    results = {"device": common.device_name(device), "batch": a.batch, "latent": latent,
+    results = {"device": harness.device_name(device), "batch": a.batch, "latent": latent,
                "tflop_per_forward": flops / 1e12, "torch": torch.__version__, "variants": {}}
     if device.type == "cuda":
         results["bf16_matmul_tflops_8192"] = matmul_tflops(device, 8192)
@@ -61,7 +62,7 @@ def main() -> None:
 
     def measure(name: str, model) -> None:
         start = time.perf_counter()
-        seconds = common.time_unet_forward(model, a.batch, latent, seq, None, iters=iters, warmup=warmup)
+        seconds = harness.time_unet_forward(model, a.batch, latent, seq, None, iters=iters, warmup=warmup)
         results["variants"][name] = {"forward_s": seconds, "tflops": flops / seconds / 1e12,
                                      "wall_s_incl_warmup": time.perf_counter() - start}
         print(f"{name:40s} {seconds * 1e3:8.1f} ms  {flops / seconds / 1e12:7.1f} TFLOP/s", flush=True)

@@ -22,7 +22,7 @@ from gal.errors import GalError
 from gal.view import Run, open_run
 
 __version__ = "0.1.0"
-__all__ = ["Config", "GalError", "Run", "evaluate", "open_run", "run"]
+__all__ = ["Config", "GalError", "Run", "evaluate", "evaluate_model", "open_run", "run"]
 
 
 def run(config: Config, log: Callable[[str], None] = print, force: bool = False) -> dict:
@@ -41,3 +41,13 @@ def evaluate(run_dir: str | Path, *, rounds: list[int] | None = None, n: int = 4
 
     return evaluate_run(Path(run_dir), rounds=rounds, n=n, seed=seed, prompts_file=prompts_file,
                         image_model=image_model, device=device)
+
+
+def evaluate_model(config: Config, *, lora: str | None = None, n: int = 4, seed: int = 0, prompts_file: str | None = None,
+                   image_model: str | None = None, device: str = "auto") -> dict:
+    """The same metrics for one model without a run (`gal eval --base ...`): `config`'s base (plus `lora`),
+    scorer, references, subject, non-SoI texts and sampler."""
+    from gal.metrics import evaluate_model as evaluate_one
+
+    return evaluate_one(config, lora=lora, n=n, seed=seed, prompts_file=prompts_file, image_model=image_model,
+                        device=device)

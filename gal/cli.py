@@ -22,11 +22,14 @@ def _run_parser(sub) -> None:
     p.add_argument("--force", action="store_true", help="resume a run even though its config changed")
 
 
-def add_config_flags(p) -> None:
-    """One flag per `Config` field, from the field's type, default and metadata (`config.setting`)."""
+def add_config_flags(p, only: tuple[str, ...] | None = None) -> None:
+    """One flag per `Config` field (or per field in `only`), from the field's type, default and metadata
+    (`config.setting`)."""
     S = argparse.SUPPRESS  # only flags given on the command line override the --config file
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in dataclasses.fields(Config):
+        if only is not None and f.name not in only:
+            continue
         meta, key = f.metadata, key_of(f.name)
         group = groups.get(meta["group"]) or groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
         flag, extra = "--" + key.replace("_", "-"), dict(meta["flag"])
@@ -70,17 +73,11 @@ def _eval_parser(sub) -> None:
     p.add_argument("--image-model", metavar="DIR", help="a second image model (e.g. DINO) for another IMG-ALN column")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
-    g = p.add_argument_group("one model, without a run")
-    g.add_argument("--base", help="diffusers pipeline folder or hub id")
-    g.add_argument("--lora", metavar="DIR", help="LoRA folder loaded with pipe.load_lora_weights")
-    g.add_argument("--scorer", default="openai/clip-vit-base-patch32")
-    g.add_argument("--references", metavar="DIR")
-    g.add_argument("--kind", default="object", choices=["object", "style"])
-    g.add_argument("--subject")
-    g.add_argument("--subject-plain")
-    g.add_argument("--non-soi", action="append", default=[])
-    g.add_argument("--steps", type=int, default=50)
-    g.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--lora", metavar="DIR", help="one model: a LoRA folder loaded with pipe.load_lora_weights")
+    add_config_flags(p, only=MODEL_EVAL_FIELDS)  # one model, without a run: the `gal run` flags that describe it
+
+
+MODEL_EVAL_FIELDS = ("base", "scorer", "references", "kind", "subject", "subject_plain", "non_soi", "steps", "guidance")
 
 
 def _review_parser(sub) -> None:
@@ -189,18 +186,18 @@ def _run(args: dict) -> int:
 
 
 def _bench(a: dict) -> int:
-    from gal import bench
+    from gal import suite
 
     if a["suite"] is None:
         import platform
         import shlex
 
-        from gal.miniature import bench as miniature_bench
+        from gal.miniature import table1
 
         # hidden flags for tests: other (tiny) models, few steps
         models = {"base": a["base"], "scorer": a["scorer"], "steps": 3, "train_steps": 10} if a["base"] else None
         rows = [r for x in a["rows"] for r in x.split(",") if r] if a["rows"] else None
-        summary = miniature_bench.bench(Path(a["out"]), quick=a["quick"], models=models,
+        summary = table1.bench(Path(a["out"]), quick=a["quick"], models=models,
                                         judge_dir=Path(a["judge"]) if a["judge"] else None, only=a["only"],
                                         seeds=a["seed"], rows=rows)
         if a["summary"]:  # also for a part of a bench (--only, --seed), e.g. to --merge it later
@@ -209,29 +206,28 @@ def _bench(a: dict) -> int:
             write_text(Path(a["summary"]), json.dumps(summary, indent=1))
         for path in a["merge"] or []:
             try:
-                summary = miniature_bench.merge(summary, json.loads(Path(path).read_text()), path)
+                summary = table1.merge(summary, json.loads(Path(path).read_text()), path)
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise GalError(f"--merge {path}: cannot read it as a bench summary ({e.__class__.__name__}); "
                                "expected a bench.json written by gal bench") from None
         if a["results"]:
             machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-            miniature_bench.write_results(summary, Path(a["results"]), "gal " + shlex.join(sys.argv[1:]), machine)
+            table1.write_results(summary, Path(a["results"]), "gal " + shlex.join(sys.argv[1:]), machine)
         return 0
     data = Path(a["data"]) if a["data"] else None
     if a["dry_run"]:
-        return bench.dry_run(a["suite"], data, Path(a["out"]))
+        return suite.dry_run(a["suite"], data, Path(a["out"]))
     if data is None:
         raise GalError(f"--suite {a['suite']}: expected --data DIR with the suite's images (see --dry-run)")
-    problems = bench.check_data(a["suite"], data)
+    problems = suite.check_data(a["suite"], data)
     if problems:
         raise GalError(f"--data {data}: {problems[0]} ({len(problems)} problem(s); --dry-run lists them)")
-    for concept, row, argv in bench.commands(a["suite"], data, Path(a["out"])):
+    import gal
+
+    for concept, row, cfg in suite.runs(a["suite"], data, Path(a["out"])):
         print(f"== {concept}: {row}", flush=True)
-        code = main(argv)
-        if code:
-            return code
-        if "human" not in argv:
-            main(["eval", argv[argv.index("--out") + 1]])
+        if gal.run(cfg)["status"] == "finished":  # a human row waits for `gal review`, then the suite again
+            gal.evaluate(cfg.out, n=suite.N_EVAL)
     return 0
 
 
@@ -284,53 +280,24 @@ def _show(run_dir: Path, as_json: bool) -> int:
 
 
 def _eval(a: dict) -> int:
-    from gal import metrics
+    import gal
+    from gal.metrics import rows_text
 
     if a["n"] < 1:
         raise GalError(f"--n {a['n']}: expected at least 1 image per test prompt")
+    options = dict(n=a["n"], seed=a["seed"], prompts_file=a["prompts"], image_model=a["image_model"], device=a["device"])
     if a["run"]:
-        rows = metrics.evaluate_run(Path(a["run"]), rounds=a["round"], n=a["n"], seed=a["seed"],
-                                     prompts_file=a["prompts"], image_model=a["image_model"], device=a["device"])
-    elif a["base"]:
-        rows = [{"round": None, **_eval_model(a)}]
+        rows = gal.evaluate(a["run"], rounds=a["round"], **options)
+    elif a.get("base"):
+        cfg = make_config({k: a[k] for k in MODEL_EVAL_FIELDS if k in a}, source="flags")
+        rows = [{"round": None, **gal.evaluate_model(cfg, lora=a["lora"], **options)}]
     else:
         raise GalError("gal eval: expected a run folder (gal eval RUN) or a model (gal eval --base MODEL ...)")
     if a["json"]:
         print(json.dumps({"rounds": rows}, indent=1))
         return 0
-    print(metrics.rows_text(rows))
+    print(rows_text(rows))
     return 0
-
-
-def _eval_model(a: dict) -> dict:
-    from gal import metrics
-    from gal.config import plain_subject
-    from gal.generate import auto_batch_size
-    from gal.models import load_pipeline, native_resolution, pick_device, use_query_sampler
-    from gal.references import read_references
-    from gal.score import ClipScorer
-
-    for flag in ("references", "subject"):
-        if not a[flag]:
-            raise GalError(f"--{flag}: missing; gal eval --base needs --references and --subject (and --non-soi)")
-    if not a["non_soi"]:
-        raise GalError("--non-soi: missing; OVF (Eq. 8) needs the references' non-subject content")
-    device = pick_device(a["device"])
-    refs = read_references(a["references"])
-    scorer = ClipScorer(a["scorer"], device=device)
-    pipe = load_pipeline(a["base"]).to(device)
-    if a["lora"]:
-        if not Path(a["lora"]).is_dir():
-            raise GalError(f"--lora {a['lora']}: folder not found; expected a folder with pytorch_lora_weights.safetensors")
-        pipe.load_lora_weights(a["lora"])
-    use_query_sampler(pipe)
-    plain = a["subject_plain"] or plain_subject(a["subject"])
-    resolution = native_resolution(pipe)
-    embedder = metrics.ImageEmbedder(a["image_model"], device) if a["image_model"] else None
-    return metrics.evaluate(pipe, scorer, metrics.test_prompts(a["kind"], a["subject"], plain, a["prompts"]),
-                             [r.image for r in refs], a["non_soi"], n=a["n"], seed=a["seed"], steps=a["steps"],
-                             guidance=a["guidance"], resolution=resolution, image_model=embedder,
-                             batch_size=auto_batch_size(device, resolution))
 
 
 def entry() -> None:

@@ -14,7 +14,8 @@ from gal.score import ClipScorer
 
 class Components:
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, trains: bool = True):
+        """The run's models on its device; `trains=False` for evaluation (no optimizer, no copy of the weights)."""
         from accelerate import Accelerator
 
         device = pick_device(cfg.device)
@@ -30,7 +31,7 @@ class Components:
         self.resolution = cfg.resolution or native_resolution(self.pipe)
         self.pipe.to(self.accelerator.device)
         self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
-                                         resolution=self.resolution)
+                                         resolution=self.resolution, trains=trains)
         if cfg.compile:
             self.pipe.unet.compile()  # in place: the pipeline, trainer and LoRA keep the same module
         use_query_sampler(self.pipe)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -86,8 +87,10 @@ class Config:
     num_class_images: int = setting(100, "class images to generate", group=TUNING)
     prior_loss_weight: float = setting(1.0, "loss weight of the class images' term", group=TUNING)
     # sampling
-    steps: int = setting(50, "sampling steps, DPM-Solver", group=SAMPLING)
-    guidance: float = setting(7.5, "classifier-free guidance scale", group=SAMPLING)
+    steps: int | None = setting(None, "sampling steps, DPM-Solver", group=SAMPLING,
+                                default_text="50; 20 on the miniature model")
+    guidance: float | None = setting(None, "classifier-free guidance scale (1: none)", group=SAMPLING,
+                                     default_text="7.5; 4 on the miniature model")
     gen_batch_size: str = setting("auto", "images per pipeline call, or auto", group=SAMPLING)
     seed: int = setting(0, "run seed", group=SAMPLING)
     # where and how
@@ -115,6 +118,23 @@ def key_of(name: str) -> str:
 
 def field_of(key: str) -> str:
     return "lambda_" if key == "lambda" else key
+
+
+def command_line(cfg: Config) -> list[str]:
+    """The `gal run` flags that give `cfg` (its fields that differ from the defaults)."""
+    out = []
+    for f in dataclasses.fields(Config):
+        value, flag = getattr(cfg, f.name), "--" + key_of(f.name).replace("_", "-")
+        default = [] if f.default is dataclasses.MISSING else f.default
+        if value == default:
+            continue
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            out += [x for v in value for x in (flag, str(v))]
+        else:
+            out += [flag, str(value)]
+    return out
 
 
 def valid_keys() -> list[str]:
@@ -226,6 +246,12 @@ def resolved(cfg: Config, machine: Machine | None = None) -> Config:
         raise GalError("--subject: missing; expected the subject phrase used in prompts, e.g. --subject 'a <sks> cat'")
     if not c.references:
         raise GalError("--references: missing; expected a folder of reference images")
+    for key, texts in (("subject", [c.subject]), ("subject_plain", [c.subject_plain]), ("non_soi", c.non_soi)):
+        for text in texts:
+            bad = next((ch for ch in text or "" if unicodedata.category(ch) == "Cc"), None)
+            if bad is not None:
+                raise GalError(f"--{key.replace('_', '-')}: a control character ({bad!r}) in {text!r}; expected one line "
+                               "of plain text (it goes into prompts)")
     if c.subject_plain is None:
         c.subject_plain = plain_subject(c.subject)
     if c.m < 2:
@@ -237,15 +263,17 @@ def resolved(cfg: Config, machine: Machine | None = None) -> Config:
         raise GalError(f"--rounds {c.rounds}: expected at least 1")
     if c.lambda_ < 0:
         raise GalError(f"--lambda {c.lambda_}: the openness rate of Eq. 9 must be 0 or more")
-    for name in ("steps", "num_class_images", "lora_rank"):
+    for name in ("num_class_images", "lora_rank"):
         if getattr(c, name) < 1:
             raise GalError(f"--{name.replace('_', '-')} {getattr(c, name)}: expected at least 1")
-    for name in ("train_steps", "batch_size", "resolution"):
+    for name in ("train_steps", "batch_size", "resolution", "steps"):
         v = getattr(c, name)
         if v is not None and v < 1:
             raise GalError(f"--{name.replace('_', '-')} {v}: expected at least 1")
     if c.resolution is not None and c.resolution % 8:
         raise GalError(f"--resolution {c.resolution}: expected a multiple of 8")
+    if c.guidance is not None and not c.guidance >= 0:
+        raise GalError(f"--guidance {c.guidance}: expected 0 or more (1: no classifier-free guidance)")
     if c.lr is not None and c.lr <= 0:
         raise GalError(f"--lr {c.lr}: expected a positive learning rate")
     if c.gen_batch_size != "auto" and not (c.gen_batch_size.isdigit() and int(c.gen_batch_size) > 0):
@@ -266,6 +294,11 @@ def resolved(cfg: Config, machine: Machine | None = None) -> Config:
         c.scorer = c.scorer or ("miniature" if miniature else PAPER_SCORER)
     if c.lr is None:
         c.lr = default_lr(c.method, miniature=c.base == "miniature")
+    # The sampler: DPM-Solver at SD's usual 50 steps and 7.5; the miniature model's query needs fewer and less
+    if c.steps is None:
+        c.steps = 20 if c.base == "miniature" else 50
+    if c.guidance is None:
+        c.guidance = 4.0 if c.base == "miniature" else 7.5
     return c
 
 

@@ -58,13 +58,13 @@ def main(out: Path, subject: str = "mosaic", log=print) -> int:
     if bundled() is not None:
         models = SETTINGS
     else:
-        from gal.tiny import build_tiny_clip, build_tiny_pipeline
+        from gal.builders import build_clip, build_pipeline
 
         print("gal demo: the bundled miniature model is not in this installation; using tiny random models "
               "(the run shows the machinery, its pictures are noise)", file=sys.stderr)
         if not (work / "tiny" / "pipeline").exists():
-            build_tiny_pipeline(work / "tiny" / "pipeline")
-            build_tiny_clip(work / "tiny" / "clip")
+            build_pipeline(work / "tiny" / "pipeline")
+            build_clip(work / "tiny" / "clip")
         models = {"base": str(work / "tiny" / "pipeline"), "scorer": str(work / "tiny" / "clip"), "steps": 10,
                   "train_steps": 100}
     # the paper's m, k, λ and round budget; the balance scheme is gal's default

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS reference (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     added_in_round INTEGER NOT NULL,          -- 0: the user's; r: chosen from round r's query
     path TEXT NOT NULL, prompt TEXT NOT NULL, caption TEXT, weight REAL NOT NULL,
-    anchor_idx INTEGER REFERENCES anchor(idx), sample_j INTEGER, features BLOB);
+    anchor_idx INTEGER REFERENCES anchor(idx), sample_j INTEGER, features BLOB);  -- sample_j: unused, kept for schema 1
 CREATE TABLE IF NOT EXISTS round (
     round INTEGER PRIMARY KEY, checkpoint TEXT, train_loss REAL, openness REAL,
     closed INTEGER NOT NULL DEFAULT 0, stopped INTEGER NOT NULL DEFAULT 0, stop_reason TEXT);
@@ -213,13 +213,6 @@ class Ledger:
         rows = self.db.execute("SELECT round, anchor_idx, j, seed, path, sim_anchor, sim_non_soi, overfit, features"
                                " FROM sample WHERE round = ? ORDER BY anchor_idx, j", (round_,))
         return [Sample(*r) for r in rows]
-
-    def record_scores(self, round_: int, scores: Iterable[tuple[int, int, float, float, int]]) -> None:
-        """(anchor_idx, j, s_a, s_n, Φ) for samples of a round."""
-        with self.transaction() as db:
-            db.executemany(
-                "UPDATE sample SET sim_anchor = ?, sim_non_soi = ?, overfit = ? WHERE round = ? AND anchor_idx = ? AND j = ?",
-                [(sa, sn, phi, round_, a, j) for a, j, sa, sn, phi in scores])
 
     def features(self, round_: int) -> tuple[list[Sample], "np.ndarray"]:
         """The round's samples and their CLIP image embeddings, (n, d)."""

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from accelerate.utils import gather_object
 
-from gal import setup, strategy
+from gal import preflight, strategy
 from gal.anchors import make_anchors, read_templates
 from gal.components import Components
 from gal.config import Config, resolved, result_dict, strategy_label, this_machine
@@ -36,16 +36,16 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
     """Run (or resume) GAL into `config.out`; returns the ledger's summary."""
     cfg = resolved(config, this_machine())
     run_dir = Path(cfg.out)
-    stored = setup.existing_config(run_dir)
+    stored = preflight.existing_config(run_dir)
     if stored is None:
-        setup.check_new_folder(run_dir)
+        preflight.check_new_folder(run_dir)
         refs = read_references(cfg.references)
         templates = read_templates(cfg.anchors, cfg.kind)
-        captions = setup.captions(refs, cfg)
+        captions = preflight.captions(refs, cfg)
         if cfg.k > len(templates):
             raise GalError(f"--k {cfg.k}: larger than the {len(templates)} anchors in the pool; expected --k {len(templates)} or less")
     else:
-        setup.check_same_config(stored, cfg, force)
+        preflight.check_same_config(stored, cfg, force)
         ledger = Ledger(run_dir)
         if ledger.get("status") == "finished":
             log(f"{run_dir}: this run has already finished (result: {ledger.get('result')}); nothing to do")
@@ -56,7 +56,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
     acc = parts.accelerator
     if stored is None and acc.is_main_process:
         anchors = make_anchors(templates, cfg.subject, cfg.subject_plain)
-        setup.warn_about_inputs(cfg, refs, anchors, parts.pipe.tokenizer, parts.resolution)
+        preflight.warn_about_inputs(cfg, refs, anchors, parts.pipe.tokenizer, parts.resolution)
     # With `accelerate launch`, the main process owns the folder, its lock and every ledger write.
     lock = RunLock(run_dir) if acc.is_main_process else nullcontext()
     try:
@@ -67,7 +67,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
                 remove_leftovers(run_dir)
                 ledger = Ledger(run_dir)
                 if ledger.get("config") is None:
-                    setup.start(ledger, cfg, refs, templates, captions)
+                    preflight.start(ledger, cfg, refs, templates, captions)
                 elif force:
                     ledger.set("config", result_dict(cfg))
                 if ledger.reference_features().size == 0:  # for the report's map of each round
@@ -77,7 +77,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
             acc.wait_for_everyone()
             if not acc.is_main_process:
                 ledger = Ledger(run_dir)
-            parts.non_soi_texts = setup.non_soi_texts(cfg, ledger)
+            parts.non_soi_texts = preflight.non_soi_texts(cfg, ledger)
             log = log if acc.is_main_process else (lambda line: None)
             log(f"{run_dir}: {len(ledger.added(0))} reference(s), {len(ledger.anchors())} anchors, "
                 f"{strategy_label(cfg.strategy, cfg.balance)}, m={cfg.m} k={cfg.k} λ={cfg.lambda_}, "

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from gal import strategy
+from gal.config import Config
 from gal.errors import GalError
 from gal.generate import generate, sample_seed
 from gal.models import check_model_folder, quiet_transformers
@@ -140,8 +141,8 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
     from gal.components import Components
     from gal.config import make_config
     from gal.ledger import Ledger
+    from gal.preflight import non_soi_texts
     from gal.references import load_rgb
-    from gal.setup import non_soi_texts
     from gal.storage import RunLock
 
     run_dir = Path(run_dir)
@@ -163,7 +164,7 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
                         "prompts": prompts_file or "default", "image_model": image_model}
             todo = [r for r in done if ledger.evaluation(r["round"], settings) is None]
             if todo:
-                parts = Components(cfg)
+                parts = Components(cfg, trains=False)
                 embedder = ImageEmbedder(image_model, parts.accelerator.device) if image_model else None
                 references = [load_rgb(run_dir / ref.path) for ref in ledger.added(0)]
                 for r in todo:
@@ -177,6 +178,34 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
             return [{"round": r["round"], **ledger.evaluation(r["round"], settings)} for r in done]
         finally:
             ledger.close()
+
+
+def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = 4, seed: int = 0, prompts_file: str | None = None,
+                   image_model: str | None = None, device: str = "auto") -> dict:
+    """TXT-ALN, IMG-ALN and OVF of one model without a run: `cfg`'s base (and `lora`), scorer, references,
+    subject, non-SoI texts and sampler."""
+    from gal.config import resolved, this_machine
+    from gal.generate import auto_batch_size
+    from gal.models import load_pipeline, native_resolution, pick_device, use_query_sampler
+    from gal.references import read_references
+
+    cfg = resolved(cfg, this_machine())
+    if not cfg.non_soi:
+        raise GalError("--non-soi: missing; OVF (Eq. 8) needs the references' non-subject content")
+    torch_device = pick_device(device)
+    refs = read_references(cfg.references)
+    scorer = ClipScorer(cfg.scorer, device=torch_device)
+    pipe = load_pipeline(cfg.base).to(torch_device)
+    if lora:
+        if not Path(lora).is_dir():
+            raise GalError(f"--lora {lora}: folder not found; expected a folder with pytorch_lora_weights.safetensors")
+        pipe.load_lora_weights(lora)
+    use_query_sampler(pipe)
+    resolution = native_resolution(pipe)
+    embedder = ImageEmbedder(image_model, torch_device) if image_model else None
+    return evaluate(pipe, scorer, test_prompts(cfg.kind, cfg.subject, cfg.subject_plain, prompts_file),
+                    [r.image for r in refs], cfg.non_soi, n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
+                    resolution=resolution, image_model=embedder, batch_size=auto_batch_size(torch_device, resolution))
 
 
 def rows_text(rows: list[dict]) -> str:

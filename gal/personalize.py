@@ -51,7 +51,9 @@ def to_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
 
 
 class Personalizer:
-    def __init__(self, pipe, accelerator, *, method: str, lr: float, rank: int, resolution: int):
+    def __init__(self, pipe, accelerator, *, method: str, lr: float, rank: int, resolution: int, trains: bool = True):
+        """`trains=False` (evaluation): checkpoints load and generate, but no optimizer and, for `full`, no copy
+        of the base weights is made."""
         from diffusers import DDPMScheduler
 
         self.pipe, self.accelerator, self.method = pipe, accelerator, method
@@ -71,11 +73,14 @@ class Personalizer:
                     p.data = p.data.float()  # trainable LoRA weights in fp32 even when the UNet is half precision
             self.base_state = None
         else:
-            unet.requires_grad_(True)
-            self.base_state = {k: v.detach().to("cpu", copy=True) for k, v in unet.state_dict().items()}
+            unet.requires_grad_(trains)
+            self.base_state = {k: v.detach().to("cpu", copy=True) for k, v in unet.state_dict().items()} if trains else None
         self.params = [p for p in unet.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.params, lr=lr)  # betas, eps, weight decay: diffusers' script defaults
-        self.unet, self.optimizer = accelerator.prepare(unet, optimizer)
+        if trains:
+            optimizer = torch.optim.AdamW(self.params, lr=lr)  # betas, eps, weight decay: diffusers' script defaults
+            self.unet, self.optimizer = accelerator.prepare(unet, optimizer)
+        else:
+            self.unet, self.optimizer = accelerator.prepare(unet), None
 
     # ---- the weights ----------------------------------------------------------------------------
     def reset(self, seed: int) -> None:

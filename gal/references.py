@@ -40,7 +40,7 @@ def load_rgb(path: Path) -> Image.Image:
         return im.convert("RGB")
 
 
-def read_references(folder: str | Path, resolution: int | None = None) -> list[ReferenceImage]:
+def read_references(folder: str | Path) -> list[ReferenceImage]:
     folder = Path(folder)
     if not folder.is_dir():
         raise GalError(f"--references {folder}: not a folder; expected a folder of reference images")
@@ -59,9 +59,6 @@ def read_references(folder: str | Path, resolution: int | None = None) -> list[R
                            "expected PNG, JPEG, WebP, BMP, GIF or TIFF") from None
         caption_file = path.with_suffix(".txt")
         caption = caption_file.read_text(encoding="utf-8").strip() if caption_file.exists() else None
-        if resolution and min(image.size) < resolution // 2:
-            print(f"gal: note: {path.name} is {image.size[0]}x{image.size[1]}, much smaller than the training "
-                  f"resolution {resolution}; it will be upscaled", file=sys.stderr)
         refs.append(ReferenceImage(path, image, caption or None))
     if skipped:
         print(f"gal: note: ignored {len(skipped)} non-image file(s) in {folder}: {', '.join(skipped[:5])}"

@@ -34,9 +34,18 @@ class ClipScorer:
         self.batch_size = batch_size
         self._text_cache: dict[str, torch.Tensor] = {}
 
+    @classmethod
+    def from_modules(cls, model, processor, batch_size: int = 64) -> "ClipScorer":
+        """A scorer around a CLIPModel already in memory (e.g. one being trained: make a new scorer after each
+        update, its text features are cached)."""
+        self = cls.__new__(cls)
+        self.model, self.processor, self.device, self.batch_size = model, processor, model.device, batch_size
+        self._text_cache = {}
+        return self
+
     @torch.no_grad()
     def image_features(self, images: list[Image.Image]) -> torch.Tensor:
-        """L2-normalised image embeddings, (n, d), on the CPU."""
+        """L2-normalised image embeddings, (n, d), on the CPU (PIL images or uint8 (H, W, 3) arrays)."""
         out = []
         for i in range(0, len(images), self.batch_size):
             pixels = self.processor(images=images[i:i + self.batch_size], return_tensors="pt")["pixel_values"]

@@ -12,15 +12,15 @@ settings.load_profile("gal")
 
 torch.set_num_threads(1)
 
-from gal.tiny import build_tiny_clip, build_tiny_pipeline, write_references  # noqa: E402  (after the environment above)
+from gal.builders import build_clip, build_pipeline, write_references  # noqa: E402  (after the environment above)
 
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """A tiny random SD pipeline and CLIP scorer saved in the real layouts, plus reference images."""
     root = tmp_path_factory.mktemp("tiny")
-    build_tiny_pipeline(root / "pipeline")
-    build_tiny_clip(root / "clip")
+    build_pipeline(root / "pipeline")
+    build_clip(root / "clip")
     write_references(root / "references")
     anchors = root / "anchors6.txt"
     anchors.write_text("{} in a workshop\n{} in a museum\n{} on a plane\n{} on a boat\n{} in a garden\n{} under a tree\n")

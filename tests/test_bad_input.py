@@ -1,5 +1,7 @@
 """Bad input: one line on stderr naming the flag or file, exit code 2, nothing written."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -61,6 +63,9 @@ def cases(tiny, tmp):
         "no non-SoI text": (without("--non-soi"), "--non-soi"),
         "no subject": (without("--subject"), "--subject"),
         "out is another folder": (replace(base, "--out", str(busy)), "holds no gal run"),
+        "negative guidance": (base + ["--guidance", "-2"], "--guidance -2.0: expected 0 or more"),
+        "subject with a newline": (replace(base, "--subject", "a <sks>\nball"), "--subject: a control character"),
+        "non-SoI text with a tab": (replace(base, "--non-soi", "a ball\ton grass"), "--non-soi: a control character"),
     }
 
 
@@ -68,7 +73,8 @@ CASES = ["references missing", "references empty", "corrupt image", "anchor with
          "empty anchors", "anchors missing", "k larger than pool", "m below 2", "negative lambda", "unknown strategy",
          "resolution not a multiple of 8", "out is a file", "unknown method", "base missing", "scorer missing", "scorer not CLIP",
          "base not a pipeline", "invalid YAML", "unknown config key", "wrong value type", "no non-SoI text",
-         "no subject", "out is another folder"]
+         "no subject", "out is another folder", "negative guidance", "subject with a newline",
+         "non-SoI text with a tab"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -81,6 +87,11 @@ def test_bad_input_gets_one_line_and_exit_2(case, tiny, tmp_path, capsys):
     assert err[0].startswith("gal: error: ") and expected in err[0], err[0]
     assert not (tmp_path / "out").exists()  # nothing half-written
     assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == busy_before
+
+
+def test_the_reliability_doc_counts_these_cases():
+    doc = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
+    assert f"{len(CASES)} bad-input cases" in doc
 
 
 def test_show_of_a_folder_without_run(tmp_path, capsys):

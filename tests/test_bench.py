@@ -1,17 +1,20 @@
 """`gal bench --suite ... --dry-run`: the paper's protocol as a plan, and a check of the user's data."""
 
+import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from gal import bench
-from gal.cli import main
+from gal import suite
+from gal.cli import add_config_flags, main
+from gal.config import command_line, make_config, resolved
 
 
 def test_paper_object_plan_counts_the_work():
-    p = bench.plan("paper-object", bench.Path("DATA"), bench.Path("out"))
+    p = suite.plan("paper-object", Path("DATA"), Path("out"))
     assert len(p["concepts"]) == 10 and p["runs"] == 60
     # per concept: 1 baseline fine-tune + 5 rows x 4 rounds; a 4-round run queries 18, 15, 12 anchors x m=10
     assert p["fine_tunes"] == 10 * (1 + 5 * 4)
@@ -19,16 +22,22 @@ def test_paper_object_plan_counts_the_work():
     assert p["images"]["evaluation"] == 10 * 20 * 4 * (1 + 5 * 4)
 
 
-def test_paper_style_commands_follow_the_authors_settings():
-    runs = bench.commands("paper-style", bench.Path("DATA"), bench.Path("out"))
+def test_paper_style_runs_follow_the_authors_settings():
+    runs = suite.runs("paper-style", Path("DATA"), Path("out"))
     assert len(runs) == 36
-    concept, row, argv = runs[4]
+    concept, row, cfg = runs[4]
     assert (concept, row) == ("cat", "Uncertainty + Balance")
-    def value(flag):
-        return argv[argv.index(flag) + 1]
-    assert value("--subject") == "in watercolor painting style" and value("--non-soi") == "A cat"
-    assert value("--train-steps") == "500" and value("--batch-size") == "2" and value("--lr") == "5e-6"
-    assert "--balance" in argv
+    assert cfg.subject == "in watercolor painting style" and cfg.non_soi == ["A cat"]
+    assert (cfg.train_steps, cfg.batch_size, cfg.lr, cfg.method, cfg.balance) == (500, 2, 5e-6, "full", "paper")
+    assert resolved(cfg).m == 10  # valid as it stands: the models are named, nothing is left to the machine
+
+
+def test_a_config_as_flags_parses_back_to_itself():
+    """`config.command_line` (the dry run's example command) and `gal run`'s parser agree."""
+    for _, _, cfg in suite.runs("paper-object", Path("DATA"), Path("out"))[:6]:
+        parser = argparse.ArgumentParser()
+        add_config_flags(parser)
+        assert make_config(vars(parser.parse_args(command_line(cfg)))) == cfg
 
 
 def test_dry_run_checks_a_data_folder(tmp_path, capsys):
@@ -48,7 +57,7 @@ def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path, capsys):
     """The comparison's machinery end to end (tiny random models, a barely trained judge): the frontier of
     training less, the exposure-matched baseline and every strategy row run, the oracle's picks go through
     the review ledger, the table and plot are written."""
-    from gal.miniature import bench as mb
+    from gal.miniature import table1 as mb
     from gal.miniature.judge import train_judge
 
     train_judge(tmp_path / "judge", steps=3, pool=300, log=lambda line: None)
@@ -85,7 +94,7 @@ def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path, capsys):
 
 
 def test_frontier_is_the_upper_envelope_of_training_less():
-    from gal.miniature import bench as mb
+    from gal.miniature import table1 as mb
 
     # (IMG-ALN, TXT-ALN, OVF): the 0.15 point is beaten by the 0.2 one on both metrics and drops out
     points = [(0.1, 0.56, 0.0), (0.15, 0.50, 0.1), (0.2, 0.52, 0.0), (0.26, 0.42, 0.2)]
@@ -109,7 +118,7 @@ def test_frontier_is_the_upper_envelope_of_training_less():
 
 
 def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_runs():
-    from gal.miniature.bench import interval
+    from gal.miniature.table1 import interval
 
     rng = np.random.default_rng(1)
     few, many = rng.normal(0.03, 0.02, 6), rng.normal(0.03, 0.02, 60)

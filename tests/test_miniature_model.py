@@ -9,6 +9,8 @@ import pytest
 from gal.cli import main
 from gal.demo import prepare
 from gal.miniature import bundled, check, world
+from gal.models import load_pipeline
+from gal.score import ClipScorer
 
 # Fast subsets of `gal miniature check`'s gates (scorer >= 0.90 on 200 renders, generator >= 0.70 on
 # 100 prompts there). Smaller samples are noisier, so these bounds sit a little under the full gates.
@@ -38,10 +40,10 @@ def test_bundled_folders_are_safetensors_within_the_size_limit_and_load_as_real_
 
 
 def test_scorer_and_generator_gates_on_a_fast_subset(weights):
-    model, processor = check.load_scorer(weights[1])
-    scorer = check.scorer_accuracy(model, processor, n=96)
+    clip = ClipScorer(str(weights[1]))
+    scorer = check.scorer_accuracy(clip, n=96)
     assert scorer["top1"] >= SCORER_SUBSET, scorer
-    generator = check.generator_accuracy(check.load_pipeline(weights[0]), model, processor, n=32)
+    generator = check.generator_accuracy(load_pipeline(str(weights[0])), clip, n=32)
     assert generator["top1"] >= GENERATOR_SUBSET, generator
 
 

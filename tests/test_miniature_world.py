@@ -12,8 +12,16 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from gal.miniature import world
-from gal.miniature.tokenizer import write_tokenizer
-from gal.miniature.train import CLIP_MEAN, Data, TrainConfig, _normalize, _to_unit, scorer_processor, train
+from gal.miniature.train import (
+    CLIP_MEAN,
+    Data,
+    TrainConfig,
+    _normalize,
+    _to_unit,
+    scorer_processor,
+    train,
+    write_tokenizer,
+)
 from gal.miniature.world import (
     BACKGROUNDS,
     COLORS,

@@ -4,6 +4,7 @@ import errno
 import json
 import os
 
+import pytest
 import torch
 
 from gal.cli import main
@@ -26,6 +27,27 @@ def test_torch_load_is_never_reached(tiny, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     assert main(run_args(tiny, out, "--rounds", "2", "--strategy", "random")) == 0
     assert main(run_args(tiny, out, "--rounds", "2", "--strategy", "random")) == 0  # the finished run, read back
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_torch_load_is_never_reached_when_checkpoints_are_loaded(tiny, tmp_path, monkeypatch, capsys, method):
+    """A resumed run loads its round's checkpoint, `gal eval` loads every round's: safetensors only."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"torch.load reached with {args[:1]}")
+
+    from gal.personalize import Personalizer
+
+    loaded, load = [], Personalizer.load
+    monkeypatch.setattr(Personalizer, "load", lambda self, folder: loaded.append(folder) or load(self, folder))
+    monkeypatch.setattr(torch, "load", refuse)
+    out = tmp_path / "run"
+    args = run_args(tiny, out, "--rounds", "2", "--strategy", "human", "--method", method)
+    assert main(args) == 0 and "waiting for review" in capsys.readouterr().out  # round 1, then the review
+    assert loaded == []
+    assert main(args) == 0 and "waiting for review" in capsys.readouterr().out  # resumed: loads round 1's weights
+    assert len(loaded) == 1
+    assert main(["eval", str(out), "--n", "1"]) == 0
+    assert len(loaded) == 2
 
 
 def test_pickle_only_model_is_refused_unless_allowed(tiny, tmp_path, capsys):

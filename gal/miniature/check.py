@@ -8,7 +8,7 @@ miss) pairs where the true caption wins; `per_attribute` says which attribute fa
 - scorer accuracy: on freshly rendered held-in scenes (target >= 0.90 top-1);
 - generator accuracy: on images the pipeline generates for held-in captions (target >= 0.70 top-1).
 
-    >>> check("out/model", "out/scorer", n=100)
+    >>> check("out/model", "out/scorer", n=100)   # with gal's ClipScorer, pipeline loader and sampler
     {'scorer': {'top1': 0.95, ...}, 'generator': {'top1': 0.78, ...}}
 """
 
@@ -17,46 +17,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from gal.generate import generate, sample_seed
 from gal.miniature.world import ATTRIBUTES, Scene, caption, one_off_captions, render, sample_scenes
+from gal.models import load_pipeline, native_resolution
+from gal.score import ClipScorer
 
 SCORER_SEED = 1_000_003  # a scene stream disjoint from the training data's seed stream
 GENERATOR_SEED = 2_000_003
 
 
-def _pooled(output) -> torch.Tensor:
-    # transformers 5 returns a model output whose pooler_output is the projected feature.
-    return output if torch.is_tensor(output) else output.pooler_output
-
-
-@torch.no_grad()
-def image_features(model, processor, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
-    """Unit-norm CLIP image features of uint8 (n, H, W, 3) images, through the saved processor."""
-    feats = []
-    for i in range(0, len(images), batch_size):
-        pixels = processor(images=list(images[i : i + batch_size]), return_tensors="pt")["pixel_values"]
-        feats.append(_pooled(model.get_image_features(pixel_values=pixels)))
-    feats = torch.cat(feats)
-    return feats / feats.norm(dim=-1, keepdim=True)
-
-
-@torch.no_grad()
-def text_features(model, processor, texts: list[str], batch_size: int = 512) -> torch.Tensor:
-    feats = []
-    for i in range(0, len(texts), batch_size):
-        tokens = processor.tokenizer(texts[i : i + batch_size], padding=True, truncation=True, return_tensors="pt")
-        feats.append(_pooled(model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])))
-    feats = torch.cat(feats)
-    return feats / feats.norm(dim=-1, keepdim=True)
-
-
-def near_miss_accuracy(model, processor, images: np.ndarray, scenes: list[Scene]) -> dict:
+def near_miss_accuracy(scorer: ClipScorer, images: list, scenes: list[Scene]) -> dict:
     """How often each image's true caption beats its one-attribute-off captions (see module doc)."""
     offs = [one_off_captions(s) for s in scenes]
     texts = sorted({caption(s) for s in scenes} | {c for off in offs for _, c in off})
     index = {t: i for i, t in enumerate(texts)}
-    sims = image_features(model, processor, images) @ text_features(model, processor, texts).T
+    sims = scorer.similarity(scorer.image_features(images), texts)
     top1, pairs, won = 0, 0, 0
     attr_won = dict.fromkeys(ATTRIBUTES, 0)
     attr_seen = dict.fromkeys(ATTRIBUTES, 0)
@@ -82,58 +58,32 @@ def near_miss_accuracy(model, processor, images: np.ndarray, scenes: list[Scene]
     }
 
 
-def scorer_accuracy(model, processor, n: int = 200, seed: int = SCORER_SEED) -> dict:
+def scorer_accuracy(scorer: ClipScorer, n: int = 200, seed: int = SCORER_SEED) -> dict:
     """Near-miss accuracy of the scorer on n fresh held-in renders."""
     pairs = sample_scenes(n, seed)
-    images = np.stack([render(scene, s) for scene, s in pairs])
-    return near_miss_accuracy(model, processor, images, [scene for scene, _ in pairs])
+    return near_miss_accuracy(scorer, [render(scene, s) for scene, s in pairs], [scene for scene, _ in pairs])
 
 
-@torch.no_grad()
-def generate(pipe, prompts: list[str], seed: int = 0, steps: int = 20, guidance_scale: float = 4.0,
-             batch_size: int = 32) -> np.ndarray:
-    """Seeded, batched generation; uint8 (n, H, W, 3)."""
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        generator = torch.Generator().manual_seed(seed + i)
-        images = pipe(prompts[i : i + batch_size], num_inference_steps=steps, guidance_scale=guidance_scale,
-                      generator=generator, output_type="np").images
-        out.append(np.clip(np.round(images * 255), 0, 255).astype(np.uint8))
-    return np.concatenate(out)
-
-
-def generator_accuracy(pipe, model, processor, n: int = 64, seed: int = GENERATOR_SEED, steps: int = 20,
-                       guidance_scale: float = 4.0) -> dict:
-    """Near-miss accuracy, as judged by the scorer, of images generated for n held-in captions."""
+def generator_accuracy(pipe, scorer: ClipScorer, n: int = 64, seed: int = GENERATOR_SEED, steps: int = 20,
+                       guidance: float = 4.0) -> dict:
+    """Near-miss accuracy, as judged by the scorer, of images generated for n held-in captions (each image from its
+    own seed, as `gal run` samples)."""
     scenes = [scene for scene, _ in sample_scenes(n, seed)]
-    images = generate(pipe, [caption(s) for s in scenes], seed=seed, steps=steps, guidance_scale=guidance_scale)
-    return near_miss_accuracy(model, processor, images, scenes)
-
-
-def load_scorer(scorer_dir: str | Path):
-    from transformers import CLIPModel, CLIPProcessor
-
-    model = CLIPModel.from_pretrained(scorer_dir, use_safetensors=True).eval()
-    return model, CLIPProcessor.from_pretrained(scorer_dir)
-
-
-def load_pipeline(model_dir: str | Path):
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline.from_pretrained(model_dir, use_safetensors=True)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    prompts = [caption(s) for s in scenes]
+    seeds = [sample_seed(seed, i) for i in range(n)]
+    images = [image for _, batch in generate(pipe, prompts, seeds, steps=steps, guidance=guidance,
+                                             resolution=native_resolution(pipe), batch_size=32) for image in batch]
+    return near_miss_accuracy(scorer, images, scenes)
 
 
 def check(model_dir: str | Path, scorer_dir: str | Path, n: int = 100, seed: int = 0, steps: int = 20,
-          guidance_scale: float = 4.0) -> dict:
+          guidance: float = 4.0) -> dict:
     """Both measurements on saved folders: {'scorer': {...}, 'generator': {...}}."""
-    model, processor = load_scorer(scorer_dir)
-    pipe = load_pipeline(model_dir)
+    scorer = ClipScorer(str(scorer_dir))
     return {
-        "scorer": scorer_accuracy(model, processor, n=2 * n, seed=SCORER_SEED + seed),
-        "generator": generator_accuracy(pipe, model, processor, n=n, seed=GENERATOR_SEED + seed, steps=steps,
-                                        guidance_scale=guidance_scale),
+        "scorer": scorer_accuracy(scorer, n=2 * n, seed=SCORER_SEED + seed),
+        "generator": generator_accuracy(load_pipeline(str(model_dir)), scorer, n=n, seed=GENERATOR_SEED + seed,
+                                        steps=steps, guidance=guidance),
     }
 
 
@@ -171,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model_dir", nargs="?", help="miniature pipeline folder (default: the bundled one)")
     parser.add_argument("scorer_dir", nargs="?", help="miniature CLIP scorer folder (default: the bundled one)")
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--guidance-scale", type=float, default=4.0)
+    parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--subject", default="mosaic", help="held-out subject for the overfitting gate")
     parser.add_argument("--no-phenomenon", action="store_true", help="skip the overfitting gate (a gal run round)")
     args = parser.parse_args(argv)
@@ -183,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
             raise GalError("gal miniature check: no MODEL SCORER given and the bundled miniature weights are not in "
                            "this installation; expected two folders (gal miniature train OUT makes them)")
         args.model_dir, args.scorer_dir = args.model_dir or str(bundled()[0]), args.scorer_dir or str(bundled()[1])
-    result = check(args.model_dir, args.scorer_dir, n=args.n, guidance_scale=args.guidance_scale)
+    result = check(args.model_dir, args.scorer_dir, n=args.n, guidance=args.guidance)
     if not args.no_phenomenon:
         result["phenomenon"] = phenomenon(args.model_dir, args.scorer_dir, args.subject)
     print(json.dumps(result, indent=1))

@@ -24,7 +24,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import shutil
 import signal
 import threading
@@ -38,10 +37,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from gal.builders import clip_processor, sd_pipeline, text_config, write_clip_tokenizer
 from gal.miniature import check as quality
-from gal.miniature.tokenizer import MAX_LENGTH, write_tokenizer
-from gal.miniature.world import SIZE, Scene, caption, is_held_out, one_off_captions, render, sample_scenes
-from gal.storage import RunLock
+from gal.miniature.world import SIZE, Scene, caption, is_held_out, one_off_captions, render, sample_scenes, world_words
+from gal.score import ClipScorer
+from gal.storage import RunLock, folder_in_place, write_text
 
 PHASES = ("vae", "scorer", "unet")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor defaults, used at training time too
@@ -97,6 +97,8 @@ class Interrupted(Exception):
 # ---------------------------------------------------------------------------------------------
 # Models
 
+MAX_LENGTH = 32  # tokens; the longest world prompt, placeholder included, is ~16
+
 
 def build_vae(cfg: TrainConfig):
     from diffusers import AutoencoderKL
@@ -109,13 +111,15 @@ def build_vae(cfg: TrainConfig):
     )
 
 
+def write_tokenizer(folder: str | Path, extra_words: tuple[str, ...] = ()):
+    """The world's tokenizer: every word of the world is one token, anything else still tokenizes."""
+    words = [w for w in world_words() + list(extra_words) if w.isalpha() and len(w) > 1]
+    return write_clip_tokenizer(folder, words, max_length=MAX_LENGTH)
+
+
 def _text_config(cfg: TrainConfig, tokenizer, width: int) -> dict:
-    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    return dict(
-        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=4 * width, num_hidden_layers=cfg.text_layers,
-        num_attention_heads=4, max_position_embeddings=MAX_LENGTH,
-        bos_token_id=tokenizer.convert_tokens_to_ids("<|startoftext|>"), eos_token_id=eos, pad_token_id=eos,
-    )
+    return text_config(tokenizer, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=cfg.text_layers,
+                       num_attention_heads=4)
 
 
 def build_text_encoder(cfg: TrainConfig, tokenizer):
@@ -150,11 +154,7 @@ def build_scorer(cfg: TrainConfig, tokenizer):
 
 
 def scorer_processor(tokenizer):
-    from transformers import CLIPImageProcessor, CLIPProcessor
-
-    size = {"height": SIZE, "width": SIZE}
-    images = CLIPImageProcessor(size={"shortest_edge": SIZE}, crop_size=size, image_mean=CLIP_MEAN, image_std=CLIP_STD)
-    return CLIPProcessor(image_processor=images, tokenizer=tokenizer)
+    return clip_processor(tokenizer, SIZE, image_mean=CLIP_MEAN, image_std=CLIP_STD)
 
 
 def noise_schedulers():
@@ -167,14 +167,7 @@ def noise_schedulers():
 
 
 def build_pipeline(vae, text_encoder, tokenizer, unet):
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=noise_schedulers()[1],
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return sd_pipeline(vae, text_encoder, tokenizer, unet, noise_schedulers()[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,9 +285,7 @@ class Run:
         self.log(json.dumps(entry))
 
     def save_state(self) -> None:
-        tmp = self.ckpt / "state.json.tmp"
-        tmp.write_text(json.dumps(self.state, indent=1))
-        os.replace(tmp, self.ckpt / "state.json")  # atomic: a crash leaves the old or the new state
+        write_text(self.ckpt / "state.json", json.dumps(self.state, indent=1))  # a crash leaves the old or the new
 
     def save_phase(self, name: str, tensors: dict[str, dict[str, torch.Tensor]]) -> None:
         """Write the phase's tensors to a fresh folder, then point the state at it, then drop the old one."""
@@ -566,6 +557,11 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
+def _pooled(output) -> torch.Tensor:
+    # transformers 5 returns a model output whose pooler_output is the projected feature.
+    return output if torch.is_tensor(output) else output.pooler_output
+
+
 def _normalize(x: torch.Tensor) -> torch.Tensor:
     """What the saved CLIPImageProcessor does to a 32x32 image, on a [0, 1] batch."""
     return (x - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
@@ -599,8 +595,8 @@ def train_scorer(run: Run, data: Data, vae, tokenizer):
         position = {t: i for i, t in enumerate(texts)}
         target = torch.tensor([position[t] for t in truths])
         ids, mask = data.token_ids(texts)
-        image_f = quality._pooled(model.get_image_features(pixel_values=_normalize(_augment(_to_unit(pool[idx]), g))))
-        text_f = quality._pooled(model.get_text_features(input_ids=ids, attention_mask=mask))
+        image_f = _pooled(model.get_image_features(pixel_values=_normalize(_augment(_to_unit(pool[idx]), g))))
+        text_f = _pooled(model.get_text_features(input_ids=ids, attention_mask=mask))
         image_f = image_f / image_f.norm(dim=-1, keepdim=True)
         text_f = text_f / text_f.norm(dim=-1, keepdim=True)
         logits = model.logit_scale.clamp(max=math.log(100)).exp() * image_f @ text_f.T
@@ -608,7 +604,7 @@ def train_scorer(run: Run, data: Data, vae, tokenizer):
 
     def measure():
         model.eval()
-        out = quality.scorer_accuracy(model, processor, n=2 * cfg.measure_n)
+        out = quality.scorer_accuracy(ClipScorer.from_modules(model, processor), n=2 * cfg.measure_n)
         model.train()
         return {"scorer": out}
 
@@ -660,7 +656,7 @@ def train_unet(run: Run, data: Data, vae, tokenizer, scorer, processor):
     def measure():
         averaged = ema.averaged(modules)
         pipe = build_pipeline(vae, averaged["text_encoder"], tokenizer, averaged["unet"])
-        return {"generator": quality.generator_accuracy(pipe, scorer, processor, n=cfg.measure_n)}
+        return {"generator": quality.generator_accuracy(pipe, ClipScorer.from_modules(scorer, processor), n=cfg.measure_n)}
 
     run_phase(run, "unet", modules, loss_fn, cfg.unet_lr, measure, cfg.unet_steps, cfg.unet_share, ema=ema)
     return ema.averaged(modules)
@@ -692,19 +688,11 @@ def final_paths(out_dir: str | Path) -> tuple[Path, Path]:
 def write_final(out_dir: Path, pipe, scorer, processor) -> None:
     """Save both folders beside their final place, then move them in: no half-written weights."""
     model_dir, scorer_dir = final_paths(out_dir)
-    tmp_model, tmp_scorer = out_dir / ".model.tmp", out_dir / ".scorer.tmp"
-    for tmp in (tmp_model, tmp_scorer):
-        shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp_model, safe_serialization=True)
-    scorer.save_pretrained(tmp_scorer, safe_serialization=True)
-    processor.save_pretrained(tmp_scorer)
-    for tmp, final in ((tmp_model, model_dir), (tmp_scorer, scorer_dir)):
-        old = final.with_name(f".{final.name}.old")  # a longer-trained run replaces its earlier weights
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+    with folder_in_place(model_dir) as tmp:  # a longer-trained run replaces its earlier weights
+        pipe.save_pretrained(tmp, safe_serialization=True)
+    with folder_in_place(scorer_dir) as tmp:
+        scorer.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
 
 
 def train(out_dir: str | Path, seed: int = 0, minutes_budget: float = 120.0, force: bool = False,

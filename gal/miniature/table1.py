@@ -28,7 +28,7 @@ from PIL import Image
 
 from gal.miniature import judge as judges
 from gal.miniature import world
-from gal.storage import write_text
+from gal.storage import folder_in_place, write_text
 
 
 class Row(NamedTuple):
@@ -116,10 +116,8 @@ def _fork(source: Path, out: Path) -> None:
     """Copy a run folder whole, or not at all."""
     import shutil
 
-    tmp = out.with_name(out.name + ".copying")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
-    tmp.rename(out)
+    with folder_in_place(out) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
 
 
 def _key(sample_id: str) -> tuple[int, int]:

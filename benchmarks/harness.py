@@ -1,16 +1,16 @@
-"""Shared helpers of the speed benchmarks (query_phase.py, train_phase.py, gpu.sh).
+"""The harness of the speed benchmarks (query_phase.py, train_phase.py, gpu.sh).
 
 - which models to measure on: the bundled miniature model when gal/miniature ships one, else a tiny
-  random model built on the spot with gal.tiny (or, on request, the miniature or SD 1.5 architecture
+  random model built on the spot with gal.builders (or, on request, the miniature or SD 1.5 architecture
   with random weights: speed depends on the architecture, not on the weights);
 - one process per measured side, so that each side's peak memory is its own;
 - FLOP counting and the GPUs' bf16 dense peaks, for gpu.sh.
 
 Also a small command line, used by gpu.sh:
 
-    python benchmarks/common.py build-sd15 DIR [--small]      # SD 1.5 architecture, random weights
-    python benchmarks/common.py build-clip DIR [--small]      # CLIP ViT-B/32 architecture, random weights
-    python benchmarks/common.py summary QUERY.json TRAIN.json [TRAIN_FULL.json]
+    python benchmarks/harness.py build-sd15 DIR [--small]      # SD 1.5 architecture, random weights
+    python benchmarks/harness.py build-clip DIR [--small]      # CLIP ViT-B/32 architecture, random weights
+    python benchmarks/harness.py summary QUERY.json TRAIN.json [TRAIN_FULL.json]
 """
 
 from __future__ import annotations
@@ -55,196 +55,33 @@ BF16_PEAKS = (  # (substring of torch.cuda.get_device_name, label, peak); first 
 
 # ---- models ---------------------------------------------------------------------------------------
 
-def bundled_miniature() -> tuple[str, str] | None:
-    """(pipeline folder, scorer folder) of a trained miniature model shipped in the package, if any.
-
-    gal/miniature may grow a function that names them; otherwise look for a pipeline folder
-    (model_index.json) with a CLIP folder beside it under gal/miniature or gal/data."""
-    try:
-        import gal.miniature as miniature
-    except ImportError:
-        return None
-    for name in ("bundled_paths", "bundled", "default_paths", "model_paths"):
-        fn = getattr(miniature, name, None)
-        if callable(fn):
-            try:
-                paths = fn()
-                if paths and Path(paths[0], "model_index.json").exists():
-                    return str(paths[0]), str(paths[1])
-            except Exception:  # a helper that needs arguments or is not ready: fall back to the file search
-                pass
-    for root in (ROOT / "gal" / "miniature", ROOT / "gal" / "data"):
-        for index in sorted(root.rglob("model_index.json")) if root.exists() else []:
-            model = index.parent
-            for scorer in sorted(model.parent.iterdir()):
-                config = scorer / "config.json"
-                if scorer != model and config.exists() and '"clip"' in config.read_text():
-                    return str(model), str(scorer)
-    return None
-
-
 def resolve_models(base: str | None, scorer: str | None, arch: str, workdir: Path) -> dict:
-    """The (base, scorer) folders to measure on, building random-weight models when asked or when
-    nothing is bundled; `label` says which, for the report."""
+    """The (base, scorer) folders to measure on, building random-weight models (gal.builders) when asked or
+    when nothing is bundled; `label` says which, for the report."""
+    from gal import builders
+    from gal.miniature import bundled
+
     if base and scorer:
         return {"base": base, "scorer": scorer, "label": f"given folders ({base}, {scorer})"}
-    built = None
+    note = None
     if arch == "auto":
-        found = bundled_miniature()
+        found = bundled()
         if found:
-            return {"base": base or found[0], "scorer": scorer or found[1], "label": "bundled miniature model"}
-        arch = "tiny"
-        note = "no bundled miniature model found: tiny random model built with gal.tiny"
-    else:
-        note = None
+            return {"base": base or str(found[0]), "scorer": scorer or str(found[1]), "label": "bundled miniature model"}
+        arch, note = "tiny", "no bundled miniature model found: tiny random model (gal.builders)"
     workdir.mkdir(parents=True, exist_ok=True)
-    if arch == "tiny":
-        from gal.tiny import build_tiny_clip, build_tiny_pipeline
-
-        built = (build_tiny_pipeline(workdir / "pipeline"), build_tiny_clip(workdir / "clip"))
-        label = note or "tiny random model (gal.tiny)"
-    elif arch == "miniature-random":
-        built = build_miniature_random(workdir)
+    pipeline, clip = workdir / "pipeline", workdir / "clip"
+    if arch == "miniature-random":
+        builders.build_miniature(pipeline, clip)
         label = "miniature architecture (gal.miniature.train.TrainConfig), random weights"
-    elif arch in ("sd15", "sd15-small"):
-        small = arch == "sd15-small"
-        built = (build_sd15(workdir / "pipeline", small=small), build_clip_b32(workdir / "clip", small=small))
-        label = "SD 1.5 architecture, random weights" + (" (scaled down for a CPU dry run)" if small else "")
+    elif arch in builders.ARCHS:
+        builders.build_pipeline(pipeline, arch)
+        builders.build_clip(clip, arch)
+        label = note or {"tiny": "tiny random model (gal.builders)", "sd15": "SD 1.5 architecture, random weights",
+                         "sd15-small": "SD 1.5 architecture, random weights (scaled down for a CPU dry run)"}[arch]
     else:
         raise SystemExit(f"--arch {arch}: expected one of {', '.join(ARCHS)}")
-    return {"base": base or str(built[0]), "scorer": scorer or str(built[1]), "label": label}
-
-
-def build_miniature_random(workdir: Path) -> tuple[Path, Path]:
-    """The miniature world's architecture (its default TrainConfig) with random weights, saved as the
-    trainer saves its final folders."""
-    from gal.miniature.tokenizer import write_tokenizer
-    from gal.miniature.train import (
-        TrainConfig,
-        build_pipeline,
-        build_scorer,
-        build_text_encoder,
-        build_unet,
-        build_vae,
-        scorer_processor,
-    )
-
-    torch.manual_seed(0)
-    cfg = TrainConfig()
-    tokenizer = write_tokenizer(workdir / "_tokenizer")
-    vae = build_vae(cfg)
-    unet = build_unet(cfg, 2 ** (len(cfg.vae_channels) - 1))
-    pipe = build_pipeline(vae, build_text_encoder(cfg, tokenizer), tokenizer, unet)
-    pipe.save_pretrained(workdir / "pipeline", safe_serialization=True)
-    scorer = build_scorer(cfg, tokenizer)
-    scorer.save_pretrained(workdir / "clip", safe_serialization=True)
-    scorer_processor(tokenizer).save_pretrained(workdir / "clip")
-    import shutil
-
-    shutil.rmtree(workdir / "_tokenizer", ignore_errors=True)
-    return workdir / "pipeline", workdir / "clip"
-
-
-def sd15_configs(small: bool = False) -> dict:
-    """The SD 1.5 component configs, written out (no download). `small` keeps the block structure
-    (4 levels, 2 layers per block, the same block types) at toy widths, for a CPU dry run."""
-    if not small:
-        unet = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-                    block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
-                    norm_num_groups=32)
-        vae = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, sample_size=512, norm_num_groups=32)
-        text = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                    projection_dim=768)
-    else:
-        unet = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=2,
-                    block_out_channels=(32, 64, 64, 64), cross_attention_dim=32, attention_head_dim=8,
-                    norm_num_groups=32)
-        vae = dict(block_out_channels=(32, 32, 32, 32), layers_per_block=2, sample_size=64, norm_num_groups=32)
-        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, projection_dim=32)
-    unet.update(down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-                act_fn="silu", center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
-                downsample_padding=1, mid_block_scale_factor=1, norm_eps=1e-5)
-    vae.update(in_channels=3, out_channels=3, latent_channels=4, act_fn="silu",
-               down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-    text.update(vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu")
-    scheduler = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                     skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
-    return {"unet": unet, "vae": vae, "text_encoder": text, "scheduler": scheduler}
-
-
-def build_sd15(folder: str | Path, small: bool = False, seed: int = 0) -> Path:
-    """A StableDiffusionPipeline folder of the SD 1.5 architecture with random weights (fp32
-    safetensors, as the hub's main branch). The tokenizer is gal.tiny's character-level CLIP BPE (514
-    tokens), the text encoder keeps SD's 49408-token embedding table."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from gal.tiny import write_char_tokenizer
-
-    folder = Path(folder)
-    cfg = sd15_configs(small)
-    write_char_tokenizer(folder / "_tokenizer")
-    tokenizer = CLIPTokenizer.from_pretrained(folder / "_tokenizer")
-    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-               pad_token_id=tokenizer.pad_token_id)
-    assert cfg["text_encoder"]["vocab_size"] >= len(tokenizer)
-    torch.manual_seed(seed)
-    # random init is much faster on a GPU; the weights go back to the CPU to be saved
-    init_device = "cuda" if torch.cuda.is_available() and not small else "cpu"
-    with torch.device(init_device):
-        unet = UNet2DConditionModel(**cfg["unet"])
-        vae = AutoencoderKL(**cfg["vae"])
-        text_encoder = CLIPTextModel(CLIPTextConfig(**cfg["text_encoder"], **ids))
-    pipe = StableDiffusionPipeline(
-        vae=vae.cpu(), text_encoder=text_encoder.cpu(), tokenizer=tokenizer, unet=unet.cpu(),
-        scheduler=PNDMScheduler(**cfg["scheduler"]), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False)
-    from diffusers.utils import logging as dlog
-
-    dlog.disable_progress_bar()
-    pipe.save_pretrained(folder, safe_serialization=True)
-    import shutil
-
-    shutil.rmtree(folder / "_tokenizer", ignore_errors=True)
-    return folder
-
-
-def clip_b32_config(small: bool = False) -> dict:
-    """openai/clip-vit-base-patch32's architecture (vision ViT-B/32 at 224 px, 512-wide text tower,
-    projection 512); `small` keeps the 224 px / 32 px patches at toy widths."""
-    if small:
-        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
-        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
-        proj = 32
-    else:
-        text = dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8)
-        vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
-        proj = 512
-    text.update(vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu")
-    vision.update(image_size=224, patch_size=32, hidden_act="quick_gelu")
-    return {"text_config": text, "vision_config": vision, "projection_dim": proj}
-
-
-def build_clip_b32(folder: str | Path, small: bool = False, seed: int = 0) -> Path:
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-    from gal.tiny import write_char_tokenizer
-
-    folder = Path(folder)
-    write_char_tokenizer(folder)
-    tokenizer = CLIPTokenizer.from_pretrained(folder)
-    cfg = clip_b32_config(small)
-    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-               pad_token_id=tokenizer.pad_token_id)
-    cfg["text_config"].update(ids)
-    torch.manual_seed(seed)
-    CLIPModel(CLIPConfig(**cfg)).save_pretrained(folder, safe_serialization=True)
-    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 224},
-                                                                 crop_size={"height": 224, "width": 224}),
-                              tokenizer=tokenizer)
-    processor.save_pretrained(folder)
-    return folder
+    return {"base": base or str(pipeline), "scorer": scorer or str(clip), "label": label}
 
 
 # ---- devices, precision, memory -------------------------------------------------------------------
@@ -468,15 +305,17 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(name)
         p.add_argument("folder")
         p.add_argument("--small", action="store_true", help="toy widths, same structure (CPU dry run)")
+        p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("summary")
     p.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
-    if args.cmd == "build-sd15":
+    if args.cmd in ("build-sd15", "build-clip"):
+        from gal import builders
+
         start = time.perf_counter()
-        print(f"wrote {build_sd15(args.folder, small=args.small)} in {time.perf_counter() - start:.0f} s")
-    elif args.cmd == "build-clip":
-        start = time.perf_counter()
-        print(f"wrote {build_clip_b32(args.folder, small=args.small)} in {time.perf_counter() - start:.0f} s")
+        build = builders.build_pipeline if args.cmd == "build-sd15" else builders.build_clip
+        folder = build(args.folder, "sd15-small" if args.small else "sd15", seed=args.seed)
+        print(f"wrote {folder} in {time.perf_counter() - start:.0f} s")
     else:
         print(summary(*args.files))
 

@@ -1,5 +1,5 @@
 """`gal bench --suite paper-object|paper-style`: the paper's protocol (Table 1) for real Stable Diffusion,
-as ready-made `gal run` / `gal eval` commands. `--dry-run` prints the plan (models, fine-tunes, images,
+as a list of `gal.Config`s (each run then evaluated with `gal.evaluate`). `--dry-run` prints the plan (models, fine-tunes, images,
 CLIP forwards) and checks that a data folder holds what the suite needs.
 
 Data layout (the images belong to their datasets; bring your own copy):
@@ -15,12 +15,13 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
+from gal.config import PAPER_BASE, PAPER_SCORER, Config, command_line
 from gal.errors import GalError
 
 # Table 1's rows: (name, strategy, balance)
-ROWS = [("Baseline (DreamBooth)", "none", False), ("Random", "random", False), ("Human", "human", False),
-        ("Uncertainty", "uncertainty", False), ("Uncertainty + Balance", "uncertainty", True),
-        ("Human + Balance", "human", True)]
+ROWS = [("Baseline (DreamBooth)", "none", "off"), ("Random", "random", "off"), ("Human", "human", "off"),
+        ("Uncertainty", "uncertainty", "off"), ("Uncertainty + Balance", "uncertainty", "paper"),
+        ("Human + Balance", "human", "paper")]
 
 
 class Concept(NamedTuple):
@@ -56,26 +57,24 @@ def _concepts(suite: str) -> list[Concept]:
 
 # The authors' settings (shared/docs/algorithm.md): SD v1.4, full UNet DreamBooth, lr 5e-6.
 SETTINGS = {
-    "paper-object": ["--method", "full", "--lr", "5e-6", "--train-steps", "800", "--batch-size", "1", "--prior"],
-    "paper-style": ["--method", "full", "--lr", "5e-6", "--train-steps", "500", "--batch-size", "2", "--no-prior"],
+    "paper-object": dict(method="full", lr=5e-6, train_steps=800, batch_size=1, prior=True),
+    "paper-style": dict(method="full", lr=5e-6, train_steps=500, batch_size=2, prior=False),
 }
-BASE, SCORER, ROUNDS, M, K, N_EVAL, ANCHORS, CLASS_IMAGES = (
-    "CompVis/stable-diffusion-v1-4", "openai/clip-vit-base-patch32", 4, 10, 3, 4, 18, 100)
+ROUNDS, M, K, LAMBDA, N_EVAL, ANCHORS, CLASS_IMAGES = 4, 10, 3, 0.005, 4, 18, 100
 
 
-def commands(suite: str, data: Path, out: Path) -> list[tuple[str, str, list[str]]]:
-    """(concept, row, argv) of every `gal run` of the suite."""
-    runs = []
+def runs(suite: str, data: Path, out: Path) -> list[tuple[str, str, Config]]:
+    """(concept, row, config) of every run of the suite."""
+    found = []
     for c in _concepts(suite):
         for row, strategy, balance in ROWS:
-            argv = ["run", "--base", BASE, "--scorer", SCORER, "--references", str(data / c.name),
-                    "--kind", c.kind, "--subject", c.subject, "--subject-plain", c.subject_plain,
-                    *[x for t in c.non_soi for x in ("--non-soi", t)], "--strategy", strategy,
-                    "--balance" if balance else "--no-balance", "--rounds", str(1 if strategy == "none" else ROUNDS),
-                    "--m", str(M), "--k", str(K), "--lambda", "0.005", "--seed", "0", *SETTINGS[suite],
-                    "--out", str(out / c.name / row.lower().replace(" + ", "-").replace(" ", "-").replace("(", "").replace(")", ""))]
-            runs.append((c.name, row, argv))
-    return runs
+            folder = row.lower().replace(" + ", "-").replace(" ", "-").replace("(", "").replace(")", "")
+            found.append((c.name, row, Config(
+                base=PAPER_BASE, scorer=PAPER_SCORER, references=str(data / c.name), kind=c.kind, subject=c.subject,
+                subject_plain=c.subject_plain, non_soi=list(c.non_soi), strategy=strategy, balance=balance,
+                rounds=1 if strategy == "none" else ROUNDS, m=M, k=K, lambda_=LAMBDA, seed=0, **SETTINGS[suite],
+                out=str(out / c.name / folder))))
+    return found
 
 
 def plan(suite: str, data: Path, out: Path) -> dict:
@@ -91,12 +90,13 @@ def plan(suite: str, data: Path, out: Path) -> dict:
             class_images += CLASS_IMAGES if c.kind == "object" else 0
         texts += ANCHORS + len(c.non_soi) + c.test_prompts
     images = query + evaluation + class_images
-    return {"suite": suite, "base": BASE, "scorer": SCORER, "concepts": [c.name for c in concepts],
+    return {"suite": suite, "base": PAPER_BASE, "scorer": PAPER_SCORER, "concepts": [c.name for c in concepts],
             "rows": [r for r, _, _ in ROWS], "runs": len(concepts) * len(ROWS), "fine_tunes": finetunes,
             "images": {"query": query, "evaluation": evaluation, "class": class_images, "total": images},
             "clip_forwards": {"images": query + evaluation, "texts": texts},
             "human_runs": sum(1 for _, s, _ in ROWS if s == "human") * len(concepts),
-            "settings": SETTINGS[suite] + ["--rounds", str(ROUNDS), "--m", str(M), "--k", str(K), "--lambda", "0.005"]}
+            "settings": command_line(Config(**SETTINGS[suite])) + ["--rounds", str(ROUNDS), "--m", str(M), "--k", str(K),
+                                                                  "--lambda", str(LAMBDA)]}
 
 
 def check_data(suite: str, data: Path) -> list[str]:
@@ -127,8 +127,8 @@ def dry_run(suite: str, data: Path | None, out: Path, log=print) -> int:
         f"{p['images']['evaluation']} evaluation (n={N_EVAL}) + {p['images']['class']} class images")
     log(f"  CLIP forwards: {p['clip_forwards']['images']} images, {p['clip_forwards']['texts']} distinct texts")
     log(f"  {p['human_runs']} runs use --strategy human: each round waits for `gal review`")
-    first = commands(suite, data or Path("DATA"), out)[0]
-    log(f"  e.g. ({first[0]}, {first[1]}): gal {shlex.join(first[2])}")
+    concept, row, cfg = runs(suite, data or Path("DATA"), out)[0]
+    log(f"  e.g. ({concept}, {row}): gal run {shlex.join(command_line(cfg))}")
     if data is None:
         log("  no --data given: pass --data DIR to check your copy of the images")
         return 0

@@ -1,0 +1,274 @@
+"""Models with random weights in the real on-disk layouts: the one place that writes an architecture.
+
+- `write_clip_tokenizer(dir, words)` a CLIP byte-level BPE tokenizer: every character is a token, `words`
+  become whole tokens (learned merges), so any text and any placeholder such as `<sks>` tokenizes;
+- `build_pipeline(dir, arch)` a diffusers `StableDiffusionPipeline` folder, `build_clip(dir, arch)` a
+  transformers `CLIPModel` folder (tokenizer and image processor included), for an architecture of `ARCHS`:
+  `tiny` (tests, the demo's fallback: its images are noise), `sd15` / `sd15-small` (SD 1.5 and CLIP ViT-B/32,
+  full size or at toy widths with the same block structure, for speed benchmarks: speed depends on the
+  architecture, not on the weights); `build_miniature(dir, dir)` both of the miniature world's architecture;
+- `write_references(dir)` simple pictures standing in for a user's photos.
+
+Everything is then loaded through the same `from_pretrained` path a user's checkpoint takes.
+
+    python -m gal.builders OUT_DIR [ARCH]   # ARCH: tiny (default), sd15, sd15-small; writes OUT_DIR/pipeline, OUT_DIR/clip and OUT_DIR/references
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+ARCHS = ("tiny", "sd15", "sd15-small")
+
+
+# ---- the tokenizer --------------------------------------------------------------------------------
+
+def _bytes_to_unicode() -> list[str]:
+    # The byte-to-character table of GPT-2/CLIP byte-level BPE.
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def learn_merges(words: list[str]) -> list[tuple[str, str]]:
+    """Plain BPE training: merge the most frequent adjacent pair until every word is one symbol.
+    Ties go to the smaller pair, so the result is deterministic."""
+    seqs = {w: list(w[:-1]) + [w[-1] + "</w>"] for w in sorted(set(words))}
+    merges = []
+    while True:
+        counts = Counter(pair for seq in seqs.values() for pair in zip(seq, seq[1:]))
+        if not counts:
+            return merges
+        best = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(best)
+        for w, seq in seqs.items():
+            seqs[w] = _merge(seq, best)
+
+
+def _merge(seq: list[str], pair: tuple[str, str]) -> list[str]:
+    out, i = [], 0
+    while i < len(seq):
+        if i + 1 < len(seq) and (seq[i], seq[i + 1]) == pair:
+            out.append(seq[i] + seq[i + 1])
+            i += 2
+        else:
+            out.append(seq[i])
+            i += 1
+    return out
+
+
+def write_clip_tokenizer(folder: str | Path, words: list[str] | tuple[str, ...] = (), max_length: int = 77):
+    """vocab.json, merges.txt and the tokenizer config in `folder`; returns the loaded `CLIPTokenizer`. The 512
+    byte-level base tokens (with and without the end-of-word mark) come first, then one token per merge."""
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = _bytes_to_unicode()
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    merges = learn_merges(list(words))
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def text_config(tokenizer, **widths) -> dict:
+    """A `CLIPTextConfig`'s arguments for `tokenizer` (vocabulary and special tokens) at the given widths."""
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    return dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.convert_tokens_to_ids("<|startoftext|>"),
+                eos_token_id=eos, pad_token_id=eos, max_position_embeddings=tokenizer.model_max_length) | widths
+
+
+# ---- the architectures ----------------------------------------------------------------------------
+
+def sd15_configs(small: bool = False) -> dict:
+    """The SD 1.5 component configs, written out (no download). `small` keeps the block structure
+    (4 levels, 2 layers per block, the same block types) at toy widths, for a CPU dry run."""
+    if not small:
+        unet = dict(sample_size=64, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+                    cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32)
+        vae = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, sample_size=512, norm_num_groups=32)
+        text = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                    projection_dim=768)
+    else:
+        unet = dict(sample_size=8, layers_per_block=2, block_out_channels=(32, 64, 64, 64), cross_attention_dim=32,
+                    attention_head_dim=8, norm_num_groups=32)
+        vae = dict(block_out_channels=(32, 32, 32, 32), layers_per_block=2, sample_size=64, norm_num_groups=32)
+        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, projection_dim=32)
+    unet.update(in_channels=4, out_channels=4, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                act_fn="silu", center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
+                downsample_padding=1, mid_block_scale_factor=1, norm_eps=1e-5)
+    vae.update(in_channels=3, out_channels=3, latent_channels=4, act_fn="silu",
+               down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    text.update(vocab_size=49408, hidden_act="quick_gelu")  # SD's embedding table, whatever the tokenizer
+    scheduler = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                     skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
+    return {"unet": unet, "vae": vae, "text_encoder": text, "scheduler": scheduler}
+
+
+def clip_b32_config(small: bool = False) -> dict:
+    """openai/clip-vit-base-patch32's architecture (vision ViT-B/32 at 224 px, 512-wide text tower,
+    projection 512); `small` keeps the 224 px / 32 px patches at toy widths."""
+    if small:
+        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+        proj = 32
+    else:
+        text = dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8)
+        vision = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+        proj = 512
+    text.update(vocab_size=49408, hidden_act="quick_gelu")
+    vision.update(image_size=224, patch_size=32, hidden_act="quick_gelu")
+    return {"text_config": text, "vision_config": vision, "projection_dim": proj}
+
+
+TINY_TEXT = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+
+
+def build_pipeline(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Path:
+    """A `StableDiffusionPipeline` folder of `arch` with random weights (fp32 safetensors)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    tokenizer = write_clip_tokenizer(folder / "_tokenizer")
+    torch.manual_seed(seed)
+    if arch == "tiny":
+        text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(tokenizer, **TINY_TEXT)))
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            layers_per_block=1, norm_num_groups=8, sample_size=32)
+        unet = UNet2DConditionModel(
+            sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+            norm_num_groups=8, cross_attention_dim=32, attention_head_dim=8,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+        scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                                  set_alpha_to_one=False, steps_offset=1)
+    elif arch in ("sd15", "sd15-small"):
+        cfg = sd15_configs(small=arch == "sd15-small")
+        # random init is much faster on a GPU; the weights go back to the CPU to be saved
+        with torch.device("cuda" if torch.cuda.is_available() and arch == "sd15" else "cpu"):
+            unet = UNet2DConditionModel(**cfg["unet"]).cpu()
+            vae = AutoencoderKL(**cfg["vae"]).cpu()
+            text_encoder = CLIPTextModel(CLIPTextConfig(**(text_config(tokenizer) | cfg["text_encoder"]))).cpu()
+        scheduler = PNDMScheduler(**cfg["scheduler"])
+    else:
+        raise ValueError(f"build_pipeline: unknown architecture {arch!r}; expected one of {', '.join(ARCHS)}")
+    save_pipeline(folder, vae, text_encoder, tokenizer, unet, scheduler)
+    shutil.rmtree(folder / "_tokenizer", ignore_errors=True)
+    return folder
+
+
+def sd_pipeline(vae, text_encoder, tokenizer, unet, scheduler):
+    """The modules as a `StableDiffusionPipeline` (no safety checker: these are not SD's weights)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_pipeline(folder: Path, vae, text_encoder, tokenizer, unet, scheduler) -> None:
+    from diffusers.utils import logging
+
+    logging.disable_progress_bar()
+    sd_pipeline(vae, text_encoder, tokenizer, unet, scheduler).save_pretrained(folder, safe_serialization=True)
+
+
+def clip_processor(tokenizer, image_size: int, **image_kwargs):
+    from transformers import CLIPImageProcessor, CLIPProcessor
+
+    images = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                crop_size={"height": image_size, "width": image_size}, **image_kwargs)
+    return CLIPProcessor(image_processor=images, tokenizer=tokenizer)
+
+
+def build_clip(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Path:
+    """A `CLIPModel` folder of `arch` (tiny; sd15 / sd15-small: ViT-B/32's) with random weights, its tokenizer
+    and image processor."""
+    from transformers import CLIPConfig, CLIPModel
+
+    folder = Path(folder)
+    tokenizer = write_clip_tokenizer(folder)
+    if arch == "tiny":
+        image_size = 32
+        config = dict(text_config=text_config(tokenizer, **TINY_TEXT), projection_dim=32,
+                      vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
+                                         num_hidden_layers=2, num_attention_heads=4))
+    elif arch in ("sd15", "sd15-small"):
+        image_size = 224
+        config = clip_b32_config(small=arch == "sd15-small")
+        config["text_config"] = text_config(tokenizer) | config["text_config"]
+    else:
+        raise ValueError(f"build_clip: unknown architecture {arch!r}; expected one of {', '.join(ARCHS)}")
+    torch.manual_seed(seed)
+    CLIPModel(CLIPConfig(**config)).save_pretrained(folder, safe_serialization=True)
+    clip_processor(tokenizer, image_size).save_pretrained(folder)
+    return folder
+
+
+def build_miniature(pipeline_folder: str | Path, clip_folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
+    """The miniature world's architecture (its default TrainConfig) with random weights, saved as its trainer
+    saves its final folders."""
+    from gal.miniature import train
+
+    pipeline_folder, clip_folder = Path(pipeline_folder), Path(clip_folder)
+    torch.manual_seed(seed)
+    cfg = train.TrainConfig()
+    tokenizer = train.write_tokenizer(pipeline_folder.parent / "_tokenizer")
+    vae = train.build_vae(cfg)
+    unet = train.build_unet(cfg, 2 ** (len(cfg.vae_channels) - 1))
+    save_pipeline(pipeline_folder, vae, train.build_text_encoder(cfg, tokenizer), tokenizer, unet,
+                  train.noise_schedulers()[1])
+    train.build_scorer(cfg, tokenizer).save_pretrained(clip_folder, safe_serialization=True)
+    train.scorer_processor(tokenizer).save_pretrained(clip_folder)
+    shutil.rmtree(pipeline_folder.parent / "_tokenizer", ignore_errors=True)
+    return pipeline_folder, clip_folder
+
+
+def write_references(folder: str | Path, n: int = 3, size: int = 48, caption: str | None = None) -> Path:
+    """`n` simple pictures (a disc on a two-tone background) to stand in for a user's photos."""
+    from PIL import Image, ImageDraw
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        image = Image.new("RGB", (size, size), (40 + 60 * i, 160, 90))
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([0, size // 2, size, size], fill=(200, 180, 60))
+        draw.ellipse([size // 4 + 2 * i, size // 4, 3 * size // 4, 3 * size // 4], fill=(200, 30, 30))
+        image.save(folder / f"ref{i}.png")
+        if caption:
+            (folder / f"ref{i}.txt").write_text(caption)
+    return folder
+
+
+if __name__ == "__main__":
+    out, arch = Path(sys.argv[1] if len(sys.argv) > 1 else "tiny-models"), sys.argv[2] if len(sys.argv) > 2 else "tiny"
+    build_pipeline(out / "pipeline", arch)
+    build_clip(out / "clip", arch)
+    write_references(out / "references")
+    print(f"wrote {out / 'pipeline'}, {out / 'clip'} and {out / 'references'}")

@@ -1,0 +1,39 @@
+"""The Python API example of the README runs as written, on the bundled miniature model (this is a CPU)."""
+
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gal.miniature import bundled, world
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def api_example() -> str:
+    text = README.read_text()
+    section = text[text.index("## The Python API"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.skipif(bundled() is None, reason="the example's CPU default is the bundled miniature model")
+def test_the_readme_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    photos = Path("photos/my-style")
+    photos.mkdir(parents=True)
+    images, _, captions = world.reference_images("mosaic")  # a held-out style of the miniature world
+    Image.fromarray(images[0]).save(photos / "painting.png")
+    (photos / "painting.txt").write_text(captions[0] + "\n")
+
+    scope = {}
+    exec(compile(api_example(), "README.md", "exec"), scope)
+
+    assert scope["config"].base is None  # the example leaves the models to the defaults
+    run = scope["run"]
+    trained = [r.number for r in run.rounds if r.checkpoint]
+    assert [r["round"] for r in scope["rows"]] == trained and trained[0] == 1  # Eq. 10 may end it after round 1
+    assert len(run.rounds[0].directions) == 18 and scope["summary"]["status"] == "finished"
+    recommended = run.recommended
+    assert recommended["round"] in trained and recommended["why"] in capsys.readouterr().out
+    assert recommended["checkpoint"].exists()
