@@ -7,7 +7,9 @@ authors set them (see `resolved`)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import reprlib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,12 +203,18 @@ def _coerce(key: str, value: Any, type_: str, source: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        scalar = (str, int, float, bool)  # not a mapping or a list: a YAML alias can make those enormous
         if want == "list[str]":
             items = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, scalar) for v in items):
+                raise ValueError
             return [str(v) for v in items]
+        if not isinstance(value, scalar):
+            raise ValueError
         return str(value)
-    except (TypeError, ValueError):
-        raise GalError(f"{source}: '{key}' is {value!r}; expected {want.replace('str', 'text')}") from None
+    except (TypeError, ValueError, OverflowError):
+        shown = reprlib.repr(value)  # bounded, whatever a YAML alias made of it
+        raise GalError(f"{source}: '{key}' is {shown}; expected {want.replace('str', 'text')}") from None
 
 
 def plain_subject(subject: str) -> str:
@@ -238,6 +246,10 @@ def resolved(cfg: Config, machine: Machine | None = None) -> Config:
     _choice("method", c.method, METHODS)
     _choice("oracle", c.oracle, ORACLE_TEXTS)
     _choice("balance", c.balance, BALANCES)
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise GalError(f"--{key_of(f.name).replace('_', '-')} {value}: expected a finite number")
     if c.added_weight < 0:
         raise GalError(f"--added-weight {c.added_weight}: expected 0 or more")
     if c.strategy not in STRATEGIES:

@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
+from gal.errors import GalError
+
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -92,8 +94,40 @@ class Ledger:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.db = sqlite3.connect(self.run_dir / self.FILE, isolation_level=None)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.executescript(SCHEMA)
+        try:
+            damage = self.db.execute("PRAGMA quick_check").fetchall()
+            if damage != [("ok",)]:
+                raise sqlite3.DatabaseError("; ".join(str(row[0]) for row in damage[:2]))
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.executescript(SCHEMA)
+            version = self.get("schema_version", SCHEMA_VERSION)
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise GalError(Ledger.damaged(self.run_dir, e)) from None
+        if version > SCHEMA_VERSION:
+            self.db.close()
+            raise GalError(f"{self.run_dir / self.FILE}: written by a newer gal (ledger schema {version}; this gal reads "
+                           f"up to {SCHEMA_VERSION}); expected the gal version that made the run (pip install -U gal)")
+
+    def recorded_config(self) -> dict:
+        """The run's config; a ledger without one is a run that never started, or an emptied ledger."""
+        config = self.get("config")
+        if config is None:
+            if (self.run_dir / "rounds").exists():
+                raise GalError(Ledger.damaged(self.run_dir, "it holds no record of the run"))
+            raise GalError(f"{self.run_dir / self.FILE}: holds no run yet (a run stopped before it recorded its "
+                           "start); expected a started run: run the same `gal run` command again to start it")
+        return config
+
+    @staticmethod
+    def damaged(run_dir: Path, error: Exception | str) -> str:
+        """What a damaged ledger means for the run, and what is still on disk."""
+        checkpoints = sorted(p.parent.name for p in run_dir.glob("rounds/*/checkpoint"))
+        images = sum(1 for _ in run_dir.rglob("*.png"))
+        return (f"{run_dir / Ledger.FILE}: the run's ledger is damaged ({str(error).splitlines()[0][:120]}); "
+                f"intact on disk: {images} image(s) and the checkpoints of round(s) {', '.join(checkpoints) or 'none'} "
+                f"(rounds/N/checkpoint loads in diffusers); expected a ledger written by gal run: restore gal.sqlite "
+                "from a copy, or start again with a new --out")
 
     @staticmethod
     def exists(run_dir: Path) -> bool:
@@ -304,7 +338,7 @@ class Ledger:
                           for a in self.added(r["round"])],
             })
         return {
-            "config": self.get("config"), "status": self.get("status"), "result": self.get("result"),
+            "config": self.recorded_config(), "status": self.get("status"), "result": self.get("result"),
             "references": [{"path": a.path, "prompt": a.prompt, "weight": a.weight} for a in self.added(0)],
             "rounds": rounds,
         }

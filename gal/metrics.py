@@ -151,7 +151,7 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
     with RunLock(run_dir):
         ledger = Ledger(run_dir)
         try:
-            cfg = make_config({**ledger.get("config"), "out": str(run_dir), "device": device}, source=str(run_dir))
+            cfg = make_config({**ledger.recorded_config(), "out": str(run_dir), "device": device}, source=str(run_dir))
             done = [r for r in ledger.rounds() if r["checkpoint"]]
             if rounds:
                 missing = sorted(set(rounds) - {r["round"] for r in done})

@@ -86,6 +86,8 @@ def existing_config(run_dir: Path) -> dict | None:
 
 def check_new_folder(run_dir: Path) -> None:
     if Ledger.exists(run_dir):
+        if (run_dir / "rounds").exists():  # rounds without a record: an emptied ledger, not a run to start over
+            raise GalError(Ledger.damaged(run_dir, "it holds no record of the run"))
         return  # a run killed before its first transaction: start it again
     if run_dir.exists() and not run_dir.is_dir():
         raise GalError(f"--out {run_dir}: is a file; expected a folder for the run")

@@ -8,6 +8,7 @@ Without one, the `--non-soi` texts stand for every reference.
 from __future__ import annotations
 
 import sys
+import unicodedata
 from pathlib import Path
 from typing import NamedTuple
 
@@ -54,11 +55,13 @@ def read_references(folder: str | Path) -> list[ReferenceImage]:
             continue
         try:
             image = load_rgb(path)
+        except Image.DecompressionBombError as e:
+            raise GalError(f"--references {path}: too many pixels ({_reason(e)}); expected a photo, e.g. resized "
+                           "to 2048 px on its long side") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise GalError(f"--references {path}: not a readable image ({_reason(e)}); "
                            "expected PNG, JPEG, WebP, BMP, GIF or TIFF") from None
-        caption_file = path.with_suffix(".txt")
-        caption = caption_file.read_text(encoding="utf-8").strip() if caption_file.exists() else None
+        caption = read_caption(path.with_suffix(".txt"))
         refs.append(ReferenceImage(path, image, caption or None))
     if skipped:
         print(f"gal: note: ignored {len(skipped)} non-image file(s) in {folder}: {', '.join(skipped[:5])}"
@@ -66,6 +69,20 @@ def read_references(folder: str | Path) -> list[ReferenceImage]:
     if not refs:
         raise GalError(f"--references {folder}: no images found; expected at least one PNG/JPEG/WebP image")
     return refs
+
+
+def read_caption(path: Path) -> str | None:
+    """A reference's sidecar caption as one line (line breaks and other white space become single spaces)."""
+    if not path.exists():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise GalError(f"--references {path}: cannot read the caption as UTF-8 text ({e.__class__.__name__}); "
+                       "expected one line of text, the image's non-subject content") from None
+    if any(unicodedata.category(ch) == "Cc" and not ch.isspace() for ch in text):
+        raise GalError(f"--references {path}: the caption holds control characters; expected one line of text")
+    return " ".join(text.split()) or None
 
 
 def _reason(e: Exception) -> str:

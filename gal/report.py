@@ -19,8 +19,21 @@ from gal.storage import write_text
 TEMPLATES = Environment(loader=PackageLoader("gal", "templates"), autoescape=select_autoescape())
 
 
+MISSING = ("data:image/svg+xml;base64," + base64.b64encode(
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96"><rect width="96" height="96" fill="#ddd"/>'
+    b'<text x="48" y="52" font-size="12" text-anchor="middle" fill="#a00">missing</text></svg>').decode())
+
+
 def thumbnail(path: Path, size: int = 96) -> str:
-    """A small inlined JPEG (data URI) of an image file."""
+    """A small inlined JPEG (data URI) of an image file; a grey "missing" tile where the file is gone or
+    unreadable (the ledger still names it)."""
+    try:
+        return _thumbnail(path, size)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return MISSING
+
+
+def _thumbnail(path: Path, size: int) -> str:
     with Image.open(path) as im:
         im = im.convert("RGB")
         im.thumbnail((size, size), Image.Resampling.NEAREST if max(im.size) <= size else Image.Resampling.LANCZOS)

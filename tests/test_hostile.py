@@ -1,0 +1,269 @@
+"""Hostile, broken and tampered inputs: every case ends in one line and exit 2 (or a documented acceptance),
+never in a traceback, and nothing is lost. (tests/test_bad_input.py holds the plain mistakes.)"""
+
+import io
+import sqlite3
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from gal.anchors import read_templates
+from gal.cli import main
+from gal.config import Config, Machine, make_config, resolved, valid_keys
+from gal.errors import GalError
+from gal.references import read_references
+
+from conftest import run_args
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gal: error: "), err
+    return err[0]
+
+
+def png_bytes(size=(32, 32), color=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def with_header_size(png: bytes, width: int, height: int) -> bytes:
+    """The PNG with its IHDR chunk claiming another size (and a valid CRC): what a decompression bomb looks like."""
+    ihdr = bytearray(png[12:29])  # type + 13 bytes of data
+    ihdr[4:12] = struct.pack(">II", width, height)
+    return png[:12] + bytes(ihdr) + struct.pack(">I", zlib.crc32(bytes(ihdr))) + png[33:]
+
+
+# ---- reference files ---------------------------------------------------------------------------------
+
+def _exif_rotated() -> bytes:
+    image = Image.new("RGB", (40, 20), (10, 200, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to view
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", exif=exif)
+    return buf.getvalue()
+
+
+def _animated_gif() -> bytes:
+    frames = [Image.new("RGB", (24, 24), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buf.getvalue()
+
+
+REFERENCE_FILES = {  # name: (files, the error's words, or None where the folder is accepted)
+    "random bytes": ({"a.png": bytes(range(256)) * 8}, "not a readable image"),
+    "zero bytes": ({"a.jpg": b""}, "not a readable image"),
+    "truncated PNG": ({"a.png": png_bytes((64, 64))[:60]}, "not a readable image"),
+    "text named .png": ({"a.png": b"a cat on the stairs\n"}, "not a readable image"),
+    "decompression bomb": ({"a.png": with_header_size(png_bytes(), 20000, 20000)}, "too many pixels"),
+    "caption not UTF-8": ({"a.png": png_bytes(), "a.txt": "un chat\xe9".encode("latin-1")}, "as UTF-8 text"),
+    "caption with a control character": ({"a.png": png_bytes(), "a.txt": b"a cat\x07 on the stairs"},
+                                         "control characters"),
+    "animated GIF": ({"a.gif": _animated_gif()}, None),
+    "EXIF rotation": ({"a.jpg": _exif_rotated()}, None),
+    "caption over three lines": ({"a.png": png_bytes(), "a.txt": b"a cat\non the\r\nstairs\n"}, None),
+    "a folder named like an image": ({"sub.png/x.txt": b"", "a.png": png_bytes()}, None),
+}
+
+
+@pytest.mark.parametrize("case", REFERENCE_FILES)
+def test_reference_files(case, tmp_path):
+    files, expected = REFERENCE_FILES[case]
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    if expected is not None:
+        with pytest.raises(GalError, match=expected) as e:
+            read_references(tmp_path)
+        assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)
+        return
+    refs = read_references(tmp_path)  # the documented acceptances
+    assert len(refs) == 1 and refs[0].image.mode == "RGB"
+    if case == "animated GIF":
+        assert refs[0].image.getpixel((0, 0)) == (255, 0, 0)  # the first frame
+    if case == "EXIF rotation":
+        assert refs[0].image.size == (20, 40)  # upright, as a viewer shows it
+    if case == "caption over three lines":
+        assert refs[0].caption == "a cat on the stairs"
+
+
+# ---- anchor files ------------------------------------------------------------------------------------
+
+ANCHOR_FILES = {
+    "binary": (bytes(range(256)), "cannot read it as UTF-8"),
+    "empty lines only": (b"\n\n   \n\t\n", "no anchor lines"),
+    "a line without {}": (b"{} in a museum\nin a garden\n", "line 2"),
+    "two {} on a line": (b"{} and {} in a museum\n", "exactly one"),
+    "a lone brace": (b"{} in a {museum\n", "exactly one"),
+    "a repeated line": (b"{} in a museum\n\n{} in a museum\n", "repeats line 1"),
+    "5000 lines, CRLF": (b"".join(b"{} in room %d\r\n" % i for i in range(5000)), None),
+}
+
+
+@pytest.mark.parametrize("case", ANCHOR_FILES)
+def test_anchor_files(case, tmp_path):
+    data, expected = ANCHOR_FILES[case]
+    path = tmp_path / "anchors.txt"
+    path.write_bytes(data)
+    if expected is None:
+        assert len(read_templates(path, "object")) == 5000
+        return
+    with pytest.raises(GalError, match=expected) as e:
+        read_templates(path, "object")
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+# ---- config files and flag values --------------------------------------------------------------------
+
+MACHINE = Machine(cpu_only=True, miniature=True)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20))
+values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=2))
+
+
+@given(st.dictionaries(st.sampled_from(valid_keys()), values, max_size=8))
+def test_any_config_mapping_is_accepted_or_refused_in_one_line(mapping):
+    """Whatever a YAML file can hold for gal's keys: a Config, or one GalError line, nothing else."""
+    try:
+        resolved(make_config(mapping, source="--config f.yaml"), MACHINE)
+    except GalError as e:
+        assert "\n" not in str(e)
+
+
+CONFIG_FILES = {
+    "a list, not a mapping": ("- m: 3\n", "found a list"),
+    "infinite m": ("m: .inf\n", "'m' is inf"),
+    "nan lr": ("lr: .nan\n", "--lr nan: expected a finite number"),
+    "a mapping for the subject": ("subject: {a: 1}\n", "'subject' is"),
+    "nested lists for non_soi": ("non_soi: [[a, b]]\n", "'non_soi' is"),
+    "a billion laughs": ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                         "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                         "subject: [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n", "unknown key"),
+    "the laughs in a known key": ("seed: &a [x, x, x, x, x, x, x, x, x]\nsubject: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+                                  "references: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n", "expected"),
+    "not UTF-8": (b"subject: \xff\xfe\n", "cannot read it"),
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_FILES)
+def test_config_files(case, tmp_path, capsys):
+    text, expected = CONFIG_FILES[case]
+    path = tmp_path / "run.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    assert main(["run", "--config", str(path), "--out", str(tmp_path / "out")]) == 2
+    line = one_line_error(capsys)
+    assert expected in line and len(line) < 1000  # bounded, whatever the file holds
+    assert not (tmp_path / "out").exists()
+
+
+FLAG_VALUES = {  # flag: (value, the error's words)
+    "--lr": ("nan", "expected a finite number"),
+    "--lambda": ("inf", "expected a finite number"),
+    "--guidance": ("nan", "expected a finite number"),
+    "--prior-loss-weight": ("-inf", "expected a finite number"),
+    "--subject": ("a <sks>\x1b[31m cat", "a control character"),
+    "--subject-plain": ("a\x00cat", "a control character"),
+    "--rounds": ("-3", "expected at least 1"),
+    "--train-steps": ("0", "expected at least 1"),
+    "--resolution": ("-512", "expected at least 1"),
+    "--k": ("-1", "expected at least 1"),
+}
+
+
+@pytest.mark.parametrize("flag", FLAG_VALUES)
+def test_flag_values(flag, tiny, tmp_path, capsys):
+    value, expected = FLAG_VALUES[flag]
+    args = run_args(tiny, tmp_path / "out")
+    args = args[:args.index(flag)] + args[args.index(flag) + 2:] if flag in args else args
+    assert main(args + [f"{flag}={value}"]) == 2
+    assert expected in one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_absurd_but_valid_numbers_are_accepted():
+    cfg = resolved(Config(references="r", subject="a <sks> cat", m=10**6, rounds=10**6, lr=1e-30), MACHINE)
+    assert cfg.m == 10**6
+
+
+# ---- a damaged or tampered run folder ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_run(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hostile") / "run"
+    assert main(run_args(tiny, out, "--rounds", "2", "--strategy", "random")) == 0
+    return out
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "zero bytes"])
+@pytest.mark.parametrize("command", ["show", "report", "eval", "run"])
+def test_a_damaged_ledger_is_diagnosed(damage, command, finished_run, tiny, tmp_path, capsys):
+    run = copy_of(finished_run, tmp_path)
+    ledger = run / "gal.sqlite"
+    data = ledger.read_bytes()
+    ledger.write_bytes({"truncated": data[:len(data) // 2], "random bytes": bytes(range(256)) * 64,
+                        "zero bytes": b""}[damage])
+    before = sorted((p.relative_to(run), p.stat().st_size) for p in run.rglob("*") if p.is_file())
+    argv = run_args(tiny, run, "--rounds", "2", "--strategy", "random") if command == "run" else [command, str(run)]
+    assert main(argv) == 2
+    line = one_line_error(capsys)  # an empty file reads as an empty database: no record of the run, said so
+    assert "gal.sqlite: the run's ledger is damaged" in line and "checkpoints of round(s) 1, 2" in line
+    after = sorted((p.relative_to(run), p.stat().st_size) for p in run.rglob("*") if p.is_file())
+    assert [p for p, _ in after if p.name != "gal.sqlite"] == [p for p, _ in before if p.name != "gal.sqlite"]
+
+
+def test_a_ledger_from_a_newer_gal_is_refused(finished_run, tmp_path, capsys):
+    run = copy_of(finished_run, tmp_path)
+    with sqlite3.connect(run / "gal.sqlite") as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    assert main(["show", str(run)]) == 2
+    assert "written by a newer gal (ledger schema 99" in one_line_error(capsys)
+
+
+def test_a_missing_sample_is_a_placeholder_in_the_report(finished_run, tmp_path, capsys):
+    run = copy_of(finished_run, tmp_path)
+    gone = sorted(run.glob("rounds/1/samples/**/*.png"))[:3]
+    assert gone
+    for p in gone:
+        p.unlink()
+    assert main(["report", str(run)]) == 0
+    from gal.report import MISSING
+
+    assert MISSING in (run / "report.html").read_text()  # a grey "missing" tile where each image was
+    assert main(["show", str(run)]) == 0
+
+
+def test_foreign_files_in_a_run_folder_are_left_alone(finished_run, tiny, tmp_path, capsys):
+    run = copy_of(finished_run, tmp_path)
+    (run / "notes.txt").write_text("my notes")
+    (run / "rounds" / "1" / "stray.png").write_bytes(png_bytes())
+    (run / "extra").mkdir()
+    assert main(run_args(tiny, run, "--rounds", "2", "--strategy", "random")) == 0  # finished: read back
+    assert main(["show", str(run)]) == 0 and main(["report", str(run)]) == 0
+    assert (run / "notes.txt").read_text() == "my notes" and (run / "extra").is_dir()
+
+
+def test_hostile_case_count():
+    """docs/reliability.md counts the hostile cases of this file and of test_bad_input.py."""
+    from test_bad_input import CASES
+
+    here = (len(REFERENCE_FILES) + len(ANCHOR_FILES) + len(CONFIG_FILES) + len(FLAG_VALUES) + 1 + 3 * 4 + 3 + 1)
+    doc = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
+    assert f"{here + len(CASES)} hostile cases" in doc, here + len(CASES)
+
+
+def test_yaml_fixture_sanity():
+    assert yaml.safe_load(CONFIG_FILES["infinite m"][0]) == {"m": float("inf")}
