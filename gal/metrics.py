@@ -148,7 +148,8 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
     run_dir = Path(run_dir)
     if not Ledger.exists(run_dir):
         raise GalError(f"{run_dir}: no gal run here; expected a folder made by `gal run --out`")
-    with RunLock(run_dir):
+    with RunLock(run_dir, hint="gal eval records its results in the run's ledger, so run it when that process is "
+                              "done (gal show and gal report work meanwhile)"):
         ledger = Ledger(run_dir)
         try:
             cfg = make_config({**ledger.recorded_config(), "out": str(run_dir), "device": device}, source=str(run_dir))

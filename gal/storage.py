@@ -61,8 +61,9 @@ class RunLock:
     """An exclusive lock on a run folder. The OS drops it when the holder dies, so a stale lock
     from a killed run never blocks the next one."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, hint: str = "wait for it or stop it"):
         self.path = Path(folder) / ".lock"
+        self.hint = hint  # what the user can do meanwhile
         self.fd: int | None = None
 
     def __enter__(self) -> "RunLock":
@@ -74,7 +75,7 @@ class RunLock:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise GalError(f"{self.path.parent}: another gal process (pid {holder}) is working in this folder; "
-                           "wait for it or stop it") from None
+                           f"{self.hint}") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd

@@ -256,11 +256,25 @@ def test_foreign_files_in_a_run_folder_are_left_alone(finished_run, tiny, tmp_pa
     assert (run / "notes.txt").read_text() == "my notes" and (run / "extra").is_dir()
 
 
+def test_readers_work_and_writers_refuse_while_a_run_holds_the_folder(finished_run, tmp_path, capsys):
+    import os
+
+    from gal.storage import RunLock
+
+    run = copy_of(finished_run, tmp_path)
+    with RunLock(run):  # as a running `gal run` holds it
+        assert main(["show", str(run)]) == 0 and main(["report", str(run)]) == 0
+        capsys.readouterr()
+        assert main(["eval", str(run), "--n", "1"]) == 2
+        line = one_line_error(capsys)
+        assert f"(pid {os.getpid()})" in line and "gal show and gal report work meanwhile" in line
+
+
 def test_hostile_case_count():
     """docs/reliability.md counts the hostile cases of this file and of test_bad_input.py."""
     from test_bad_input import CASES
 
-    here = (len(REFERENCE_FILES) + len(ANCHOR_FILES) + len(CONFIG_FILES) + len(FLAG_VALUES) + 1 + 3 * 4 + 3 + 1)
+    here = (len(REFERENCE_FILES) + len(ANCHOR_FILES) + len(CONFIG_FILES) + len(FLAG_VALUES) + 1 + 3 * 4 + 3 + 1 + 1)
     doc = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
     assert f"{here + len(CASES)} hostile cases" in doc, here + len(CASES)
 
