@@ -104,7 +104,7 @@ def _bench_parser(sub) -> None:
     p.add_argument("--seed", type=int, action="append", help="miniature bench: run these seeds only (repeatable)")
     p.add_argument("--rows", action="append", metavar="ROWS",
                    help="miniature bench: run these rows only, comma-separated: frontier, exposure, random, uncertainty, "
-                        "balance, separate, oracle (default: all)")
+                        "balance, separate, oracle, guidance2 (default: all)")
     p.add_argument("--results", metavar="FILE", help="miniature bench: write the table and plot here (e.g. docs/results.md)")
     p.add_argument("--summary", metavar="FILE", help="miniature bench: also write this invocation's summary (JSON) here")
     p.add_argument("--merge", metavar="FILE", action="append",

@@ -93,6 +93,10 @@ class Config:
                                 default_text="50; 20 on the miniature model")
     guidance: float | None = setting(None, "classifier-free guidance scale (1: none)", group=SAMPLING,
                                      default_text="7.5; 4 on the miniature model")
+    query_steps: int | None = setting(None, "sampling steps of the query (Eq. 4), if not --steps", group=SAMPLING,
+                                      default_text="--steps")
+    query_guidance: float | None = setting(None, "guidance of the query, if not --guidance (a lower one spreads an "
+                                           "anchor's samples: docs/results.md)", group=SAMPLING, default_text="--guidance")
     gen_batch_size: str = setting("auto", "images per pipeline call, or auto", group=SAMPLING)
     seed: int = setting(0, "run seed", group=SAMPLING)
     # where and how
@@ -278,14 +282,16 @@ def resolved(cfg: Config, machine: Machine | None = None) -> Config:
     for name in ("num_class_images", "lora_rank"):
         if getattr(c, name) < 1:
             raise GalError(f"--{name.replace('_', '-')} {getattr(c, name)}: expected at least 1")
-    for name in ("train_steps", "batch_size", "resolution", "steps"):
+    for name in ("train_steps", "batch_size", "resolution", "steps", "query_steps"):
         v = getattr(c, name)
         if v is not None and v < 1:
             raise GalError(f"--{name.replace('_', '-')} {v}: expected at least 1")
     if c.resolution is not None and c.resolution % 8:
         raise GalError(f"--resolution {c.resolution}: expected a multiple of 8")
-    if c.guidance is not None and not c.guidance >= 0:
-        raise GalError(f"--guidance {c.guidance}: expected 0 or more (1: no classifier-free guidance)")
+    for name in ("guidance", "query_guidance"):
+        v = getattr(c, name)
+        if v is not None and not v >= 0:
+            raise GalError(f"--{name.replace('_', '-')} {v}: expected 0 or more (1: no classifier-free guidance)")
     if c.lr is not None and c.lr <= 0:
         raise GalError(f"--lr {c.lr}: expected a positive learning rate")
     if c.gen_batch_size != "auto" and not (c.gen_batch_size.isdigit() and int(c.gen_batch_size) > 0):
@@ -311,6 +317,8 @@ def resolved(cfg: Config, machine: Machine | None = None) -> Config:
         c.steps = 20 if c.base == "miniature" else 50
     if c.guidance is None:
         c.guidance = 4.0 if c.base == "miniature" else 7.5
+    c.query_steps = c.query_steps or c.steps
+    c.query_guidance = c.guidance if c.query_guidance is None else c.query_guidance
     return c
 
 

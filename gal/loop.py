@@ -210,7 +210,9 @@ def _query(cfg: Config, ledger: Record, parts: Components, r: int, pool: list[An
 
     with ThreadPoolExecutor(max_workers=1) as writer:
         previous = None
-        for mine, images in _generate_shared(parts, cfg, [a.prompt for a, _ in todo], seeds, f"round {r}: query"):
+        prompts = [a.prompt for a, _ in todo]
+        for mine, images in _generate_shared(parts, prompts, seeds, cfg.query_steps, cfg.query_guidance,  # Eq. 4
+                                             f"round {r}: query"):
             rows, files = [], []
             if mine:
                 features = parts.scorer.image_features(images)
@@ -228,7 +230,7 @@ def _query(cfg: Config, ledger: Record, parts: Components, r: int, pool: list[An
             record(*previous)
 
 
-def _generate_shared(parts: Components, cfg: Config, prompts: Sequence[str], seeds: Sequence[int],
+def _generate_shared(parts: Components, prompts: Sequence[str], seeds: Sequence[int], steps: int, guidance: float,
                      desc: str) -> Iterator[tuple[list[int], list]]:
     """Yield (indices, images) of this process's share of each global batch. With `accelerate launch`
     the prompts are split across processes; every process sees the same number of steps."""
@@ -241,7 +243,7 @@ def _generate_shared(parts: Components, cfg: Config, prompts: Sequence[str], see
         images: list = []
         if mine:
             for _, images in generate(parts.pipe, [prompts[i] for i in mine], [seeds[i] for i in mine],
-                                      steps=cfg.steps, guidance=cfg.guidance, resolution=parts.resolution,
+                                      steps=steps, guidance=guidance, resolution=parts.resolution,
                                       batch_size=size, autocast_dtype=parts.autocast_dtype):
                 pass  # one batch
         yield mine, images
@@ -272,7 +274,8 @@ def _prior_examples(cfg: Config, ledger: Record, parts: Components) -> list[Exam
                        f"{cfg.num_class_images} in class_images/")
     parts.personalizer.reset(seed=0)  # the base model makes the class images
     seeds = [sample_seed(cfg.seed, "class", i) for i in todo]
-    for mine, images in _generate_shared(parts, cfg, [class_prompt] * len(todo), seeds, "class images"):
+    for mine, images in _generate_shared(parts, [class_prompt] * len(todo), seeds, cfg.steps, cfg.guidance,
+                                         "class images"):
         rows = []
         for i, image in zip(mine, images):
             path = f"class_images/{todo[i]:04d}.png"

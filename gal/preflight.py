@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from gal.anchors import make_anchors
-from gal.config import Config, make_config, result_dict, to_dict, valid_keys
+from gal.config import Config, make_config, resolved, result_dict, to_dict, valid_keys
 from gal.errors import GalError
 from gal.ledger import Anchor, Ledger, Reference
 from gal.references import ReferenceImage, reference_prompt
@@ -99,9 +99,10 @@ def check_new_folder(run_dir: Path) -> None:
 def changed_keys(stored: dict, cfg: Config) -> list[str]:
     now = result_dict(cfg)
     # A ledger from an earlier version: its values read as today's (balance true -> "paper"), keys it
-    # lacks at their defaults, keys unknown today kept as they are (so they count as changed).
+    # lacks at their defaults (resolved as today: the query's steps are --steps), keys unknown today kept as
+    # they are (so they count as changed).
     known = set(valid_keys())
-    stored = {**result_dict(make_config({k: v for k, v in stored.items() if k in known}, source="ledger")),
+    stored = {**result_dict(resolved(make_config({k: v for k, v in stored.items() if k in known}, source="ledger"))),
               **{k: v for k, v in stored.items() if k not in known}}
     return [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
 

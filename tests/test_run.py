@@ -247,3 +247,29 @@ def test_separate_balance_runs_and_resumes_like_the_paper_scheme(tiny, tmp_path,
     check_against_equations(summary)  # the stored weights are still Δ: the normalisation is the fine-tune's
     assert main(run_args(tiny, out, "--rounds", "2", "--strategy", "random", "--balance", "separate")) == 0
     assert "already finished" in capsys.readouterr().out
+
+
+def test_the_query_has_its_own_sampler_settings(tiny, tmp_path, capsys):
+    """--query-guidance changes round 1's samples, not its fine-tune; a ledger written before the setting
+    existed reads as `--guidance` (no changed config on resume)."""
+    from gal.config import Config, resolved, to_dict
+    from gal.preflight import changed_keys
+
+    runs = {}
+    for name, extra in (("default", ()), ("low", ("--query-guidance", "1", "--query-steps", "2"))):
+        out = tmp_path / name
+        assert main(run_args(tiny, out, "--rounds", "2", "--strategy", "human", *extra)) == 0
+        runs[name] = out
+    a, b = show_json(runs["default"], capsys), show_json(runs["low"], capsys)
+    assert (a["config"]["query_guidance"], a["config"]["query_steps"]) == (a["config"]["guidance"], a["config"]["steps"])
+    assert (b["config"]["query_guidance"], b["config"]["query_steps"]) == (1.0, 2)
+    lora = "rounds/1/checkpoint/pytorch_lora_weights.safetensors"
+    assert (runs["default"] / lora).read_bytes() == (runs["low"] / lora).read_bytes()
+    first = a["rounds"][0]["anchors"][0]["samples"][0]["path"]
+    assert (runs["default"] / first).read_bytes() != (runs["low"] / first).read_bytes()
+
+    cfg = resolved(Config(references="r", subject="a <sks> cat", base="b", scorer="s"))
+    before = {k: v for k, v in to_dict(cfg).items() if not k.startswith("query_")}
+    assert changed_keys(before, cfg) == []
+    assert changed_keys(before, resolved(Config(references="r", subject="a <sks> cat", base="b", scorer="s",
+                                                query_guidance=2.0))) == ["query_guidance"]

@@ -36,12 +36,14 @@ class Row(NamedTuple):
     name: str
     strategy: str
     balance: str
+    query_guidance: float | None = None  # None: the run's --guidance; another one also changes round 1's query
 
 
 ROWS = [Row("random", "Random", "random", "paper"), Row("uncertainty", "Uncertainty", "uncertainty", "off"),
         Row("balance", "Uncertainty + Balance", "uncertainty", "paper"),
         Row("separate", "Uncertainty + separate balance", "uncertainty", "separate"),
-        Row("oracle", "Oracle + Balance", "human", "paper")]
+        Row("oracle", "Oracle + Balance", "human", "paper"),
+        Row("guidance2", "Uncertainty + Balance, query guidance 2", "uncertainty", "paper", query_guidance=2.0)]
 BASELINE = "Baseline (DreamBooth)"  # round 1: the default step count
 FEWER = "DreamBooth, fewer steps"
 EXPOSURE = "DreamBooth, exposure-matched"
@@ -166,9 +168,11 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
         if row.key not in rows:
             continue
         run_dir = folder / row.key
-        if not run_dir.exists():
+        shared = row.query_guidance is None  # round 1 is shared, its query too; else only its class images
+        if shared and not run_dir.exists():
             _fork(first, run_dir)
-        run_one(dataclasses.replace(base, strategy=row.strategy, balance=row.balance, out=str(run_dir)), judge, subject)
+        run_one(dataclasses.replace(base, strategy=row.strategy, balance=row.balance, query_guidance=row.query_guidance,
+                                    class_images=None if shared else class_images, out=str(run_dir)), judge, subject)
         record(row.name, run_dir, diversity=diversity(run_dir))
     if "exposure" in rows and "balance" in rows:
         # as many reference draws as Uncertainty + Balance's last round: its T holds the references
@@ -443,14 +447,22 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
         rec = [x["above"] for x in distances(summary, recommended) if x["row"] == name]
         lines.append(f"| {name} | {_signed(interval(last))} | {_signed(interval(rec))} | "
                      f"{_signed(paired_rounds(summary, name, recommended))} |")
-    lines += ["", "Diversity of the queries (round 1, shared by every row): mean pairwise cosine distance of an "
-              "anchor's samples in the scorer's space, and the share of directions with 0 < β < 1.", "",
-              "| Subject | Pairwise distance | Open directions |", "| --- | --- | --- |"]
+    other = {r.name: r.query_guidance for r in ROWS if r.query_guidance is not None}  # rows with their own round 1
+    lines += ["", "Diversity of the queries (round 1, shared by every row but those with their own query guidance): "
+              "mean pairwise cosine distance of an anchor's samples in the scorer's space, and the share of directions "
+              "with 0 < β < 1.", "",
+              "| Subject | Pairwise distance | Open directions |" + "".join(f" {n}: distance | open |" for n in other),
+              "| --- | --- | --- |" + " --- | --- |" * len(other)]
+
+    def mean_first(subject: str, rows) -> str:
+        first = [e["diversity"][0] for e in summary["results"]
+                 if e["subject"] == subject and e.get("diversity") and e["row"] in rows]
+        return (f" {np.mean([d['pairwise_distance'] for d in first]):.3f} | "
+                f"{np.mean([d['open_directions'] for d in first]):.2f} |") if first else " | |"
+
+    shared = {r.name for r in ROWS} - set(other)
     for subject in summary["settings"]["subjects"]:
-        first = [e["diversity"][0] for e in summary["results"] if e["subject"] == subject and e.get("diversity")]
-        if first:
-            lines.append(f"| {subject} | {np.mean([d['pairwise_distance'] for d in first]):.3f} | "
-                         f"{np.mean([d['open_directions'] for d in first]):.2f} |")
+        lines.append(f"| {subject} |" + mean_first(subject, shared) + "".join(mean_first(subject, {n}) for n in other))
     lines += ["", "Per subject, mean over seeds of the last round; rounds: how many rounds the runs had (Eq. 10, or "
               "a person accepting nothing, ends a run early); steps: DreamBooth's fine-tuning steps.", "",
               "| Subject | Models | Rounds / steps | TXT-ALN ↑ | IMG-ALN ↑ | OVF ↓ | Above frontier ↑ |",
