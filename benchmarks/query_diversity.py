@@ -7,9 +7,12 @@ other query settings, and reports per setting:
 
 - pairwise distance: mean cosine distance between an anchor's samples in the scorer's image space;
 - open directions: the share of anchors with 0 < β < 1, and their number (Eq. 10 needs k);
-- mean β (the overfit rate).
+- mean β (the overfit rate);
+- against the first setting measured (the run's own, which reproduces its ledger): the share of samples
+  whose Φ (Eq. 8) is the same, whether the uncertainty strategy would choose the same top-k directions and
+  make the same Eq. 10 decision (what `--query-steps` and `--query-guidance` would change).
 
-    python benchmarks/query_diversity.py RUN [RUN ...] --guidance 4 2 --sampler dpm sde-dpm --json
+    python benchmarks/query_diversity.py RUN [RUN ...] --guidance 4 2 --sampler dpm sde-dpm --steps 20 10 --json F
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ SAMPLERS = {"dpm": {"algorithm_type": "dpmsolver++"},  # gal's query sampler (DP
             "sde-dpm": {"algorithm_type": "sde-dpmsolver++"}}  # the same solver with noise at each step
 
 
-def measure(run_dir: Path, guidances: list[float], samplers: list[str]) -> list[dict]:
+def measure(run_dir: Path, guidances: list[float], samplers: list[str], step_counts: list[int] | None = None) -> list[dict]:
     from diffusers import DPMSolverMultistepScheduler
 
     from gal import strategy
@@ -50,26 +53,34 @@ def measure(run_dir: Path, guidances: list[float], samplers: list[str]) -> list[
     base_config = parts.pipe.scheduler.config
     todo = [(a, j) for a in pool for j in range(cfg.m)]
     seeds = [sample_seed(cfg.seed, 1, a.idx, j) for a, j in todo]  # round 1's query seeds
-    out = []
-    for sampler in samplers:
+    out, reference = [], None
+    settings = [(sampler, guidance, steps) for sampler in samplers for guidance in guidances
+                for steps in step_counts or [cfg.steps]]
+    for sampler, guidance, steps in settings:
         parts.pipe.scheduler = DPMSolverMultistepScheduler.from_config(base_config, **SAMPLERS[sampler])
-        for guidance in guidances:
-            features, s_a, s_n = [], [], []
-            for start, images in generate(parts.pipe, [a.prompt for a, _ in todo], seeds, steps=cfg.steps,
-                                          guidance=guidance, resolution=parts.resolution,
-                                          batch_size=parts.gen_batch_size, autocast_dtype=parts.autocast_dtype):
-                f = parts.scorer.image_features(images)
-                sa, sn = parts.scorer.oracle(f, [todo[i][0].text for i in range(start, start + len(images))], non_soi)
-                features.append(f), s_a.append(sa), s_n.append(sn)
-            f = torch.cat(features).numpy().reshape(len(pool), cfg.m, -1)
-            beta = strategy.overfit_rate(strategy.overfit(torch.cat(s_a).numpy(), torch.cat(s_n).numpy()).reshape(len(pool), cfg.m))
-            off_diagonal = ~np.eye(cfg.m, dtype=bool)
-            spread = [float((1 - fa @ fa.T)[off_diagonal].mean()) for fa in f]
-            open_ = (beta > 0) & (beta < 1)
-            out.append({"run": str(run_dir), "sampler": sampler, "guidance": guidance,
-                        "pairwise_distance": float(np.mean(spread)), "open_share": float(open_.mean()),
-                        "open": int(open_.sum()), "k": cfg.k, "mean_beta": float(beta.mean())})
-            print(json.dumps(out[-1]), flush=True)
+        features, s_a, s_n = [], [], []
+        for start, images in generate(parts.pipe, [a.prompt for a, _ in todo], seeds, steps=steps,
+                                      guidance=guidance, resolution=parts.resolution,
+                                      batch_size=parts.gen_batch_size, autocast_dtype=parts.autocast_dtype):
+            f = parts.scorer.image_features(images)
+            sa, sn = parts.scorer.oracle(f, [todo[i][0].text for i in range(start, start + len(images))], non_soi)
+            features.append(f), s_a.append(sa), s_n.append(sn)
+        f = torch.cat(features).numpy().reshape(len(pool), cfg.m, -1)
+        phi = strategy.overfit(torch.cat(s_a).numpy(), torch.cat(s_n).numpy()).reshape(len(pool), cfg.m)  # Eq. 8
+        beta = strategy.overfit_rate(phi)  # Eq. 7
+        omega = strategy.entropy(beta)  # Eq. 6
+        stop = strategy.should_stop(omega, cfg.k)  # Eq. 10
+        chosen = set() if stop else set(strategy.top_k(omega, cfg.k))
+        off_diagonal = ~np.eye(cfg.m, dtype=bool)
+        spread = [float((1 - fa @ fa.T)[off_diagonal].mean()) for fa in f]
+        open_ = (beta > 0) & (beta < 1)
+        reference = reference or (phi, chosen, stop)
+        out.append({"run": str(run_dir), "sampler": sampler, "guidance": guidance, "steps": steps,
+                    "pairwise_distance": float(np.mean(spread)), "open_share": float(open_.mean()),
+                    "open": int(open_.sum()), "k": cfg.k, "mean_beta": float(beta.mean()),
+                    "phi_agreement": float((phi == reference[0]).mean()), "same_top_k": chosen == reference[1],
+                    "same_stop": stop == reference[2]})
+        print(json.dumps(out[-1]), flush=True)
     return out
 
 
@@ -78,9 +89,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("runs", nargs="+", type=Path, help="gal run folders with a round-1 checkpoint")
     p.add_argument("--guidance", type=float, nargs="+", default=[4.0, 2.0])
     p.add_argument("--sampler", nargs="+", default=["dpm", "sde-dpm"], choices=list(SAMPLERS))
+    p.add_argument("--steps", type=int, nargs="+", help="sampling steps (default: the run's)")
     p.add_argument("--json", metavar="FILE", help="also write the rows here")
     a = p.parse_args(argv)
-    rows = [row for run in a.runs for row in measure(run, a.guidance, a.sampler)]
+    rows = [row for run in a.runs for row in measure(run, a.guidance, a.sampler, a.steps)]
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
 
