@@ -243,6 +243,12 @@ class Ledger:
         with self.transaction() as db:
             db.executemany("INSERT INTO sample VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", samples)
 
+    def forget_samples(self, round_: int, keys: list[tuple[int, int]]) -> None:
+        """Drop samples (anchor, j) of an open round from the record, so that its query makes them again."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM sample WHERE round = ? AND anchor_idx = ? AND j = ?",
+                           [(round_, a, j) for a, j in keys])
+
     def samples(self, round_: int) -> list[Sample]:
         rows = self.db.execute("SELECT round, anchor_idx, j, seed, path, sim_anchor, sim_non_soi, overfit, features"
                                " FROM sample WHERE round = ? ORDER BY anchor_idx, j", (round_,))

@@ -73,6 +73,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
                 if ledger.reference_features().size == 0:  # for the report's map of each round
                     images = [load_rgb(run_dir / t.path) for t in ledger.added(0)]
                     ledger.set_reference_features([_blob(f) for f in parts.scorer.image_features(images)])
+                preflight.check_files(ledger)
                 ledger.set("status", "running")
             acc.wait_for_everyone()
             if not acc.is_main_process:
@@ -153,11 +154,16 @@ def _reviewed(review: dict | None, pool: list[Anchor]) -> list[strategy.Pick] | 
 
 def _fine_tune(cfg: Config, ledger: Record, parts: Components, r: int, prior: list[Example]) -> float:
     """Train round r from the base model (or the previous round's weights) and record its checkpoint; a round
-    with a checkpoint on record loads it instead."""
+    with a checkpoint on record loads it instead (or, where its folder is gone, trains it again: the same data
+    and seeds give the same weights)."""
     run_dir, state = ledger.run_dir, ledger.round(r)
-    if state and state["checkpoint"]:
-        parts.personalizer.load(run_dir / state["checkpoint"])
+    recorded = state["checkpoint"] if state else None
+    if recorded and (run_dir / recorded).exists():
+        parts.personalizer.load(run_dir / recorded)
         return state["train_loss"]
+    if recorded:
+        ledger.on_main(lambda: preflight.warn(f"{run_dir / recorded}: missing; training round {r} again (the same "
+                                              "data and seeds: the same weights on this machine)"))
     if cfg.from_previous_round and r > 1:
         parts.personalizer.load(run_dir / ledger.round(r - 1)["checkpoint"])
     else:
@@ -168,9 +174,10 @@ def _fine_tune(cfg: Config, ledger: Record, parts: Components, r: int, prior: li
                                     steps=cfg.train_steps,
                                     batch_size=cfg.batch_size, seed=sample_seed(cfg.seed, "train", r),
                                     desc=f"round {r}: fine-tune")
-    checkpoint = f"rounds/{r}/checkpoint"
+    checkpoint = recorded or f"rounds/{r}/checkpoint"
     ledger.on_main(lambda: _save(parts, run_dir / checkpoint))
-    ledger.record_checkpoint(r, checkpoint, loss)
+    if not recorded:
+        ledger.record_checkpoint(r, checkpoint, loss)
     return loss
 
 

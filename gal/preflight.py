@@ -128,3 +128,29 @@ def non_soi_texts(cfg: Config, ledger: Ledger) -> list[str]:
     else:
         texts = list(cfg.non_soi) + [r.caption for r in refs]
     return list(dict.fromkeys(t for t in texts if t))
+
+
+def check_files(ledger: Ledger) -> None:
+    """The files the ledger names, before a run resumes: a sample of a round still open is made again (its seed
+    is on record: the same image); a reference or class image that training needs is named, with why it cannot
+    come back by itself. (A missing checkpoint is trained again by the loop; a closed round's samples that no
+    one trains on only show as "missing" in the report.)"""
+    run_dir = ledger.run_dir
+    for t in ledger.training_set(len(ledger.rounds()) + 1):
+        if not (run_dir / t.path).exists():
+            what = ("the copy of a reference image the run trains on" if t.added_in_round == 0 else
+                    f"an image added to the training set in round {t.added_in_round}, made by that round's weights")
+            raise GalError(f"{run_dir / t.path}: missing; it is {what}; expected it back (restore it from a copy "
+                           "of the run folder), or start a new run with another --out")
+    for _, _, path in ledger.class_images():
+        if not (run_dir / path).exists():
+            raise GalError(f"{run_dir / path}: missing; it is a class image of prior preservation the fine-tunes "
+                           "train on; expected it back (restore it from a copy of the run folder)")
+    for r in ledger.rounds():
+        if r["closed"]:
+            continue
+        gone = [(s.anchor_idx, s.j) for s in ledger.samples(r["round"]) if not (run_dir / s.path).exists()]
+        if gone:
+            warn(f"{run_dir}: {len(gone)} sample(s) of round {r['round']} missing; making them again "
+                 "(their seeds are on record: the same images)")
+            ledger.forget_samples(r["round"], gone)

@@ -256,6 +256,69 @@ def test_foreign_files_in_a_run_folder_are_left_alone(finished_run, tiny, tmp_pa
     assert (run / "notes.txt").read_text() == "my notes" and (run / "extra").is_dir()
 
 
+@pytest.fixture(scope="module")
+def waiting_run(tiny, tmp_path_factory):
+    """A run waiting for its second review: round 1 closed with two added images, round 2 queried."""
+    from gal.ledger import Ledger
+    from gal.review import pending_round
+
+    out = tmp_path_factory.mktemp("waiting") / "run"
+    args = run_args(tiny, out, "--rounds", "3", "--strategy", "human")
+    assert main(args) == 0
+    ledger = Ledger(out)
+    r = pending_round(ledger)
+    ledger.submit_review(r, [(s.anchor_idx, s.j) for s in ledger.samples(r)[:8:4]], [])
+    ledger.close()
+    assert main(args) == 0
+    return out, args
+
+
+def test_missing_samples_of_an_open_round_are_made_again_the_same(waiting_run, tmp_path, capsys):
+    run, args = waiting_run
+    run = copy_of(run, tmp_path)
+    args = [str(run) if a == str(waiting_run[0]) else a for a in args]
+    gone = sorted(run.glob("rounds/2/samples/*.png"))[:3]
+    before = {p: p.read_bytes() for p in gone}
+    for p in gone:
+        p.unlink()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "3 sample(s) of round 2 missing; making them again" in capsys.readouterr().err
+    assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_a_missing_checkpoint_is_trained_again_the_same(waiting_run, tmp_path, capsys):
+    import shutil
+
+    run, args = waiting_run
+    run = copy_of(run, tmp_path)
+    args = [str(run) if a == str(waiting_run[0]) else a for a in args]
+    weights = run / "rounds" / "2" / "checkpoint" / "pytorch_lora_weights.safetensors"
+    before = weights.read_bytes()
+    shutil.rmtree(weights.parent)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "checkpoint: missing; training round 2 again" in capsys.readouterr().err
+    assert weights.read_bytes() == before
+
+
+@pytest.mark.parametrize("which", ["reference", "added image"])
+def test_a_missing_training_image_is_named(which, waiting_run, tmp_path, capsys):
+    from gal.ledger import Ledger
+
+    run, args = waiting_run
+    run = copy_of(run, tmp_path)
+    args = [str(run) if a == str(waiting_run[0]) else a for a in args]
+    ledger = Ledger(run)
+    path = ledger.added(0 if which == "reference" else 1)[0].path
+    ledger.close()
+    (run / path).unlink()
+    capsys.readouterr()
+    assert main(args) == 2
+    line = one_line_error(capsys)
+    assert f"{path}: missing; it is" in line and ("round 1" in line) == (which == "added image")
+
+
 def test_readers_work_and_writers_refuse_while_a_run_holds_the_folder(finished_run, tmp_path, capsys):
     import os
 
@@ -274,7 +337,8 @@ def test_hostile_case_count():
     """docs/reliability.md counts the hostile cases of this file and of test_bad_input.py."""
     from test_bad_input import CASES
 
-    here = (len(REFERENCE_FILES) + len(ANCHOR_FILES) + len(CONFIG_FILES) + len(FLAG_VALUES) + 1 + 3 * 4 + 3 + 1 + 1)
+    here = (len(REFERENCE_FILES) + len(ANCHOR_FILES) + len(CONFIG_FILES) + len(FLAG_VALUES) + 1 + 3 * 4 + 3 + 1 + 1
+            + 4)  # missing files: samples, a checkpoint, a reference, an added image
     doc = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
     assert f"{here + len(CASES)} hostile cases" in doc, here + len(CASES)
 
