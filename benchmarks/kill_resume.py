@@ -3,6 +3,12 @@ an uninterrupted run of the same command.
 
     python benchmarks/kill_resume.py --kills 20            # tiny random models built on the spot
     python benchmarks/kill_resume.py --kills 20 --base DIR --scorer DIR --references DIR
+    python benchmarks/kill_resume.py --kills 20 --miniature mosaic     # the bundled model, a held-out style
+    python benchmarks/kill_resume.py --kills 20 --processes 2          # under torchrun, as `accelerate launch`
+
+With --processes 2 the whole process group (launcher and workers) is killed, and the uninterrupted run it is
+compared with ran under the same launcher. The settings go in a --config file (torchrun's own parser would
+take flags such as --m).
 
 Identical means: the same selected anchors, openness and weights in every round, byte-identical added
 images and checkpoints, no duplicate or orphan sample rows or files, no temporary file left behind.
@@ -22,15 +28,19 @@ import tempfile
 import time
 from pathlib import Path
 
-SETTINGS = ["--subject", "a <sks> ball", "--non-soi", "a ball on grass", "--rounds", "3", "--m", "4", "--k", "2",
-            "--train-steps", "30", "--steps", "4", "--strategy", "random", "--gen-batch-size", "2", "--no-prior"]
+SETTINGS = {"subject": "a <sks> ball", "non_soi": ["a ball on grass"], "rounds": 3, "m": 4, "k": 2, "train_steps": 30,
+            "steps": 4, "strategy": "random", "gen_batch_size": "2", "prior": False}
+MINIATURE = {"rounds": 3, "m": 4, "k": 2, "train_steps": 100, "strategy": "uncertainty", "gen_batch_size": "8"}
 
 
 ANCHORS = ["{} in a workshop", "{} in a museum", "{} on a plane", "{} on a boat", "{} in a garden", "{} under a tree"]
 
 
-def gal(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gal", *args]
+def gal(*args: str, processes: int = 1, port: int = 29600) -> list[str]:
+    if processes == 1:
+        return [sys.executable, "-m", "gal", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
+            str(port), str(Path(sys.executable).parent / "gal"), *args]
 
 
 def phase_of(run_dir: Path) -> str:
@@ -86,32 +96,37 @@ def compare(clean: Path, other: Path) -> list[str]:
     return problems
 
 
-def torture(kills: int, workdir: Path, run_args: list[str], seed: int = 0, log=print) -> dict:
+def torture(kills: int, workdir: Path, run_args: list[str], seed: int = 0, log=print, processes: int = 1) -> dict:
     rng = random.Random(seed)
+    ports = iter(range(29600 + 100 * seed, 29700 + 100 * seed))  # a fresh port per launch (no TIME_WAIT clash)
+
+    def launch(out: Path) -> list[str]:
+        return gal(*run_args, "--out", str(out), processes=processes, port=next(ports))
+
     clean = workdir / "clean"
     t0 = time.time()
-    subprocess.run(gal(*run_args, "--out", str(clean)), check=True, capture_output=True)
+    subprocess.run(launch(clean), check=True, capture_output=True)
     duration = time.time() - t0
     log(f"uninterrupted run: {duration:.1f} s")
-    report = {"kills": [], "runs": [], "duration_s": duration}
+    report = {"kills": [], "runs": [], "duration_s": duration, "processes": processes}
     n_run = 0
     while len(report["kills"]) < kills:
         n_run += 1
         out = workdir / f"killed-{n_run}"
         while len(report["kills"]) < kills:
-            proc = subprocess.Popen(gal(*run_args, "--out", str(out)), stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(launch(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)  # its own process group: launcher and workers
             moment = rng.uniform(0.2, 1.0) * duration
             try:
                 proc.wait(timeout=moment)
                 break  # it finished before the kill
             except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 where = phase_of(out)
                 report["kills"].append({"run": n_run, "after_s": round(moment, 2), "phase": where})
                 log(f"kill {len(report['kills']):>2} at {moment:5.1f} s: {where}")
-        subprocess.run(gal(*run_args, "--out", str(out)), check=True, capture_output=True)  # resume to the end
+        subprocess.run(launch(out), check=True, capture_output=True)  # resume to the end
         problems = compare(clean, out)
         report["runs"].append({"run": n_run, "identical": not problems, "problems": problems})
         log(f"run {n_run}: {'identical to the uninterrupted run' if not problems else '; '.join(problems)}")
@@ -119,27 +134,46 @@ def torture(kills: int, workdir: Path, run_args: list[str], seed: int = 0, log=p
     return report
 
 
+def config_file(workdir: Path, values: dict) -> list[str]:
+    """`run --config FILE`: every setting in a file."""
+    import yaml
+
+    path = workdir / "run.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return ["run", "--config", str(path)]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--processes", type=int, default=1, help="worker processes (torchrun), default 1")
+    p.add_argument("--miniature", metavar="SUBJECT", help="the bundled miniature model on this held-out subject")
     p.add_argument("--base")
     p.add_argument("--scorer")
     p.add_argument("--references")
     p.add_argument("--workdir")
     args = p.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gal-kill-"))
-    if not args.base:
-        from gal.builders import build_clip, build_pipeline, write_references
+    workdir.mkdir(parents=True, exist_ok=True)
+    if args.miniature:
+        from gal.demo import inputs
+        from gal.miniature import SETTINGS as BUNDLED
 
-        args.base = str(build_pipeline(workdir / "models" / "pipeline"))
-        args.scorer = str(build_clip(workdir / "models" / "clip"))
-        args.references = str(write_references(workdir / "models" / "references"))
-    anchors = workdir / "anchors.txt"
-    anchors.write_text("".join(f"{t}\n" for t in ANCHORS))
-    run_args = ["run", "--base", args.base, "--scorer", args.scorer, "--references", args.references,
-                "--anchors", str(anchors), *SETTINGS]
-    report = torture(args.kills, workdir, run_args, args.seed)
+        fields, _ = inputs(workdir / "inputs", args.miniature)
+        values = {**fields, **BUNDLED, **MINIATURE}
+    else:
+        if not args.base:
+            from gal.builders import build_clip, build_pipeline, write_references
+
+            args.base = str(build_pipeline(workdir / "models" / "pipeline"))
+            args.scorer = str(build_clip(workdir / "models" / "clip"))
+            args.references = str(write_references(workdir / "models" / "references"))
+        anchors = workdir / "anchors.txt"
+        anchors.write_text("".join(f"{t}\n" for t in ANCHORS))
+        values = {"base": args.base, "scorer": args.scorer, "references": args.references, "anchors": str(anchors),
+                  **SETTINGS}
+    report = torture(args.kills, workdir, config_file(workdir, values), args.seed, processes=args.processes)
     n_ok = sum(r["identical"] for r in report["runs"])
     print(f"{len(report['kills'])} kills over {len(report['runs'])} runs; "
           f"{n_ok} of {len(report['runs'])} resumed runs identical to the uninterrupted run")

@@ -34,3 +34,14 @@ def test_the_comparison_sees_a_difference(tiny, tmp_path):
     subprocess.run(bench.gal(*args, "--out", str(tmp_path / "a")), check=True, capture_output=True)
     subprocess.run(bench.gal(*args, "--seed", "7", "--out", str(tmp_path / "b")), check=True, capture_output=True)
     assert bench.compare(tmp_path / "a", tmp_path / "b")
+
+
+def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(tiny, tmp_path):
+    """The same under torchrun (as `accelerate launch`): the whole process group is killed once."""
+    bench = load_benchmark()
+    values = {"base": str(tiny / "pipeline"), "scorer": str(tiny / "clip"), "references": str(tiny / "references"),
+              "anchors": str(tiny / "anchors6.txt"), **bench.SETTINGS, "rounds": 2, "batch_size": 2}
+    report = bench.torture(1, tmp_path, bench.config_file(tmp_path, values), seed=2, log=lambda line: None,
+                           processes=2)
+    assert len(report["kills"]) == 1
+    assert report["identical"], report["runs"]
