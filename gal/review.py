@@ -7,6 +7,7 @@ against the pending round before it goes into the ledger (in one transaction).
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def pending_round(ledger: Ledger) -> int | None:
 
 def sample_id(anchor_idx: int, j: int) -> str:
     return f"a{anchor_idx}-j{j}"
+
+
+MAX_BODY = 1 << 20
 
 
 def create_app(run_dir: Path, token: str) -> Starlette:
@@ -72,11 +76,16 @@ def create_app(run_dir: Path, token: str) -> Starlette:
         return FileResponse(target)
 
     async def submit(request: Request) -> Response:
+        data = b""
+        async for chunk in request.stream():  # a review is a few KB: a huge body is refused, not read into memory
+            data += chunk
+            if len(data) > MAX_BODY:
+                return JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)
         try:
-            body = await request.json()
+            body = json.loads(data)
             accepted, overfit = list(body.get("accepted", [])), list(body.get("overfit", []))
             round_ = int(body["round"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
             return JSONResponse({"error": "expected JSON {round, accepted: [ids], overfit: [ids]}"}, status_code=400)
         ledger = Ledger(run_dir)
         try:

@@ -319,6 +319,67 @@ def test_a_missing_training_image_is_named(which, waiting_run, tmp_path, capsys)
     assert f"{path}: missing; it is" in line and ("round 1" in line) == (which == "added image")
 
 
+# ---- the review server's requests ---------------------------------------------------------------------
+
+REVIEW_BODIES = {  # name: (body, content type, status)
+    "random bytes": (bytes(range(256)), "application/json", 400),
+    "a JSON list": (b"[1, 2, 3]", "application/json", 400),
+    "round as text": (b'{"round": "two", "accepted": []}', "application/json", 400),
+    "round infinite": (b'{"round": Infinity, "accepted": []}', "application/json", 400),
+    "round NaN": (b'{"round": NaN, "accepted": []}', "application/json", 400),
+    "a round not waiting": (b'{"round": 99, "accepted": []}', "application/json", 409),
+    "ids that are numbers": (b'{"round": 2, "accepted": [1, 2]}', "application/json", 400),
+    "ids of no sample": (b'{"round": 2, "accepted": ["a0-j99"]}', "application/json", 400),
+    "a form, not JSON": (b"round=2&accepted=a0-j0", "application/x-www-form-urlencoded", 400),
+    "a 2 MB body": (b'{"round": 2, "accepted": ["' + b"x" * (2 << 20) + b'"]}', "application/json", 413),
+}
+
+
+@pytest.fixture
+def review_client(waiting_run, tmp_path):
+    from starlette.testclient import TestClient
+
+    from gal.review import create_app
+
+    run = copy_of(waiting_run[0], tmp_path)
+    return run, TestClient(create_app(run, "t0k3n"))  # a server error would raise here, not pass as a status
+
+
+@pytest.mark.parametrize("case", REVIEW_BODIES)
+def test_review_request_bodies(case, review_client):
+    run, client = review_client
+    body, content_type, status = REVIEW_BODIES[case]
+    def reviews():
+        return sqlite3.connect(run / "gal.sqlite").execute("SELECT * FROM review").fetchall()
+
+    before = reviews()
+    response = client.post("/submit?token=t0k3n", content=body, headers={"content-type": content_type})
+    assert response.status_code == status and "error" in response.json()
+    assert reviews() == before  # nothing written
+
+
+def test_review_requests_without_the_token_are_refused(review_client):
+    _, client = review_client
+    assert client.post("/submit", content=b'{"round": 2, "accepted": []}').status_code == 403
+    assert client.get("/file/rounds/2/samples/a000-j00.png?token=wrong").status_code == 403
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                                     st.text(max_size=8)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                   st.dictionaries(st.sampled_from(["round", "accepted", "overfit", "x"]),
+                                                                   inner, max_size=3)), max_leaves=8)
+
+
+@given(body=json_values)
+def test_any_json_body_gets_an_answer_not_a_server_error(body, review_client):
+    import json
+
+    _, client = review_client
+    response = client.post("/submit?token=t0k3n", content=json.dumps(body).encode())
+    assert response.status_code in (200, 400, 409)
+
+
 def test_readers_work_and_writers_refuse_while_a_run_holds_the_folder(finished_run, tmp_path, capsys):
     import os
 
@@ -338,7 +399,8 @@ def test_hostile_case_count():
     from test_bad_input import CASES
 
     here = (len(REFERENCE_FILES) + len(ANCHOR_FILES) + len(CONFIG_FILES) + len(FLAG_VALUES) + 1 + 3 * 4 + 3 + 1 + 1
-            + 4)  # missing files: samples, a checkpoint, a reference, an added image
+            + 4  # missing files: samples, a checkpoint, a reference, an added image
+            + len(REVIEW_BODIES) + 1 + 1)  # the review server: bodies, the token, a Hypothesis fuzz
     doc = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
     assert f"{here + len(CASES)} hostile cases" in doc, here + len(CASES)
 
