@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from gal.errors import GalError
 from gal.ledger import Ledger
 
 TEMPLATES = Environment(loader=PackageLoader("gal", "templates"), autoescape=select_autoescape())
@@ -117,10 +118,28 @@ def create_app(run_dir: Path, token: str) -> Starlette:
     return guard
 
 
+def check_address(host: str, port: int) -> None:
+    """That the page can listen there, said in one line before the server starts (uvicorn would exit with its
+    own log line)."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise GalError(f"--port {port}: expected 0 to 65535 (0: any free port)")
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except (OSError, OverflowError) as e:
+        raise GalError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); expected a free port "
+                       "on an address of this machine (--port 0: any free port)") from None
+
+
 def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, log=print) -> None:
     import uvicorn
 
     token = token or secrets.token_urlsafe(18)
+    check_address(host, port)
     if host not in ("127.0.0.1", "localhost", "::1"):
         log(f"gal: warning: --host {host}: the review page is reachable from other machines; anyone with the URL can submit")
     app = create_app(run_dir, token)

@@ -364,6 +364,19 @@ def test_review_requests_without_the_token_are_refused(review_client):
     assert client.get("/file/rounds/2/samples/a000-j00.png?token=wrong").status_code == 403
 
 
+@pytest.mark.parametrize("address", ["a port in use", "port 70000", "an address not of this machine"])
+def test_review_addresses(address, waiting_run, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        host, port = {"a port in use": ("127.0.0.1", busy.getsockname()[1]), "port 70000": ("127.0.0.1", 70000),
+                      "an address not of this machine": ("203.0.113.7", 0)}[address]
+        assert main(["review", str(waiting_run[0]), "--host", host, "--port", str(port)]) == 2
+    assert f"--port {port}" in one_line_error(capsys)
+
+
 json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
                                      st.text(max_size=8)),
                            lambda inner: st.one_of(st.lists(inner, max_size=3),
@@ -400,7 +413,7 @@ def test_hostile_case_count():
 
     here = (len(REFERENCE_FILES) + len(ANCHOR_FILES) + len(CONFIG_FILES) + len(FLAG_VALUES) + 1 + 3 * 4 + 3 + 1 + 1
             + 4  # missing files: samples, a checkpoint, a reference, an added image
-            + len(REVIEW_BODIES) + 1 + 1)  # the review server: bodies, the token, a Hypothesis fuzz
+            + len(REVIEW_BODIES) + 1 + 1 + 3)  # the review server: bodies, the token, a fuzz, addresses
     doc = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
     assert f"{here + len(CASES)} hostile cases" in doc, here + len(CASES)
 
