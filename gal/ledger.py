@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -350,6 +350,33 @@ class Ledger:
         }
 
 
+@contextmanager
+def open_record(run_dir: Path, accelerator, prepare: Callable[[Ledger], None]) -> Iterator["Record"]:
+    """The run folder as every process of a run uses it: the main process takes the folder's lock, clears what a
+    killed process left behind and `prepare`s the ledger (starts or checks the run); then every process opens it."""
+    from gal.storage import RunLock, remove_leftovers
+
+    main = accelerator.is_main_process
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir) if main else nullcontext():
+        if main:
+            remove_leftovers(run_dir)
+            ledger = Ledger(run_dir)
+            try:
+                prepare(ledger)
+            except BaseException:
+                ledger.close()
+                raise
+        accelerator.wait_for_everyone()
+        if not main:
+            ledger = Ledger(run_dir)
+        try:
+            yield Record(ledger, accelerator)
+        finally:
+            ledger.close()
+
+
 class Record:
     """The ledger as each process of an `accelerate launch` sees it: every process reads, the main process
     alone writes (ledger rows, and files through `on_main`), then all processes meet. The loop that uses it
@@ -359,6 +386,10 @@ class Record:
 
     def __init__(self, ledger: Ledger, accelerator):
         self.ledger, self.accelerator = ledger, accelerator
+
+    def main_only(self, log: Callable[[str], None]) -> Callable[[str], None]:
+        """`log` on the main process, silence on the others."""
+        return log if self.accelerator.is_main_process else (lambda line: None)
 
     def on_main(self, write: Callable[[], Any]) -> None:
         if self.accelerator.is_main_process:

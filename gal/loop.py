@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -25,11 +24,11 @@ from gal.components import Components
 from gal.config import Config, resolved, result_dict, strategy_label, this_machine
 from gal.errors import GalError
 from gal.generate import generate, sample_seed
-from gal.ledger import Anchor, Ledger, Record, Reference, Sample
+from gal.ledger import Anchor, Ledger, Record, Reference, Sample, open_record
 from gal.personalize import Example, Term
 from gal.progress import progress
 from gal.references import load_rgb, read_references
-from gal.storage import RunLock, folder_in_place, remove_leftovers, write_png
+from gal.storage import folder_in_place, write_png
 
 
 def run(config: Config, log: Callable[[str], None] = print, force: bool = False) -> dict:
@@ -53,41 +52,29 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
         ledger.close()
 
     parts = Components(cfg)  # loads the models: a bad --base or --scorer fails here, before anything is written
-    acc = parts.accelerator
-    if stored is None and acc.is_main_process:
-        anchors = make_anchors(templates, cfg.subject, cfg.subject_plain)
-        preflight.warn_about_inputs(cfg, refs, anchors, parts.pipe.tokenizer, parts.resolution)
-    # With `accelerate launch`, the main process owns the folder, its lock and every ledger write.
-    lock = RunLock(run_dir) if acc.is_main_process else nullcontext()
+
+    def prepare(ledger: Ledger) -> None:  # the main process, holding the folder's lock
+        if ledger.get("config") is None:
+            anchors = make_anchors(templates, cfg.subject, cfg.subject_plain)
+            preflight.warn_about_inputs(cfg, refs, anchors, parts.pipe.tokenizer, parts.resolution)
+            preflight.start(ledger, cfg, refs, templates, captions)
+        elif force:
+            ledger.set("config", result_dict(cfg))
+        if ledger.reference_features().size == 0:  # for the report's map of each round
+            images = [load_rgb(run_dir / t.path) for t in ledger.added(0)]
+            ledger.set_reference_features([_blob(f) for f in parts.scorer.image_features(images)])
+        preflight.check_files(ledger)
+        ledger.set("status", "running")
+
     try:
-        if acc.is_main_process:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        with lock:
-            if acc.is_main_process:
-                remove_leftovers(run_dir)
-                ledger = Ledger(run_dir)
-                if ledger.get("config") is None:
-                    preflight.start(ledger, cfg, refs, templates, captions)
-                elif force:
-                    ledger.set("config", result_dict(cfg))
-                if ledger.reference_features().size == 0:  # for the report's map of each round
-                    images = [load_rgb(run_dir / t.path) for t in ledger.added(0)]
-                    ledger.set_reference_features([_blob(f) for f in parts.scorer.image_features(images)])
-                preflight.check_files(ledger)
-                ledger.set("status", "running")
-            acc.wait_for_everyone()
-            if not acc.is_main_process:
-                ledger = Ledger(run_dir)
+        with open_record(run_dir, parts.accelerator, prepare) as ledger:
             parts.non_soi_texts = preflight.non_soi_texts(cfg, ledger)
-            log = log if acc.is_main_process else (lambda line: None)
+            log = ledger.main_only(log)
             log(f"{run_dir}: {len(ledger.added(0))} reference(s), {len(ledger.anchors())} anchors, "
                 f"{strategy_label(cfg.strategy, cfg.balance)}, m={cfg.m} k={cfg.k} λ={cfg.lambda_}, "
                 f"{cfg.method} on {cfg.base}, {parts.accelerator.device}")
-            try:
-                _rounds(cfg, Record(ledger, acc), parts, log)
-                return ledger.summary()
-            finally:
-                ledger.close()
+            _rounds(cfg, ledger, parts, log)
+            return ledger.summary()
     except (OSError, sqlite3.OperationalError) as e:
         if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(e):
             raise GalError(f"--out {run_dir}: no space left on the device; everything recorded so far is kept: "
