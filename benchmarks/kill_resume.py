@@ -126,8 +126,9 @@ def torture(kills: int, workdir: Path, run_args: list[str], seed: int = 0, log=p
                 where = phase_of(out)
                 report["kills"].append({"run": n_run, "after_s": round(moment, 2), "phase": where})
                 log(f"kill {len(report['kills']):>2} at {moment:5.1f} s: {where}")
-        subprocess.run(launch(out), check=True, capture_output=True)  # resume to the end
-        problems = compare(clean, out)
+        resumed = subprocess.run(launch(out), capture_output=True, text=True)  # resume to the end
+        problems = ([f"the resume exited {resumed.returncode}: {resumed.stderr.strip()[-600:]}"] if resumed.returncode
+                    else compare(clean, out))
         report["runs"].append({"run": n_run, "identical": not problems, "problems": problems})
         log(f"run {n_run}: {'identical to the uninterrupted run' if not problems else '; '.join(problems)}")
     report["identical"] = all(r["identical"] for r in report["runs"])
