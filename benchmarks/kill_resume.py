@@ -6,7 +6,7 @@ an uninterrupted run of the same command.
     python benchmarks/kill_resume.py --kills 20 --miniature mosaic     # the bundled model, a held-out style
     python benchmarks/kill_resume.py --kills 20 --processes 2          # under torchrun, as `accelerate launch`
 
-With --processes 2 the whole process group (launcher and workers) is killed, and the uninterrupted run it is
+With --processes 2 the launcher and every worker are killed, and the uninterrupted run it is
 compared with ran under the same launcher. The settings go in a --config file (torchrun's own parser would
 take flags such as --m).
 
@@ -121,7 +121,7 @@ def torture(kills: int, workdir: Path, run_args: list[str], seed: int = 0, log=p
                 proc.wait(timeout=moment)
                 break  # it finished before the kill
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_tree(proc.pid)
                 proc.wait()
                 where = phase_of(out)
                 report["kills"].append({"run": n_run, "after_s": round(moment, 2), "phase": where})
@@ -133,6 +133,28 @@ def torture(kills: int, workdir: Path, run_args: list[str], seed: int = 0, log=p
         log(f"run {n_run}: {'identical to the uninterrupted run' if not problems else '; '.join(problems)}")
     report["identical"] = all(r["identical"] for r in report["runs"])
     return report
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant: torchrun starts its workers in sessions of their own, so killing
+    the launcher's process group alone would leave them running."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    todo, found = [pid], []
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += children.get(p, [])
+    for p in found:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def config_file(workdir: Path, values: dict) -> list[str]:
