@@ -26,6 +26,7 @@ METHODS = ("lora", "full")
 KINDS = ("object", "style")
 ORACLE_TEXTS = ("non-soi", "reference-prompt")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
+SAMPLINGS = ("full", "adaptive")
 
 
 def setting(default: Any, help: str, *, group: str, choices: tuple[str, ...] | None = None, metavar: str | None = None,
@@ -97,6 +98,9 @@ class Config:
                                       default_text="--steps")
     query_guidance: float | None = setting(None, "guidance of the query, if not --guidance (a lower one spreads an "
                                            "anchor's samples: docs/results.md)", group=SAMPLING, default_text="--guidance")
+    sampling: str = setting("full", "the query's samples: full (m per anchor, the paper's) or adaptive (in waves, "
+                            "only where the round's choice is still open: gal/sampling.py; --strategy uncertainty)",
+                            group=SAMPLING, choices=SAMPLINGS, default_text="full, the paper's")
     gen_batch_size: str = setting("auto", "images per pipeline call, or auto", group=SAMPLING)
     seed: int = setting(0, "run seed", group=SAMPLING)
     # where and how
@@ -250,6 +254,7 @@ def resolved(cfg: Config, machine: Machine | None = None) -> Config:
     _choice("method", c.method, METHODS)
     _choice("oracle", c.oracle, ORACLE_TEXTS)
     _choice("balance", c.balance, BALANCES)
+    _choice("sampling", c.sampling, SAMPLINGS)
     for f in dataclasses.fields(c):
         value = getattr(c, f.name)
         if isinstance(value, float) and not math.isfinite(value):
@@ -258,6 +263,9 @@ def resolved(cfg: Config, machine: Machine | None = None) -> Config:
         raise GalError(f"--added-weight {c.added_weight}: expected 0 or more")
     if c.strategy not in STRATEGIES:
         raise GalError(f"--strategy: unknown strategy '{c.strategy}'; expected one of {', '.join(STRATEGIES)}")
+    if c.sampling == "adaptive" and c.strategy != "uncertainty":
+        raise GalError(f"--sampling adaptive: only with --strategy uncertainty (it samples where Ω can still change "
+                       f"the choice; {c.strategy} reads every sample); expected --sampling full")
     if not c.subject or not c.subject.strip():
         raise GalError("--subject: missing; expected the subject phrase used in prompts, e.g. --subject 'a <sks> cat'")
     if not c.references:

@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS sample (
     seed INTEGER NOT NULL, path TEXT NOT NULL, sim_anchor REAL, sim_non_soi REAL, overfit INTEGER,
     features BLOB,                            -- the CLIP image embedding (float16), for the report's map
     PRIMARY KEY (round, anchor_idx, j));
+CREATE TABLE IF NOT EXISTS wave (               -- --sampling adaptive: direction anchor_idx has j < target after the wave
+    round INTEGER NOT NULL, wave INTEGER NOT NULL, anchor_idx INTEGER NOT NULL REFERENCES anchor(idx),
+    target INTEGER NOT NULL, PRIMARY KEY (round, wave, anchor_idx));
 CREATE TABLE IF NOT EXISTS class_image (i INTEGER PRIMARY KEY, seed INTEGER NOT NULL, path TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS review (            -- a person's choice for a round (strategy human)
     round INTEGER NOT NULL, anchor_idx INTEGER NOT NULL, j INTEGER NOT NULL,
@@ -249,6 +252,20 @@ class Ledger:
             db.executemany("DELETE FROM sample WHERE round = ? AND anchor_idx = ? AND j = ?",
                            [(round_, a, j) for a, j in keys])
 
+    def record_wave(self, round_: int, wave: int, targets: dict[int, int]) -> None:
+        """A wave of adaptive sampling, before it is made: how many samples each direction has after it (the
+        samples j >= its last wave's target are the ones skipped)."""
+        with self.transaction() as db:
+            db.executemany("INSERT INTO wave VALUES (?, ?, ?, ?)", [(round_, wave, a, t) for a, t in targets.items()])
+
+    def waves(self, round_: int) -> list[dict[int, int]]:
+        rows = self.db.execute("SELECT wave, anchor_idx, target FROM wave WHERE round = ? ORDER BY wave, anchor_idx",
+                               (round_,)).fetchall()
+        waves: dict[int, dict[int, int]] = {}
+        for w, a, t in rows:
+            waves.setdefault(w, {})[a] = t
+        return [waves[w] for w in sorted(waves)]
+
     def samples(self, round_: int) -> list[Sample]:
         rows = self.db.execute("SELECT round, anchor_idx, j, seed, path, sim_anchor, sim_non_soi, overfit, features"
                                " FROM sample WHERE round = ? ORDER BY anchor_idx, j", (round_,))
@@ -382,7 +399,8 @@ class Record:
     alone writes (ledger rows, and files through `on_main`), then all processes meet. The loop that uses it
     has no rank checks; with one process it is the ledger."""
 
-    WRITES = {"set", "record_checkpoint", "record_directions", "close_round", "add_samples", "add_class_images"}
+    WRITES = {"set", "record_checkpoint", "record_directions", "close_round", "add_samples", "add_class_images",
+              "record_wave"}
 
     def __init__(self, ledger: Ledger, accelerator):
         self.ledger, self.accelerator = ledger, accelerator

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from accelerate.utils import gather_object
 
-from gal import preflight, strategy
+from gal import preflight, sampling, strategy
 from gal.anchors import make_anchors, read_templates
 from gal.components import Components
 from gal.config import Config, resolved, result_dict, strategy_label, this_machine
@@ -99,8 +99,8 @@ def _rounds(cfg: Config, ledger: Record, parts: Components, log) -> None:
             ledger.close_round(r, openness=None, directions=[], added=[], stop_reason=reason)
             log(f"round {r}: fine-tuned (loss {loss:.4f}); {reason}; result: {ledger.round(r)['checkpoint']}")
             return
-        _query(cfg, ledger, parts, r, pool)  # I_ij for every anchor in the pool (Eq. 4), verified by the oracle (Eq. 8)
-        scores, beta, omega, delta = _directions(ledger.samples(r), pool, cfg.lambda_)  # Eq. 8, 7, 6, 9
+        _query(cfg, ledger, parts, r, pool, log)  # I_ij for every anchor in the pool (Eq. 4), verified by the oracle (Eq. 8)
+        scores, beta, omega, delta = score_directions(ledger.samples(r), pool, cfg.lambda_)  # Eq. 8, 7, 6, 9
         choice = strategy.choose(cfg.strategy, scores, cfg.k, np.random.default_rng([cfg.seed, r]),
                                  _reviewed(ledger.review(r), pool) if rule.person else None)
         directions = [(a.idx, float(beta[i]), float(omega[i]), 0) for i, a in enumerate(pool)]
@@ -123,11 +123,14 @@ def _rounds(cfg: Config, ledger: Record, parts: Components, log) -> None:
             return
 
 
-def _directions(samples: list[Sample], pool: list[Anchor], lam: float):
-    """A round's scores per direction: s_a and Ω (what the strategies read), β, and the openness Δ."""
-    s_a = np.array([[s.sim_anchor for s in samples if s.anchor_idx == a.idx] for a in pool])
-    s_n = np.array([[s.sim_non_soi for s in samples if s.anchor_idx == a.idx] for a in pool])
-    beta = strategy.overfit_rate(strategy.overfit(s_a, s_n))  # Eq. 8, Eq. 7
+def score_directions(samples: list[Sample], pool: list[Anchor], lam: float):
+    """A round's scores per direction: s_a and Ω (what the strategies read), β, and the openness Δ. A direction
+    that adaptive sampling left with fewer samples has its s_a padded with -inf (never the best sample)."""
+    rows = [[s for s in samples if s.anchor_idx == a.idx] for a in pool]
+    width = max(len(row) for row in rows)
+    s_a = np.array([[s.sim_anchor for s in row] + [-np.inf] * (width - len(row)) for row in rows])
+    beta = np.array([strategy.overfit_rate(strategy.overfit([s.sim_anchor for s in row], [s.sim_non_soi for s in row]))
+                     for row in rows])  # Eq. 8, Eq. 7
     omega = strategy.entropy(beta)  # Eq. 6
     return strategy.RoundScores(s_a, omega), beta, omega, strategy.openness(omega, lam)  # Eq. 9
 
@@ -190,12 +193,34 @@ def training_terms(cfg: Config, T: list[Example], added_in_round: list[int], pri
     return [Term(references), prior_term, Term(added, cfg.added_weight)]
 
 
-def _query(cfg: Config, ledger: Record, parts: Components, r: int, pool: list[Anchor]) -> None:
-    """Generate the round's samples not yet on record, in batches across anchors, score each batch
+def _query(cfg: Config, ledger: Record, parts: Components, r: int, pool: list[Anchor], log) -> None:
+    """The round's m samples per anchor (Eq. 4), or with `--sampling adaptive` as many as its choice needs:
+    waves recorded in the ledger before they are made (a resumed run finishes the last one and decides the
+    next from the same samples), each with the full query's seeds (gal/sampling.py)."""
+    if cfg.sampling == "full":
+        return _sample(cfg, ledger, parts, r, [(a, j) for a in pool for j in range(cfg.m)])
+
+    def make(wave: int, targets: list[int]) -> list[list[int]]:
+        if wave > len(ledger.waves(r)):  # the wave is on record before its samples are made
+            ledger.record_wave(r, wave, {a.idx: t for a, t in zip(pool, targets)})
+        _sample(cfg, ledger, parts, r, [(a, j) for a, t in zip(pool, targets) for j in range(t)])
+        return _phi_rows(ledger.samples(r), pool)
+
+    made = sampling.waves(len(pool), cfg.m, cfg.k, cfg.seed, r, make)
+    log(f"round {r}: adaptive sampling made {sum(made[-1])} of {len(pool) * cfg.m} images in {len(made)} wave(s)")
+
+
+def _phi_rows(samples: list[Sample], pool: list[Anchor]) -> list[list[int]]:
+    """Φ of each direction's samples (Eq. 8), in j order."""
+    return [[s.overfit for s in samples if s.anchor_idx == a.idx] for a in pool]
+
+
+def _sample(cfg: Config, ledger: Record, parts: Components, r: int, wanted: list[tuple[Anchor, int]]) -> None:
+    """Generate the `wanted` samples not yet on record, in batches across anchors, score each batch
     with CLIP and record it: files first, then one transaction per batch. PNG encoding runs in a
     writer thread while the next batch generates."""
     done = {(s.anchor_idx, s.j) for s in ledger.samples(r)}
-    todo = [(a, j) for a in pool for j in range(cfg.m) if (a.idx, j) not in done]
+    todo = [(a, j) for a, j in wanted if (a.idx, j) not in done]
     seeds = [sample_seed(cfg.seed, r, a.idx, j) for a, j in todo]
 
     def record(written: Future, rows: list[Sample]) -> None:

@@ -96,15 +96,19 @@ def run_text(folder: str | Path, summary: dict) -> str:
 
     c = summary["config"]
     lines = [f"{folder}: {summary['status']}   strategy {strategy_label(c['strategy'], c['balance'])}, "
-             f"m={c['m']} k={c['k']} λ={c['lambda']}, {c['method']} on {c['base']}",
+             f"m={c['m']}{' (adaptive)' if c.get('sampling') == 'adaptive' else ''} k={c['k']} λ={c['lambda']}, "
+             f"{c['method']} on {c['base']}",
              f"references: {len(summary['references'])}; result: {summary['result'] or '-'}",
-             f"{'round':>5}  {'loss':>7}  {'overfit β':>9}  {'uncertain':>9}  {'openness Δ':>10}  chosen directions / stop"]
+             f"{'round':>5}  {'loss':>7}  {'images':>6}  {'overfit β':>9}  {'uncertain':>9}  {'openness Δ':>10}  "
+             "chosen directions / stop"]
     for r in summary["rounds"]:
         anchors = r["anchors"]
         beta = sum(a["beta"] for a in anchors) / len(anchors) if anchors else None
         uncertain = sum(a["entropy"] > 0 for a in anchors) if anchors else None
         chosen = [f"[{a['index']}] {a['prompt']} (Ω {a['entropy']:.3f})" for a in anchors if a["selected"]]
-        lines.append(f"{r['round']:>5}  {fmt(r['train_loss'], '.4f'):>7}  {fmt(beta, '.2f'):>9}  {fmt(uncertain, 'd'):>9}  "
+        images = sum(len(a["samples"]) for a in anchors)  # the query's (fewer than m per anchor when adaptive)
+        lines.append(f"{r['round']:>5}  {fmt(r['train_loss'], '.4f'):>7}  {images or '-':>6}  {fmt(beta, '.2f'):>9}  "
+                     f"{fmt(uncertain, 'd'):>9}  "
                      f"{fmt(r['openness'], '.5f'):>10}  {'; '.join(chosen)}{'stop: ' + r['stop_reason'] if r['stopped'] else ''}")
     rec = summary["recommended"]
     if rec:
