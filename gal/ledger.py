@@ -254,9 +254,10 @@ class Ledger:
 
     def record_wave(self, round_: int, wave: int, targets: dict[int, int]) -> None:
         """A wave of adaptive sampling, before it is made: how many samples each direction has after it (the
-        samples j >= its last wave's target are the ones skipped)."""
+        samples j >= its last wave's target are the ones skipped). A wave already on record (a resumed run makes
+        the same waves again) is kept."""
         with self.transaction() as db:
-            db.executemany("INSERT INTO wave VALUES (?, ?, ?, ?)", [(round_, wave, a, t) for a, t in targets.items()])
+            db.executemany("INSERT OR IGNORE INTO wave VALUES (?, ?, ?, ?)", [(round_, wave, a, t) for a, t in targets.items()])
 
     def waves(self, round_: int) -> list[dict[int, int]]:
         rows = self.db.execute("SELECT wave, anchor_idx, target FROM wave WHERE round = ? ORDER BY wave, anchor_idx",

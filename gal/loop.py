@@ -201,8 +201,7 @@ def _query(cfg: Config, ledger: Record, parts: Components, r: int, pool: list[An
         return _sample(cfg, ledger, parts, r, [(a, j) for a in pool for j in range(cfg.m)])
 
     def make(wave: int, targets: list[int]) -> list[list[int]]:
-        if wave > len(ledger.waves(r)):  # the wave is on record before its samples are made
-            ledger.record_wave(r, wave, {a.idx: t for a, t in zip(pool, targets)})
+        ledger.record_wave(r, wave, {a.idx: t for a, t in zip(pool, targets)})  # on record before it is made
         _sample(cfg, ledger, parts, r, [(a, j) for a, t in zip(pool, targets) for j in range(t)])
         return _phi_rows(ledger.samples(r), pool)
 

@@ -16,10 +16,13 @@ from conftest import run_args
 
 @pytest.mark.parametrize("strategy", ["random", "uncertainty"])
 def test_two_processes_match_one(tiny, tmp_path, strategy):
-    """Random's picks do not depend on the scores; uncertainty's do (β, Ω, Eq. 10), so it checks the scoring too."""
+    """Random's picks do not depend on the scores; uncertainty's do (β, Ω, Eq. 10, adaptive sampling's waves), so
+    it checks the scoring too."""
     config = tmp_path / "run.yaml"
     k = 1 if strategy == "uncertainty" else 2  # the tiny model opens one direction: with k = 2 Eq. 10 would end round 1
-    config.write_text(f"m: 4\nk: {k}\nbatch_size: 2\nlr: 0.01\n")  # torchrun's own parser would take --m
+    # uncertainty samples adaptively: its waves are decided from the scores every process reads back
+    sampling = "adaptive" if strategy == "uncertainty" else "full"
+    config.write_text(f"m: 4\nk: {k}\nbatch_size: 2\nlr: 0.01\nsampling: {sampling}\n")  # torchrun's parser would take --m
     args = [a for a in run_args(tiny, "OUT", "--rounds", "3", "--strategy", strategy, "--gen-batch-size", "3")]
     for flag in ("--m", "--k"):
         i = args.index(flag)
@@ -49,6 +52,7 @@ def test_two_processes_match_one(tiny, tmp_path, strategy):
             assert w1.keys() == w2.keys()
             assert max(np.abs(w1[k] - w2[k]).max() for k in w1) < 1e-3
         for x, y in zip(a["anchors"], b["anchors"]):
+            assert len(x["samples"]) == len(y["samples"])  # the same waves
             for s, t in zip(x["samples"], y["samples"]):
                 assert s["seed"] == t["seed"] and s["path"] == t["path"]
                 im1 = np.asarray(Image.open(tmp_path / "one" / s["path"]), dtype=int)
