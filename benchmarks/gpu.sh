@@ -60,7 +60,7 @@ stage "building the SD 1.5-architecture pipeline and the CLIP ViT-B/32-architect
 stage "query phase: ${QUERY[*]}, $RES px, $STEPS steps, $DTYPE"
 query() {
     "$PY" benchmarks/query_phase.py --base "$WORK/sd15" --scorer "$WORK/clip" --device "$DEVICE" \
-        --resolution "$RES" --steps "$STEPS" --dtype "$DTYPE" "${QUERY[@]}" --flops --label "$LABEL" --json "$@" \
+        --resolution "$RES" --steps "$STEPS" --dtype "$DTYPE" "${QUERY[@]}" --label "$LABEL" --json "$@" \
         > "$RESULTS/query.json"
 }
 if ! query; then

@@ -111,16 +111,16 @@ def resolve_args(a, steps_gpu: int, steps_cpu: int) -> torch.device:
     return device
 
 
-def add_shared_flags(p, warmup_help: str) -> None:
+def add_shared_flags(p, warmup_help: str, sides: tuple[str, ...] = ("project", "plain")) -> None:
     """The flags both benchmarks take after their own."""
     p.add_argument("--warmup", default="auto", choices=["auto", "on", "off"], help=warmup_help)
     p.add_argument("--repeat", type=int, default=1,
                    help="measure each side N times, alternating, and keep each side's fastest run (default 1)")
-    p.add_argument("--only", choices=["project", "plain"], help="measure one side only")
+    p.add_argument("--only", choices=sides, help="measure one side only")
     p.add_argument("--workdir", help="where random-weight models are built (default: a temporary folder)")
     p.add_argument("--label", help="name of the model in the report (default: where it came from)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--side", choices=["project", "plain"], help=argparse.SUPPRESS)
+    p.add_argument("--side", choices=sides, help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
 
 
@@ -265,16 +265,44 @@ def time_unet_forward(unet, batch: int, latent: int, seq_len: int, autocast_dtyp
 # ---- gpu.sh's summary -----------------------------------------------------------------------------
 
 def summary(query_file: str, *train_files: str) -> str:
-    q = json.loads(Path(query_file).read_text())
+    lines = [summary_of_query(json.loads(Path(query_file).read_text()))]
+    for path in train_files:
+        if not Path(path).exists():
+            continue
+        t = json.loads(Path(path).read_text())
+        lines.append(f"training ({t['settings']['method']}, batch {t['settings']['batch_size']}, "
+                     f"{t['settings']['resolution']} px, {t['settings']['steps']} steps): project "
+                     f"{t['project']['steps_per_s']:.3f} steps/s, plain loop {t['plain']['steps_per_s']:.3f} steps/s, "
+                     f"ratio {t['ratio']:.2f}x")
+    return "\n".join(lines)
+
+
+def summary_of_query(q: dict) -> str:
+    """query_phase.py's report as text: each side's images/s, the two ratios, the UNet share."""
+    s = q["settings"]
     lines = [f"device: {q['device']}", f"model: {q['model']}",
-             f"query phase ({q['settings']['images']} images, {q['settings']['resolution']} px, "
-             f"{q['settings']['steps']} steps, {q['settings']['dtype']}):",
-             f"  project     {q['project']['images_per_s']:.3f} images/s   (batch {q['project']['batch_size']})",
-             f"  plain loop  {q['plain']['images_per_s']:.3f} images/s",
-             f"  ratio       {q['ratio']:.2f}x" + ("" if q["device"].startswith("CPU") else
-                                                 f"  (target on a GPU: >= 8x: {'holds' if q['ratio'] >= 8 else 'does not hold'})")]
-    f = q.get("flops")
+             f"query phase: {s['anchors']} anchors x {s['m']} samples x {s['rounds']} rounds = {s['images']} images, "
+             f"{s['steps']} DPM-Solver steps, guidance {s['guidance']}, {s['resolution']} px, {s['dtype']}, LoRA attached:",
+             ]
+
+    def memory(x: dict) -> str:
+        return f"peak RSS {x['peak_rss_mb']:.0f} MB" + (f", GPU {x['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in x else "")
+
+    if "project" in q:
+        x = q["project"]
+        lines.append(f"  project     {x['images_per_s']:.3f} images/s (batch {x['batch_size']}; one-time load "
+                     f"{x['load_s']:.1f} s; {memory(x)})")
+    for side, target in (("authors", 8), ("competent", 2)):
+        if side in q:
+            ratio = q.get("ratios", {}).get(side)
+            verdict = "" if ratio is None or q["device"].startswith("CPU") else \
+                f"  (target on a GPU: >= {target}x: {'holds' if ratio >= target else 'does not hold'})"
+            lines.append(f"  {side:<11} {q[side]['images_per_s']:.3f} images/s (batch {q[side]['batch_size']}; "
+                         f"{memory(q[side])})" + (f", project / {side} {ratio:.2f}x{verdict}" if ratio else ""))
+    f = q.get("project", {}).get("unet")
     if f:
+        lines.append(f"  UNet share: the phase runs at {100 * f['share']:.1f}% of the UNet alone at batch {f['unet_batch']} "
+                     f"(target: >= 85% on a GPU, >= 90% on the CPU)")
         lines.append(f"  UNet: {f['unet_tflop_per_image']:.4g} TFLOP per image; the query phase reaches "
                      f"{f['achieved_tflops']:.4g} TFLOP/s over its whole wall time, the UNet alone "
                      f"{f['unet_only_tflops']:.4g} TFLOP/s at batch {f['unet_batch']}")
@@ -285,14 +313,6 @@ def summary(query_file: str, *train_files: str) -> str:
                          f"(UNet alone; target >= 35%: {'holds' if ok else 'does not hold'})")
         else:
             lines.append(f"  unknown peak for '{q['device']}': no utilisation figure")
-    for path in train_files:
-        if not Path(path).exists():
-            continue
-        t = json.loads(Path(path).read_text())
-        lines.append(f"training ({t['settings']['method']}, batch {t['settings']['batch_size']}, "
-                     f"{t['settings']['resolution']} px, {t['settings']['steps']} steps): project "
-                     f"{t['project']['steps_per_s']:.3f} steps/s, plain loop {t['plain']['steps_per_s']:.3f} steps/s, "
-                     f"ratio {t['ratio']:.2f}x")
     return "\n".join(lines)
 
 

@@ -1,26 +1,27 @@
-"""Query-phase speed: the project's query phase against the loop a user writes with plain diffusers.
+"""Query-phase speed: `gal run`'s query phase against the loops a reviewer would write instead.
 
-Both sides make the same images (anchors x m per round, for `--rounds` rounds) with the same model,
-sampler (DPMSolverMultistepScheduler), steps, guidance and resolution, and score each image against its
-anchor text and the non-SoI texts with the same CLIP model:
+All sides make the same images (anchors x m per round, for `--rounds` rounds) with the same model, sampler
+(DPMSolverMultistepScheduler), steps, guidance, resolution and LoRA adapter, and score each image against
+its anchor text and the non-SoI texts with the same CLIP model (Eq. 8):
 
-- project: what gal.loop._query does. The pipeline and the scorer are loaded once (gal.models.load_pipeline
-  and gal.score.ClipScorer, as gal.components.Components) and kept across rounds; images are made in batches across
-  anchors and samples (gal.generate.generate, per-sample seeds); CLIP scores each batch at once and encodes
-  each distinct text once.
-- plain: the authors' style of loop. Every round the pipeline is rebuilt from disk
-  (StableDiffusionPipeline.from_pretrained); one image per pipe(...) call; one CLIPModel forward (with a
-  fresh CLIPProcessor call) per image and per text: its anchor text and each non-SoI text.
+- project: `gal.loop.query_samples`, the very function `gal run`'s query calls, on `gal.components.Components`
+  built from a `gal.Config` as a run builds them (so the round's LoRA adapter is attached, unfused, as in a
+  run). Images in batches across anchors and samples, per-sample seeds, CLIP per batch, texts cached.
+- authors: the authors' loop as they wrote it. Every round the pipeline is rebuilt around the modules
+  already in memory (StableDiffusionPipeline(vae=..., unet=...)); one image per pipe(...) call; CLIP
+  encodes each image alone; text features are cached per prompt.
+- competent: what a user who writes diffusers well would do: the pipeline is kept, one call per anchor with
+  num_images_per_prompt=m (one generator per image), CLIP batched per anchor, text features cached.
 
-Each side runs in its own process, so each peak memory is its own. Not timed on either side: loading the
-CLIP model (once per process), writing images to disk, the ledger. The project's one-time pipeline load is
-reported apart (`load_s`): in a run it is shared with fine-tuning. `--lora` attaches the round's LoRA adapter,
-as in a real run (project: gal.personalize.Personalizer's unfused adapter; plain: pipe.load_lora_weights
-every round).
+Each side runs in its own process, so each peak memory is its own. Not timed on any side: loading the models
+(once per process; the project's load is reported apart as `load_s`: in a run it is shared with fine-tuning)
+and writing images (`gal run` writes PNGs in a writer thread beside the next batch; no side writes here).
+The UNet share: the project phase's images/s against what the UNet alone gives at the same batch (the share
+of the phase's time that is UNet work; the rest is VAE decodes, CLIP, the scheduler and Python).
 
     python benchmarks/query_phase.py                       # bundled miniature model, or a tiny one built here
     python benchmarks/query_phase.py --anchors 6 --m 4 --json
-    python benchmarks/query_phase.py --base DIR --scorer DIR --device cuda --steps 25 --flops
+    python benchmarks/query_phase.py --base DIR --scorer DIR --device cuda --steps 25
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import torch  # noqa: E402
 SUBJECT, SUBJECT_PLAIN = "a <sks> dog", "a dog"
 NON_SOI = ["a dog on the stairs", "a dog on a sofa"]  # the references' non-SoI content (Eq. 8)
 GUIDANCE = 7.5
+SIDES = ("project", "authors", "competent")
 
 
 def anchors(n: int):
@@ -58,144 +60,181 @@ def anchors(n: int):
 def settings(a, device: torch.device, resolution: int) -> dict:
     return {"anchors": a.anchors, "m": a.m, "rounds": a.rounds, "images": a.anchors * a.m * a.rounds,
             "steps": a.steps, "guidance": GUIDANCE, "resolution": resolution, "dtype": a.dtype,
-            "non_soi_texts": len(NON_SOI), "lora": bool(a.lora), "device": str(device),
+            "non_soi_texts": len(NON_SOI), "device": str(device),
             "torch_threads": torch.get_num_threads()}
 
 
 # ---- the project's query phase --------------------------------------------------------------------
 
 def project_side(a) -> dict:
-    from accelerate import Accelerator
-
-    from gal.generate import auto_batch_size, generate, sample_seed
-    from gal.models import load_pipeline, native_resolution, use_query_sampler
-    from gal.personalize import Personalizer
-    from gal.score import ClipScorer
+    from gal.components import Components
+    from gal.config import Config, resolved
+    from gal.generate import sample_seed
+    from gal.loop import query_samples
 
     device = harness.pick_device(a.device)
-    precision = harness.MIXED_PRECISION[a.dtype]
     start = time.perf_counter()
-    # as gal.components.Components
-    acc = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
-    frozen_dtype = harness.TORCH_DTYPES[a.dtype]
-    autocast_dtype = frozen_dtype if precision != "no" else None
-    scorer = ClipScorer(a.scorer, device=acc.device)
-    pipe = load_pipeline(a.base, frozen_dtype, frozen_dtype)
-    resolution = a.resolution or native_resolution(pipe)
-    pipe.to(acc.device)
-    if a.lora:
-        Personalizer(pipe, acc, method="lora", lr=1e-4, rank=4, resolution=resolution)
-    use_query_sampler(pipe)
-    batch = auto_batch_size(acc.device, resolution) if a.batch_size == "auto" else int(a.batch_size)
+    cfg = resolved(Config(references="-", subject=SUBJECT, base=a.base, scorer=a.scorer, device=str(device),
+                          mixed_precision=harness.MIXED_PRECISION[a.dtype], resolution=a.resolution,
+                          gen_batch_size=str(a.batch_size)))
+    parts = Components(cfg)  # as gal run: pipeline, LoRA adapter, scorer, query sampler
+    parts.personalizer.load(Path(a.lora))  # the round's LoRA weights
+    parts.non_soi_texts = NON_SOI
     harness.sync(device)
     load_s = time.perf_counter() - start
 
     pool = anchors(a.anchors)
     if a.warmup == "on":  # one short batch: kernels chosen, caches allocated (no text of the run is cached here)
-        for _, images in generate(pipe, [pool[0].prompt] * min(batch, 4), list(range(min(batch, 4))), steps=2,
-                                  guidance=GUIDANCE, resolution=resolution, batch_size=batch,
-                                  autocast_dtype=autocast_dtype):
-            scorer.image_features(images)
+        n = min(parts.gen_batch_size, 4)
+        for _ in query_samples(parts, [pool[0].prompt] * n, ["warm-up"] * n, list(range(n)), 2, GUIDANCE, "warm-up"):
+            pass
+        parts.scorer._text_cache.clear()
     scores = []
     with harness.Timer(device) as timer:
-        for r in range(1, a.rounds + 1):  # _query: every anchor x j, batched across anchors
+        for r in range(1, a.rounds + 1):  # gal.loop._rounds and _sample: every anchor x j, batched across anchors
             todo = [(anchor, j) for anchor in pool for j in range(a.m)]
             seeds = [sample_seed(a.seed, r, anchor.idx, j) for anchor, j in todo]
-            for start_i, images in generate(pipe, [anchor.prompt for anchor, _ in todo], seeds, steps=a.steps,
-                                            guidance=GUIDANCE, resolution=resolution, batch_size=batch,
-                                            autocast_dtype=autocast_dtype):
-                mine = range(start_i, start_i + len(images))
-                features = scorer.image_features(images)
-                s_a, s_n = scorer.oracle(features, [todo[i][0].text for i in mine], NON_SOI)
-                scores += list(zip(s_a.tolist(), s_n.tolist()))
+            with parts.personalizer.merged():
+                for _, _, _, s_a, s_n in query_samples(parts, [x.prompt for x, _ in todo], [x.text for x, _ in todo],
+                                                      seeds, a.steps, GUIDANCE, f"round {r}: query"):
+                    scores += list(zip(s_a, s_n))
     n = len(scores)
     out = {"seconds": timer.seconds, "images": n, "images_per_s": n / timer.seconds, "load_s": load_s,
-           "batch_size": batch, "resolution": resolution, **harness.peak_memory(device)}
-    if a.flops:
-        out["flops"] = _flops(a, pipe, batch, min(batch, a.anchors * a.m), resolution, autocast_dtype,
-                              n / timer.seconds, device)
+           "batch_size": parts.gen_batch_size, "resolution": parts.resolution, **harness.peak_memory(device)}
+    with parts.personalizer.merged():  # the UNet as the phase runs it
+        out["unet"] = _unet_share(a, parts.pipe, min(parts.gen_batch_size, a.anchors * a.m), parts.resolution,
+                                  parts.autocast_dtype, n / timer.seconds, device)
     return out
 
 
-def _flops(a, pipe, batch: int, used: int, resolution: int, autocast_dtype, images_per_s: float, device) -> dict:
-    """UNet FLOPs per image (one forward at the batch used, doubled for classifier-free guidance, times
-    steps) and the TFLOP/s this reaches: over the query phase's whole wall time, and for the UNet alone."""
+def _unet_share(a, pipe, used: int, resolution: int, autocast_dtype, images_per_s: float, device) -> dict:
+    """The UNet alone at the phase's batch (one forward, doubled for classifier-free guidance, times steps):
+    its images/s, the share of the phase's time that is UNet work, and its FLOPs and TFLOP/s (with the
+    device's bf16 dense peak, where known)."""
     unet_batch = 2 * used if GUIDANCE > 1 else used
     latent = resolution // pipe.vae_scale_factor
     seq = pipe.tokenizer.model_max_length
+    seconds = harness.time_unet_forward(pipe.unet, unet_batch, latent, seq, autocast_dtype,
+                                        iters=5, warmup=2 if device.type == "cuda" else 1)
+    unet_images_per_s = used / (seconds * a.steps)
     per_forward = harness.unet_forward_flops(pipe.unet, unet_batch, latent, seq)
     per_image = per_forward / used * a.steps
-    seconds = harness.time_unet_forward(pipe.unet, unet_batch, latent, seq, autocast_dtype,
-                                       iters=5 if device.type == "cuda" else 2, warmup=2 if device.type == "cuda" else 1)
-    achieved = per_image * images_per_s / 1e12
-    unet_only = per_forward / seconds / 1e12
+    out = {"unet_batch": unet_batch, "unet_forward_s": seconds, "unet_images_per_s": unet_images_per_s,
+           "share": images_per_s / unet_images_per_s, "unet_tflop_per_image": per_image / 1e12,
+           "achieved_tflops": per_image * images_per_s / 1e12, "unet_only_tflops": per_forward / seconds / 1e12}
     label, peak = harness.bf16_peak(harness.device_name(device)) if device.type == "cuda" else (None, None)
-    out = {"unet_batch": unet_batch, "unet_tflop_per_forward": per_forward / 1e12,
-           "unet_tflop_per_image": per_image / 1e12, "achieved_tflops": achieved,
-           "unet_forward_s": seconds, "unet_only_tflops": unet_only, "peak_label": label, "peak_tflops": peak}
+    out.update(peak_label=label, peak_tflops=peak)
     if peak:
-        out.update(achieved_fraction=achieved / peak, unet_only_fraction=unet_only / peak)
+        out.update(achieved_fraction=out["achieved_tflops"] / peak, unet_only_fraction=out["unet_only_tflops"] / peak)
     return out
 
 
-# ---- the plain diffusers loop ---------------------------------------------------------------------
+# ---- the loops a reviewer would write instead -------------------------------------------------------
 
-def plain_side(a) -> dict:
-    import torch.nn.functional as F
+def _modules(a, device):
+    """The pipeline's modules and the CLIP model, loaded once (not timed), with the round's LoRA attached."""
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
     from diffusers.utils import logging as dlog
     from transformers import CLIPModel, CLIPProcessor
 
     dlog.disable_progress_bar()
-    device = harness.pick_device(a.device)
     dtype = harness.TORCH_DTYPES[a.dtype]
-    clip = CLIPModel.from_pretrained(a.scorer).to(device).eval()  # loaded once: not timed
-    processor = CLIPProcessor.from_pretrained(a.scorer)
-    pool = anchors(a.anchors)
+    pipe = StableDiffusionPipeline.from_pretrained(a.base, torch_dtype=dtype, safety_checker=None,
+                                                   requires_safety_checker=False).to(device)
+    pipe.load_lora_weights(a.lora)  # onto the UNet in memory: a rebuilt pipeline keeps it
+    modules = {k: getattr(pipe, k) for k in ("vae", "text_encoder", "tokenizer", "unet")}
+    modules["scheduler"] = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    clip = CLIPModel.from_pretrained(a.scorer).to(device).eval()
+    return modules, clip, CLIPProcessor.from_pretrained(a.scorer)
 
-    def load():
-        pipe = StableDiffusionPipeline.from_pretrained(a.base, torch_dtype=dtype, safety_checker=None,
-                                                       requires_safety_checker=False).to(device)
-        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
-        if a.lora:
-            pipe.load_lora_weights(a.lora)
-        return pipe
 
-    resolution = a.resolution
+def _build(modules):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(**modules, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class _TextCache:
+    """CLIP text features, encoded once per prompt (as the authors' code and a competent user do)."""
+
+    def __init__(self, clip, processor, device):
+        self.clip, self.processor, self.device, self.cache = clip, processor, device, {}
+
+    @torch.no_grad()
+    def __call__(self, text: str) -> torch.Tensor:
+        if text not in self.cache:
+            tokens = self.processor.tokenizer([text], padding=True, return_tensors="pt").to(self.device)
+            self.cache[text] = torch.nn.functional.normalize(_embeds(self.clip.get_text_features(**tokens)), dim=-1)[0]
+        return self.cache[text]
+
+
+@torch.no_grad()
+def _image_features(clip, processor, images, device) -> torch.Tensor:
+    pixels = processor(images=images, return_tensors="pt")["pixel_values"].to(device)
+    return torch.nn.functional.normalize(_embeds(clip.get_image_features(pixel_values=pixels)), dim=-1)
+
+
+def _embeds(out) -> torch.Tensor:
+    return getattr(out, "pooler_output", out).float()  # transformers 5 returns a model output
+
+
+def _scores(features, anchor, texts: _TextCache) -> list[tuple[float, float]]:
+    s_a = features @ texts(anchor.text)
+    s_n = torch.stack([features @ texts(t) for t in NON_SOI], dim=1).max(dim=1).values
+    return list(zip(s_a.tolist(), s_n.tolist()))
+
+
+def _seed(a, r: int, anchor, j: int) -> int:
+    return a.seed * 1_000_003 + r * 10_007 + anchor.idx * 101 + j
+
+
+def authors_side(a) -> dict:
+    device = harness.pick_device(a.device)
+    modules, clip, processor = _modules(a, device)
+    texts, pool = _TextCache(clip, processor, device), anchors(a.anchors)
+    resolution = a.resolution or modules["unet"].config.sample_size * _build(modules).vae_scale_factor
     if a.warmup == "on":
-        pipe = load()
-        resolution = resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
-        image = pipe(pool[0].prompt, num_inference_steps=2, guidance_scale=GUIDANCE, height=resolution,
-                     width=resolution).images[0]
-        with torch.no_grad():
-            clip(**processor(text=["warm-up"], images=image, return_tensors="pt", padding=True).to(device))
-        del pipe
+        _build(modules)(pool[0].prompt, num_inference_steps=2, guidance_scale=GUIDANCE, height=resolution, width=resolution)
     scores = []
     with harness.Timer(device) as timer:
         for r in range(1, a.rounds + 1):
-            pipe = load()  # the fine-tuned model of the round, rebuilt from disk
-            resolution = resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
+            pipe = _build(modules)  # the round's model: a new pipeline around the modules in memory
             for anchor in pool:
                 for j in range(a.m):
-                    g = torch.Generator(device).manual_seed(a.seed * 1_000_003 + r * 10_007 + anchor.idx * 101 + j)
+                    g = torch.Generator(device).manual_seed(_seed(a, r, anchor, j))
                     image = pipe(anchor.prompt, num_inference_steps=a.steps, guidance_scale=GUIDANCE,
                                  height=resolution, width=resolution, generator=g).images[0]
-                    sims = []
-                    for text in [anchor.text, *NON_SOI]:
-                        inputs = processor(text=[text], images=image, return_tensors="pt", padding=True).to(device)
-                        with torch.no_grad():
-                            out = clip(**inputs)
-                        sims.append(F.cosine_similarity(out.image_embeds, out.text_embeds).item())
-                    scores.append((sims[0], max(sims[1:])))
-            del pipe
+                    scores += _scores(_image_features(clip, processor, [image], device), anchor, texts)
     n = len(scores)
     return {"seconds": timer.seconds, "images": n, "images_per_s": n / timer.seconds, "batch_size": 1,
             "resolution": resolution, **harness.peak_memory(device)}
 
 
+def competent_side(a) -> dict:
+    device = harness.pick_device(a.device)
+    modules, clip, processor = _modules(a, device)
+    texts, pool, pipe = _TextCache(clip, processor, device), anchors(a.anchors), _build(modules)
+    resolution = a.resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
+    if a.warmup == "on":
+        pipe(pool[0].prompt, num_images_per_prompt=2, num_inference_steps=2, guidance_scale=GUIDANCE,
+             height=resolution, width=resolution)
+    scores = []
+    with harness.Timer(device) as timer:
+        for r in range(1, a.rounds + 1):
+            for anchor in pool:
+                gens = [torch.Generator(device).manual_seed(_seed(a, r, anchor, j)) for j in range(a.m)]
+                images = pipe(anchor.prompt, num_images_per_prompt=a.m, num_inference_steps=a.steps,
+                              guidance_scale=GUIDANCE, height=resolution, width=resolution, generator=gens).images
+                scores += _scores(_image_features(clip, processor, images, device), anchor, texts)
+    n = len(scores)
+    return {"seconds": timer.seconds, "images": n, "images_per_s": n / timer.seconds, "batch_size": a.m,
+            "resolution": resolution, **harness.peak_memory(device)}
+
+
 def make_lora(a, folder: Path) -> str:
-    """A LoRA checkpoint as a GAL round leaves it (Personalizer.save), for the plain side to load."""
+    """A LoRA checkpoint as a GAL round leaves it (Personalizer.save), for every side to load."""
     from accelerate import Accelerator
 
     from gal.models import load_pipeline, native_resolution
@@ -230,10 +269,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto: fp32 on the CPU, bf16 (fp16 without bf16) on a GPU")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lora", nargs="?", const="build", default=None,
-                   help="attach a LoRA adapter on both sides, as in a real run (optional: a LoRA folder)")
-    p.add_argument("--flops", action="store_true", help="count UNet FLOPs and report TFLOP/s (and %% of peak on GPUs)")
-    harness.add_shared_flags(p, "one short untimed batch per side first (auto: on a GPU only)")
+    p.add_argument("--lora", default="build", help="the round's LoRA folder, attached on every side as in a real run "
+                   "(default: one built here, as a round leaves it)")
+    harness.add_shared_flags(p, "one short untimed batch per side first (auto: on a GPU only)", SIDES)
     return p
 
 
@@ -241,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = parser().parse_args(argv)
     device = harness.resolve_args(a, steps_gpu=25, steps_cpu=10)
     if a.side:  # a child process: measure one side and write its figures
-        out = project_side(a) if a.side == "project" else plain_side(a)
+        out = {"project": project_side, "authors": authors_side, "competent": competent_side}[a.side](a)
         Path(a.result).write_text(json.dumps(out))
         return out
 
@@ -251,50 +289,20 @@ def main(argv: list[str] | None = None) -> dict:
         if a.lora == "build":
             a.lora = make_lora(a, Path(tmp) / "lora")
         argv_child = harness.child_argv(a, skip=("json", "side", "result", "arch", "workdir", "only", "repeat", "label"))
-        sides = [s for s in ("project", "plain") if a.only in (None, s)]
+        sides = [s for s in SIDES if a.only in (None, s)]
         results = harness.run_sides(__file__, argv_child, sides, a.repeat, "images_per_s")
     resolution = next(iter(results.values()))["resolution"]
     report = {"benchmark": "query_phase", "date": time.strftime("%Y-%m-%d"), "device": harness.device_name(device),
               "model": a.label or models["label"], "base": a.base, "scorer": a.scorer,
               "settings": {**settings(a, device, resolution), "warmup": a.warmup, "repeat": a.repeat}, **results}
-    if len(results) == 2:
-        report["ratio"] = results["project"]["images_per_s"] / results["plain"]["images_per_s"]
-    if "project" in results and "flops" in results["project"]:
-        report["flops"] = results["project"].pop("flops")
+    if "project" in results:
+        report["ratios"] = {side: results["project"]["images_per_s"] / results[side]["images_per_s"]
+                            for side in SIDES[1:] if side in results}
     if a.json:
         print(json.dumps(report, indent=1))
     else:
-        print(render(report))
+        print(harness.summary_of_query(report))
     return report
-
-
-def render(r: dict) -> str:
-    s = r["settings"]
-    lines = [f"query phase on {r['device']}", f"model: {r['model']}",
-             f"{s['anchors']} anchors x {s['m']} samples x {s['rounds']} rounds = {s['images']} images, "
-             f"{s['steps']} DPM-Solver steps, guidance {s['guidance']}, {s['resolution']} px, {s['dtype']}"
-             + (", LoRA adapter attached" if s["lora"] else "")]
-    for side in ("project", "plain"):
-        if side in r:
-            x = r[side]
-            mem = f"peak RSS {x['peak_rss_mb']:.0f} MB" + (f", peak GPU {x['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in x else "")
-            extra = f", batch {x['batch_size']}, one-time load {x['load_s']:.1f} s" if side == "project" else ", batch 1"
-            runs = x.get("all_images_per_s", [])
-            extra += f"; best of {len(runs)}: " + ", ".join(f"{v:.3f}" for v in runs) if len(runs) > 1 else ""
-            lines.append(f"  {side:<8} {x['images_per_s']:8.3f} images/s  ({x['images']} images in {x['seconds']:.1f} s"
-                         f"{extra}; {mem})")
-    if "ratio" in r:
-        lines.append(f"  ratio    {r['ratio']:8.2f}x")
-    f = r.get("flops")
-    if f:
-        lines.append(f"  UNet {f['unet_tflop_per_image'] * 1e3:.2f} GFLOP per image -> {f['achieved_tflops']:.4f} TFLOP/s "
-                     f"over the whole phase; UNet alone at batch {f['unet_batch']}: {f['unet_only_tflops']:.4f} TFLOP/s")
-        if f.get("peak_tflops"):
-            lines.append(f"  {100 * f['achieved_fraction']:.1f}% (phase) / {100 * f['unet_only_fraction']:.1f}% (UNet alone) "
-                         f"of the {f['peak_label']} bf16 dense peak ({f['peak_tflops']:.0f} TFLOP/s)")
-        else:
-            lines.append("  unknown peak: no utilisation figure for this device")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

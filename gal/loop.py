@@ -99,7 +99,8 @@ def _rounds(cfg: Config, ledger: Record, parts: Components, log) -> None:
             ledger.close_round(r, openness=None, directions=[], added=[], stop_reason=reason)
             log(f"round {r}: fine-tuned (loss {loss:.4f}); {reason}; result: {ledger.round(r)['checkpoint']}")
             return
-        _query(cfg, ledger, parts, r, pool, log)  # I_ij for every anchor in the pool (Eq. 4), verified by the oracle (Eq. 8)
+        with parts.personalizer.merged():  # the LoRA merged for generation, the exact base weights back after
+            _query(cfg, ledger, parts, r, pool, log)  # I_ij for every anchor in the pool (Eq. 4), verified by the oracle (Eq. 8)
         scores, beta, omega, delta = score_directions(ledger.samples(r), pool, cfg.lambda_)  # Eq. 8, 7, 6, 9
         choice = strategy.choose(cfg.strategy, scores, cfg.k, np.random.default_rng([cfg.seed, r]),
                                  _reviewed(ledger.review(r), pool) if rule.person else None)
@@ -228,24 +229,34 @@ def _sample(cfg: Config, ledger: Record, parts: Components, r: int, wanted: list
 
     with ThreadPoolExecutor(max_workers=1) as writer:
         previous = None
-        prompts = [a.prompt for a, _ in todo]
-        for mine, images in _generate_shared(parts, prompts, seeds, cfg.query_steps, cfg.query_guidance,  # Eq. 4
-                                             f"round {r}: query"):
+        for mine, images, features, s_a, s_n in query_samples(parts, [a.prompt for a, _ in todo], [a.text for a, _ in todo],
+                                                              seeds, cfg.query_steps, cfg.query_guidance, f"round {r}: query"):
             rows, files = [], []
-            if mine:
-                features = parts.scorer.image_features(images)
-                s_a, s_n = parts.scorer.oracle(features, [todo[i][0].text for i in mine], parts.non_soi_texts)  # Eq. 8
-                for i, image, sa, sn, f in zip(mine, images, s_a.tolist(), s_n.tolist(), features):
-                    a, j = todo[i]
-                    path = f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png"
-                    files.append((ledger.run_dir / path, image))
-                    rows.append(Sample(r, a.idx, j, seeds[i], path, sa, sn, int(strategy.overfit(sa, sn)), _blob(f)))
+            for i, image, sa, sn, f in zip(mine, images, s_a, s_n, features):
+                a, j = todo[i]
+                path = f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png"
+                files.append((ledger.run_dir / path, image))
+                rows.append(Sample(r, a.idx, j, seeds[i], path, sa, sn, int(strategy.overfit(sa, sn)), _blob(f)))
             written = writer.submit(lambda files=files: [write_png(path, image) for path, image in files])
             if previous is not None:
                 record(*previous)
             previous = (written, rows)
         if previous is not None:
             record(*previous)
+
+
+def query_samples(parts: Components, prompts: Sequence[str], texts: Sequence[str], seeds: Sequence[int], steps: int,
+                  guidance: float, desc: str) -> Iterator[tuple[list[int], list, list, list[float], list[float]]]:
+    """The query's work apart from writing: this process's share of each batch generated from its seeds (Eq. 4) and
+    verified by the oracle against each sample's anchor text and the non-SoI texts (Eq. 8): yields (indices,
+    images, CLIP image features, s_a, s_n). benchmarks/query_phase.py times this function."""
+    for mine, images in _generate_shared(parts, prompts, seeds, steps, guidance, desc):
+        if not mine:
+            yield mine, [], [], [], []
+            continue
+        features = parts.scorer.image_features(images)
+        s_a, s_n = parts.scorer.oracle(features, [texts[i] for i in mine], parts.non_soi_texts)
+        yield mine, images, list(features), s_a.tolist(), s_n.tolist()
 
 
 def _generate_shared(parts: Components, prompts: Sequence[str], seeds: Sequence[int], steps: int, guidance: float,

@@ -170,11 +170,12 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
                 references = [load_rgb(run_dir / ref.path) for ref in ledger.added(0)]
                 for r in todo:
                     parts.personalizer.load(run_dir / r["checkpoint"])
-                    metrics = evaluate(parts.pipe, parts.scorer, prompts, references, non_soi_texts(cfg, ledger),
-                                       n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
-                                       resolution=parts.resolution, batch_size=parts.gen_batch_size,
-                                       autocast_dtype=parts.autocast_dtype, image_model=embedder,
-                                       save_dir=run_dir / "eval" / f"round-{r['round']}", desc=f"round {r['round']}: eval")
+                    with parts.personalizer.merged():
+                        metrics = evaluate(parts.pipe, parts.scorer, prompts, references, non_soi_texts(cfg, ledger),
+                                           n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
+                                           resolution=parts.resolution, batch_size=parts.gen_batch_size,
+                                           autocast_dtype=parts.autocast_dtype, image_model=embedder,
+                                           save_dir=run_dir / "eval" / f"round-{r['round']}", desc=f"round {r['round']}: eval")
                     ledger.add_evaluation(r["round"], settings, metrics)
             return [{"round": r["round"], **ledger.evaluation(r["round"], settings)} for r in done]
         finally:

@@ -10,8 +10,9 @@ loads (`pytorch_lora_weights.safetensors`, or a pipeline folder for a full fine-
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -95,6 +96,27 @@ class Personalizer:
                     module.reset_lora_parameters("default", init_lora_weights="gaussian")
         else:
             unet.load_state_dict(self.base_state)
+
+    @contextmanager
+    def merged(self) -> Iterator[None]:
+        """Generation with the LoRA merged into the base weights (peft's merge): each adapted projection is one
+        matmul instead of three. Afterwards the base weights come back bit for bit from a CPU copy (unmerging
+        subtracts the update again, which does not give the same bits back). A full fine-tune has nothing to merge."""
+        if self.method != "lora":
+            yield
+            return
+        from peft.tuners.lora import LoraLayer
+
+        layers = [m for m in self.accelerator.unwrap_model(self.unet).modules() if isinstance(m, LoraLayer)]
+        saved = [m.get_base_layer().weight.detach().to("cpu", copy=True) for m in layers]
+        for m in layers:
+            m.merge(adapter_names=["default"])
+        try:
+            yield
+        finally:
+            for m, weight in zip(layers, saved):
+                m.unmerge()
+                m.get_base_layer().weight.data.copy_(weight)
 
     def save(self, folder: Path) -> None:
         unet = self.accelerator.unwrap_model(self.unet)

@@ -200,6 +200,36 @@ def test_generated_images_do_not_depend_on_batch_size(tiny):
     assert np.abs(runs[0][0] - runs[0][3]).max() > 0  # different seeds, different images
 
 
+def test_the_query_with_the_lora_merged_matches_the_adapter_and_gives_the_base_weights_back(tiny):
+    from accelerate import Accelerator
+
+    from gal.generate import generate, sample_seed
+    from gal.models import load_pipeline
+    from gal.personalize import Example, Personalizer, Term
+    from gal.references import read_references
+
+    pipe = load_pipeline(str(tiny / "pipeline"))
+    trainer = Personalizer(pipe, Accelerator(cpu=True), method="lora", lr=0.05, rank=4, resolution=32)
+    refs = [Example(r.image, "a <sks> ball", 1.0) for r in read_references(str(tiny / "references"))]
+    trainer.train([Term(refs)], steps=3, batch_size=1, seed=0)  # a LoRA that changes the images
+    prompts, seeds = ["a <sks> ball in a museum"] * 2, [sample_seed(0, 1, 0, j) for j in range(2)]
+
+    def images():
+        return np.stack([np.asarray(im, dtype=np.int16) for _, batch in generate(
+            pipe, prompts, seeds, steps=3, guidance=7.5, resolution=32, batch_size=2) for im in batch])
+
+    base = {k: v.clone() for k, v in pipe.unet.state_dict().items() if "lora" not in k}
+    adapter = images()
+    with trainer.merged():
+        merged = images()
+        changed = [k for k, v in pipe.unet.state_dict().items() if "lora" not in k and not torch.equal(v, base[k])]
+    assert changed  # the update really is in the base weights while merged
+    assert np.abs(adapter - merged).max() <= 2
+    after = pipe.unet.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in base.items())  # bit for bit, not base + update - update
+    assert np.array_equal(images(), adapter)
+
+
 def test_frozen_components_load_in_the_asked_precision(tiny):
     from gal.models import load_pipeline
 
