@@ -96,6 +96,34 @@ def test_reference_files(case, tmp_path):
         assert refs[0].caption == "a cat on the stairs"
 
 
+def _jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 16), (30, 90, 200)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _damaged(valid: bytes):
+    """A valid image with one byte changed and its tail cut at some point: what a bad copy or disk leaves."""
+    return st.tuples(st.integers(0, len(valid) - 1), st.integers(0, 255), st.integers(1, len(valid))).map(
+        lambda c: (valid[:c[0]] + bytes([c[1]]) + valid[c[0] + 1:])[:c[2]])
+
+
+@given(data=st.one_of(st.binary(max_size=4096), _damaged(png_bytes((24, 24))), _damaged(_jpeg_bytes()),
+                      _damaged(_animated_gif())),
+       suffix=st.sampled_from([".png", ".jpg", ".gif", ".webp", ".tif", ".bmp"]))
+def test_any_bytes_in_a_reference_image_are_read_or_refused_in_one_line(data, suffix):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / f"a{suffix}").write_bytes(data)
+        try:
+            refs = read_references(folder)
+        except GalError as e:  # one line naming the file
+            assert "\n" not in str(e) and f"a{suffix}" in str(e)
+            return
+        assert len(refs) == 1 and refs[0].image.mode == "RGB" and min(refs[0].image.size) >= 1
+
+
 # ---- anchor files ------------------------------------------------------------------------------------
 
 ANCHOR_FILES = {
@@ -419,7 +447,7 @@ def test_hostile_case_count():
     """docs/reliability.md counts the hostile cases of this file and of test_bad_input.py."""
     from test_bad_input import CASES
 
-    here = (len(REFERENCE_FILES) + len(ANCHOR_FILES) + len(CONFIG_FILES) + len(FLAG_VALUES) + 1 + 3 * 4 + 3 + 1 + 1
+    here = (len(REFERENCE_FILES) + 1 + len(ANCHOR_FILES) + len(CONFIG_FILES) + len(FLAG_VALUES) + 1 + 3 * 4 + 3 + 1 + 1
             + 4  # missing files: samples, a checkpoint, a reference, an added image
             + len(REVIEW_BODIES) + 1 + 1 + 3)  # the review server: bodies, the token, a fuzz, addresses
     doc = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
