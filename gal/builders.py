@@ -6,7 +6,8 @@
   transformers `CLIPModel` folder (tokenizer and image processor included), for an architecture of `ARCHS`:
   `tiny` (tests, the demo's fallback: its images are noise), `sd15` / `sd15-small` (SD 1.5 and CLIP ViT-B/32,
   full size or at toy widths with the same block structure, for speed benchmarks: speed depends on the
-  architecture, not on the weights); `build_miniature(dir, dir)` both of the miniature world's architecture;
+  architecture, not on the weights); `build_pipeline(dir, "tiny-sdxl")` a tiny `StableDiffusionXLPipeline`
+  (two text encoders); `build_miniature(dir, dir)` both of the miniature world's architecture;
 - `write_references(dir)` simple pictures standing in for a user's photos.
 
 Everything is then loaded through the same `from_pretrained` path a user's checkpoint takes.
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 
 ARCHS = ("tiny", "sd15", "sd15-small")
+PIPELINE_ARCHS = ARCHS + ("tiny-sdxl",)
 
 
 # ---- the tokenizer --------------------------------------------------------------------------------
@@ -173,11 +175,46 @@ def build_pipeline(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Pat
             vae = AutoencoderKL(**cfg["vae"]).cpu()
             text_encoder = CLIPTextModel(CLIPTextConfig(**(text_config(tokenizer) | cfg["text_encoder"]))).cpu()
         scheduler = PNDMScheduler(**cfg["scheduler"])
+    elif arch == "tiny-sdxl":
+        _save_sdxl(folder, tokenizer)
+        shutil.rmtree(folder / "_tokenizer", ignore_errors=True)
+        return folder
     else:
-        raise ValueError(f"build_pipeline: unknown architecture {arch!r}; expected one of {', '.join(ARCHS)}")
+        raise ValueError(f"build_pipeline: unknown architecture {arch!r}; expected one of {', '.join(PIPELINE_ARCHS)}")
     save_pipeline(folder, vae, text_encoder, tokenizer, unet, scheduler)
     shutil.rmtree(folder / "_tokenizer", ignore_errors=True)
     return folder
+
+
+def _save_sdxl(folder: Path, tokenizer) -> None:
+    """A tiny `StableDiffusionXLPipeline`: two CLIP text encoders (the second with its projection, whose pooled
+    output and the six time ids make the UNet's added conditioning), as diffusers' own SDXL tests build it."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers.utils import logging
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from gal.models import quiet_transformers
+
+    text = text_config(tokenizer, **TINY_TEXT, projection_dim=32)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        norm_num_groups=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=2 * TINY_TEXT["hidden_size"])
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1, norm_num_groups=8, sample_size=32, scaling_factor=0.13025, force_upcast=True)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       timestep_spacing="leading", steps_offset=1)
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text)), tokenizer=tokenizer,
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer_2=tokenizer, unet=unet,
+        scheduler=scheduler)
+    logging.disable_progress_bar()
+    with quiet_transformers():
+        pipe.save_pretrained(folder, safe_serialization=True)
 
 
 def sd_pipeline(vae, text_encoder, tokenizer, unet, scheduler):

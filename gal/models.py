@@ -66,22 +66,25 @@ def quiet_transformers():
 
 def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32, unet_dtype: torch.dtype = torch.float32,
                   allow_pickle: bool = False):
-    """The pipeline, with VAE and text encoder in `frozen_dtype` and the UNet in `unet_dtype`."""
+    """The pipeline of the base's family (gal.family), with VAE and text encoders in `frozen_dtype` (an SDXL VAE
+    stays fp32) and the UNet in `unet_dtype`."""
+    from gal.family import family_of
+
     name_or_path = locate(name_or_path, "--base")
     check_model_folder(name_or_path, "--base", allow_pickle)
     with quiet_transformers():
-        from diffusers import StableDiffusionPipeline
-
+        family = family_of(name_or_path)
         try:
-            pipe = StableDiffusionPipeline.from_pretrained(
-                name_or_path, use_safetensors=None if allow_pickle else True, safety_checker=None,
-                requires_safety_checker=False)
+            pipe = family.pipeline_class().from_pretrained(
+                name_or_path, use_safetensors=None if allow_pickle else True,
+                **({"safety_checker": None, "requires_safety_checker": False} if family.name == "sd" else {}))
         except (OSError, ValueError, TypeError, AttributeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-            raise GalError(f"--base {name_or_path}: cannot load a Stable Diffusion pipeline ({first[:200]}); "
-                           "expected a diffusers StableDiffusionPipeline folder with safetensors weights") from None
-        pipe.vae.to(frozen_dtype)
-        pipe.text_encoder.to(frozen_dtype)
+            raise GalError(f"--base {name_or_path}: cannot load a {family.pipeline} ({first[:200]}); "
+                           f"expected a diffusers {family.pipeline} folder with safetensors weights") from None
+        pipe.vae.to(torch.float32 if family.vae_fp32 else frozen_dtype)
+        for name in family.text_encoders:
+            getattr(pipe, name).to(frozen_dtype)
         pipe.unet.to(unet_dtype)
     pipe.vae.enable_slicing()  # decode a query batch image by image: its peak memory stays that of one
     pipe.set_progress_bar_config(disable=True)

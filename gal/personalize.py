@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from gal.errors import GalError
+from gal.family import family_for
 from gal.progress import progress
 
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # attention projections, as diffusers' DreamBooth-LoRA
@@ -40,12 +41,19 @@ class Term(NamedTuple):
     weight: float = 1.0
 
 
+def center_crop(size: tuple[int, int], resolution: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """For an image of `size` (width, height): its size with the shorter side resized to `resolution`, and the
+    (top, left) corner of the center crop in it."""
+    w, h = size
+    s = resolution / min(w, h)
+    resized = (max(resolution, round(w * s)), max(resolution, round(h * s)))
+    return resized, ((resized[1] - resolution) // 2, (resized[0] - resolution) // 2)
+
+
 def to_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
     """Resize the shorter side to `resolution`, center-crop, scale to [-1, 1]; (3, H, W)."""
-    w, h = image.size
-    s = resolution / min(w, h)
-    image = image.resize((max(resolution, round(w * s)), max(resolution, round(h * s))), Image.Resampling.BICUBIC)
-    left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
+    resized, (top, left) = center_crop(image.size, resolution)
+    image = image.resize(resized, Image.Resampling.BICUBIC)
     image = image.crop((left, top, left + resolution, top + resolution))
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1)
@@ -58,12 +66,14 @@ class Personalizer:
         from diffusers import DDPMScheduler
 
         self.pipe, self.accelerator, self.method = pipe, accelerator, method
+        self.family = family_for(pipe)
         self.resolution = resolution
         # The base model's training noise schedule (the pipeline's sampler may be swapped for queries).
         self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         unet = pipe.unet
         pipe.vae.requires_grad_(False)
-        pipe.text_encoder.requires_grad_(False)
+        for name in self.family.text_encoders:
+            getattr(pipe, name).requires_grad_(False)
         if method == "lora":
             from peft import LoraConfig
 
@@ -76,6 +86,8 @@ class Personalizer:
         else:
             unet.requires_grad_(trains)
             self.base_state = {k: v.detach().to("cpu", copy=True) for k, v in unet.state_dict().items()} if trains else None
+        if trains and self.family.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
         self.params = [p for p in unet.parameters() if p.requires_grad]
         if trains:
             optimizer = torch.optim.AdamW(self.params, lr=lr)  # betas, eps, weight decay: diffusers' script defaults
@@ -121,14 +133,13 @@ class Personalizer:
     def save(self, folder: Path) -> None:
         unet = self.accelerator.unwrap_model(self.unet)
         if self.method == "lora":
-            from diffusers import StableDiffusionPipeline
             from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_kohya
             from peft.utils import get_peft_model_state_dict
             from safetensors.torch import save_file
 
             peft_state = get_peft_model_state_dict(unet)
             layers = convert_state_dict_to_diffusers(peft_state)
-            StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
+            self.family.pipeline_class().save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
             # The same weights in kohya's layout, for AUTOMATIC1111, ComfyUI and sd-scripts users.
             kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
             save_file({k: v.contiguous() for k, v in kohya.items()}, Path(folder) / KOHYA_FILE)
@@ -139,11 +150,10 @@ class Personalizer:
         """Load weights this class saved (resuming a run)."""
         unet = self.accelerator.unwrap_model(self.unet)
         if self.method == "lora":
-            from diffusers import StableDiffusionPipeline
             from diffusers.utils import convert_unet_state_dict_to_peft
             from peft import set_peft_model_state_dict
 
-            state, _ = StableDiffusionPipeline.lora_state_dict(str(folder))
+            state, _ = self.family.pipeline_class().lora_state_dict(str(folder))
             state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
             result = set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(state), adapter_name="default")
             if getattr(result, "unexpected_keys", None):
@@ -156,9 +166,9 @@ class Personalizer:
 
     # ---- training ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def _encode(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Latent mean and std of each image and the prompt embeddings, computed once per round
-        (no random augmentation, frozen text encoder)."""
+    def _encode(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Latent mean and std of each image and its prompt's conditioning (gal.family), computed once per round
+        (no random augmentation, frozen text encoders)."""
         vae, device = self.pipe.vae, self.accelerator.device
         means, stds = [], []
         for i in range(0, len(examples), 8):
@@ -166,8 +176,10 @@ class Personalizer:
             dist = vae.encode(pixels.to(device, vae.dtype)).latent_dist
             means.append(dist.mean.float())
             stds.append(dist.std.float())
-        text, _ = self.pipe.encode_prompt([e.prompt for e in examples], device, 1, False)
-        return torch.cat(means), torch.cat(stds), text
+        sizes = [(e.image.height, e.image.width) for e in examples]
+        crops = [center_crop(e.image.size, self.resolution)[1] for e in examples]
+        cond = self.family.condition(self.pipe, [e.prompt for e in examples], sizes, crops, self.resolution, device)
+        return torch.cat(means), torch.cat(stds), cond
 
     def train(self, terms: Sequence[Term], *, steps: int, batch_size: int, seed: int,
               desc: str = "fine-tune") -> float:
@@ -179,9 +191,9 @@ class Personalizer:
         terms = [t for t in terms if t.examples]
         encoded = []
         for term in terms:
-            mean, std, text = self._encode(term.examples)
+            mean, std, cond = self._encode(term.examples)
             weights = torch.tensor([e.weight for e in term.examples], dtype=torch.float32, device=device)
-            encoded.append((mean, std, text, weights))
+            encoded.append((mean, std, cond, weights))
         # Every process draws the same global batch and trains on its share: with `accelerate launch`,
         # DDP's gradient average then equals the one-process step on the whole batch.
         if batch_size % acc.num_processes:
@@ -198,18 +210,18 @@ class Personalizer:
         bar = progress(range(steps), desc=desc, disable=not acc.is_local_main_process)
         for step in bar:
             parts = []
-            for (mean, std, text, weights), order in zip(encoded, orders):
+            for (mean, std, cond, weights), order in zip(encoded, orders):
                 idx = order.next()
-                parts.append((_draw(mean[idx], std[idx], g) * scale, text[idx], weights[idx]))
+                parts.append((_draw(mean[idx], std[idx], g) * scale, {k: v[idx] for k, v in cond.items()}, weights[idx]))
             x0 = torch.cat([x[share] for x, _, _ in parts])
-            cond = torch.cat([c[share] for _, c, _ in parts])
+            cond = {k: torch.cat([c[k][share] for _, c, _ in parts]) for k in parts[0][1]}
             noise = torch.cat([torch.randn(x.shape, generator=g)[share] for x, _, _ in parts]).to(device)
             t = torch.cat([torch.randint(0, T, (len(x),), generator=g)[share] for x, _, _ in parts]).to(device)
             noisy = self.noise_scheduler.add_noise(x0, noise, t)  # t: uniform per sample
             target = noise if self.noise_scheduler.config.prediction_type == "epsilon" else \
                 self.noise_scheduler.get_velocity(x0, noise, t)
             with acc.autocast():
-                pred = self.unet(noisy, t, cond).sample
+                pred = self.unet(noisy, t, **self.family.denoiser_inputs(cond)).sample
             per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
             loss, start = 0.0, 0
             for term, (_, _, w) in zip(terms, parts):

@@ -1,0 +1,128 @@
+"""Every model family gal personalizes (gal.family) runs the same loop and records the same ledger: SD 1.x and
+SDXL, on tiny random pipelines in their real layouts. A round's LoRA loads into the family's plain diffusers
+pipeline and gives back gal's own query images."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_run import _ledger_samples, check_against_equations, show_json
+
+from gal.builders import build_pipeline
+from gal.cli import main
+
+from conftest import run_args
+
+
+@pytest.fixture(scope="session")
+def bases(tiny, tmp_path_factory):
+    """The tiny pipeline of each family (the scorer, references and anchors are `tiny`'s)."""
+    return {"sd": tiny / "pipeline", "sdxl": build_pipeline(tmp_path_factory.mktemp("sdxl") / "pipeline", "tiny-sdxl")}
+
+
+def family_args(tiny, bases, family, out, *extra):
+    args = run_args(tiny, out, *extra)
+    args[args.index("--base") + 1] = str(bases[family])
+    return args
+
+
+def test_an_sdxl_run_records_what_an_sd_run_records(tiny, bases, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(family_args(tiny, bases, "sdxl", out, "--rounds", "3", "--k", "1", "--prior", "--num-class-images", "2")) == 0
+    summary = show_json(out, capsys)
+    check_against_equations(summary)
+    assert len(summary["rounds"]) >= 2 and (out / "class_images" / "0001.png").exists()
+    assert main(["eval", str(out), "--n", "1"]) == 0
+    rows = [r["evaluations"][0] for r in show_json(out, capsys)["rounds"] if r["checkpoint"]]
+    assert rows and all(0 <= r["ovf"] <= 1 and np.isfinite(r["txt_aln"]) for r in rows)
+    assert main(["report", str(out)]) == 0 and (out / "report.html").exists()
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl"])
+def test_a_rounds_lora_reproduces_gals_query_in_plain_diffusers(family, tiny, bases, tmp_path, capsys):
+    import diffusers
+    from diffusers import DPMSolverMultistepScheduler
+
+    out = tmp_path / "run"
+    assert main(family_args(tiny, bases, family, out, "--rounds", "2", "--train-steps", "6", "--lr", "1e-2",
+                            "--strategy", "random")) == 0
+    summary = show_json(out, capsys)
+    sample = summary["rounds"][0]["anchors"][2]["samples"][1]
+    cfg = summary["config"]
+    cls = getattr(diffusers, {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}[family])
+    pipe = cls.from_pretrained(bases[family])
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.load_lora_weights(out / "rounds" / "1" / "checkpoint")
+    shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
+    latents = torch.randn(shape, generator=torch.Generator().manual_seed(sample["seed"]))[None]  # gal.generate's noise
+    prompt = summary["rounds"][0]["anchors"][2]["prompt"]
+    plain = pipe(prompt, latents=latents, num_inference_steps=cfg["query_steps"], guidance_scale=cfg["query_guidance"],
+                 height=32, width=32, output_type="np").images[0]
+    ours = np.asarray(Image.open(out / sample["path"]), dtype=np.float64) / 255
+    assert np.abs(plain - ours).max() <= 2.5 / 255  # gal merges the LoRA into the weights: the last bits differ
+    base = cls.from_pretrained(bases[family])
+    base.scheduler = pipe.scheduler
+    untuned = base(prompt, latents=latents, num_inference_steps=cfg["query_steps"], guidance_scale=cfg["query_guidance"],
+                   height=32, width=32, output_type="np").images[0]
+    assert np.abs(untuned - ours).max() > 0.02  # the LoRA is what makes them equal
+    # the kohya-layout copy (AUTOMATIC1111, ComfyUI) holds the same weights
+    base.load_lora_weights(out / "rounds" / "1" / "checkpoint", weight_name="lora_kohya.safetensors")
+    kohya = base(prompt, latents=latents, num_inference_steps=cfg["query_steps"], guidance_scale=cfg["query_guidance"],
+                 height=32, width=32, output_type="np").images[0]
+    assert np.abs(kohya - plain).max() < 1e-5
+
+
+def test_a_killed_sdxl_run_resumes_to_the_same_result(tiny, bases, tmp_path, capsys):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    extra = ("--rounds", "2", "--strategy", "random", "--gen-batch-size", "2")
+    assert main(family_args(tiny, bases, "sdxl", clean, *extra)) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "gal", *family_args(tiny, bases, "sdxl", killed, *extra)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    deadline = time.time() + 120
+    while _ledger_samples(killed) < 4 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("the run ended before it could be killed")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert main(family_args(tiny, bases, "sdxl", killed, *extra)) == 0
+    a, b = show_json(clean, capsys), show_json(killed, capsys)
+    assert json.dumps(a["rounds"], sort_keys=True) == json.dumps(b["rounds"], sort_keys=True)
+    for name in ("pytorch_lora_weights.safetensors", "lora_kohya.safetensors"):
+        assert (clean / "rounds/2/checkpoint" / name).read_bytes() == (killed / "rounds/2/checkpoint" / name).read_bytes()
+
+
+def test_a_family_gal_does_not_personalize_is_named_in_one_line(tiny, tmp_path, capsys):
+    flux = tmp_path / "flux"
+    flux.mkdir()
+    (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline", "_diffusers_version": "0.32.0"}))
+    args = run_args(tiny, tmp_path / "out")
+    args[args.index("--base") + 1] = str(flux)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a FluxPipeline, which gal does not personalize yet" in err[0]
+    assert "StableDiffusionXLPipeline" in err[0] and not (tmp_path / "out").exists()
+
+
+def test_the_family_is_read_from_the_folder(bases):
+    from gal.family import family_of
+
+    assert family_of(str(bases["sd"])).name == "sd" and family_of(str(bases["sdxl"])).name == "sdxl"
+
+
+def test_a_full_sdxl_fine_tune_is_a_pipeline_folder_plain_diffusers_loads(tiny, bases, tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+
+    out = tmp_path / "run"
+    assert main(family_args(tiny, bases, "sdxl", out, "--rounds", "1", "--method", "full", "--lr", "1e-3")) == 0
+    pipe = StableDiffusionXLPipeline.from_pretrained(out / "rounds" / "1" / "checkpoint")
+    base = StableDiffusionXLPipeline.from_pretrained(bases["sdxl"])
+    changed = [n for n, p in pipe.unet.named_parameters() if not torch.equal(p, base.unet.get_parameter(n))]
+    assert changed and pipe.vae.dtype == torch.float32
