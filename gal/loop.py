@@ -201,13 +201,17 @@ def _query(cfg: Config, ledger: Record, parts: Components, r: int, pool: list[An
     if cfg.sampling == "full":
         return _sample(cfg, ledger, parts, r, [(a, j) for a in pool for j in range(cfg.m)])
 
+    made: list[list[int]] = [[0] * len(pool)]
+
     def make(wave: int, targets: list[int]) -> list[list[int]]:
         ledger.record_wave(r, wave, {a.idx: t for a, t in zip(pool, targets)})  # on record before it is made
-        _sample(cfg, ledger, parts, r, [(a, j) for a, t in zip(pool, targets) for j in range(t)])
+        made.append(targets)
+        for before, after in zip(made, made[1:]):  # each wave's own samples, in its own batches
+            _sample(cfg, ledger, parts, r, [(a, j) for a, b, t in zip(pool, before, after) for j in range(b, t)])
         return _phi_rows(ledger.samples(r), pool)
 
-    made = sampling.waves(len(pool), cfg.m, cfg.k, cfg.seed, r, make)
-    log(f"round {r}: adaptive sampling made {sum(made[-1])} of {len(pool) * cfg.m} images in {len(made)} wave(s)")
+    waves = sampling.waves(len(pool), cfg.m, cfg.k, cfg.seed, r, make)
+    log(f"round {r}: adaptive sampling made {sum(waves[-1])} of {len(pool) * cfg.m} images in {len(waves)} wave(s)")
 
 
 def _phi_rows(samples: list[Sample], pool: list[Anchor]) -> list[list[int]]:
@@ -216,12 +220,13 @@ def _phi_rows(samples: list[Sample], pool: list[Anchor]) -> list[list[int]]:
 
 
 def _sample(cfg: Config, ledger: Record, parts: Components, r: int, wanted: list[tuple[Anchor, int]]) -> None:
-    """Generate the `wanted` samples not yet on record, in batches across anchors, score each batch
-    with CLIP and record it: files first, then one transaction per batch. PNG encoding runs in a
-    writer thread while the next batch generates."""
+    """Generate the `wanted` samples not yet on record, score each batch with CLIP and record it: files first,
+    then one transaction per batch. PNG encoding runs in a writer thread while the next batch generates. The
+    batches are always cut from the whole `wanted` list, so a sample made again (after a kill, or because its
+    file went missing) is made in the very batch it was first made in: the same bytes, not only the same seed."""
     done = {(s.anchor_idx, s.j) for s in ledger.samples(r)}
-    todo = [(a, j) for a, j in wanted if (a.idx, j) not in done]
-    seeds = [sample_seed(cfg.seed, r, a.idx, j) for a, j in todo]
+    needed = [i for i, (a, j) in enumerate(wanted) if (a.idx, j) not in done]
+    seeds = [sample_seed(cfg.seed, r, a.idx, j) for a, j in wanted]
 
     def record(written: Future, rows: list[Sample]) -> None:
         written.result()  # the files exist before the rows that name them
@@ -229,11 +234,14 @@ def _sample(cfg: Config, ledger: Record, parts: Components, r: int, wanted: list
 
     with ThreadPoolExecutor(max_workers=1) as writer:
         previous = None
-        for mine, images, features, s_a, s_n in query_samples(parts, [a.prompt for a, _ in todo], [a.text for a, _ in todo],
-                                                              seeds, cfg.query_steps, cfg.query_guidance, f"round {r}: query"):
+        for mine, images, features, s_a, s_n in query_samples(parts, [a.prompt for a, _ in wanted],
+                                                              [a.text for a, _ in wanted], seeds, cfg.query_steps,
+                                                              cfg.query_guidance, f"round {r}: query", needed):
             rows, files = [], []
             for i, image, sa, sn, f in zip(mine, images, s_a, s_n, features):
-                a, j = todo[i]
+                a, j = wanted[i]
+                if (a.idx, j) in done:
+                    continue  # made again only to keep its batch as it was
                 path = f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png"
                 files.append((ledger.run_dir / path, image))
                 rows.append(Sample(r, a.idx, j, seeds[i], path, sa, sn, int(strategy.overfit(sa, sn)), _blob(f)))
@@ -246,11 +254,13 @@ def _sample(cfg: Config, ledger: Record, parts: Components, r: int, wanted: list
 
 
 def query_samples(parts: Components, prompts: Sequence[str], texts: Sequence[str], seeds: Sequence[int], steps: int,
-                  guidance: float, desc: str) -> Iterator[tuple[list[int], list, list, list[float], list[float]]]:
+                  guidance: float, desc: str, needed: Sequence[int] | None = None,
+                  ) -> Iterator[tuple[list[int], list, list, list[float], list[float]]]:
     """The query's work apart from writing: this process's share of each batch generated from its seeds (Eq. 4) and
     verified by the oracle against each sample's anchor text and the non-SoI texts (Eq. 8): yields (indices,
-    images, CLIP image features, s_a, s_n). benchmarks/query_phase.py times this function."""
-    for mine, images in _generate_shared(parts, prompts, seeds, steps, guidance, desc):
+    images, CLIP image features, s_a, s_n); only the batches holding a `needed` index (default: all).
+    benchmarks/query_phase.py times this function."""
+    for mine, images in _generate_shared(parts, prompts, seeds, steps, guidance, desc, needed):
         if not mine:
             yield mine, [], [], [], []
             continue
@@ -260,13 +270,18 @@ def query_samples(parts: Components, prompts: Sequence[str], texts: Sequence[str
 
 
 def _generate_shared(parts: Components, prompts: Sequence[str], seeds: Sequence[int], steps: int, guidance: float,
-                     desc: str) -> Iterator[tuple[list[int], list]]:
-    """Yield (indices, images) of this process's share of each global batch. With `accelerate launch`
-    the prompts are split across processes; every process sees the same number of steps."""
+                     desc: str, needed: Sequence[int] | None = None) -> Iterator[tuple[list[int], list]]:
+    """Yield (indices, images) of this process's share of each global batch of `prompts` that holds a `needed`
+    index (default: every batch). With `accelerate launch` the prompts are split across processes; every
+    process sees the same batches."""
     acc, size = parts.accelerator, parts.gen_batch_size
-    bar = progress(total=len(prompts), desc=desc, unit="img",
-               disable=not acc.is_main_process or not prompts)
-    for start in range(0, len(prompts), size * acc.num_processes):
+    needed = set(range(len(prompts)) if needed is None else needed)
+    bar = progress(total=len(needed), desc=desc, unit="img", disable=not acc.is_main_process or not needed)
+    step = size * acc.num_processes
+    for start in range(0, len(prompts), step):
+        chunk = needed.intersection(range(start, start + step))
+        if not chunk:
+            continue
         first = start + acc.process_index * size
         mine = list(range(first, min(first + size, len(prompts))))
         images: list = []
@@ -276,7 +291,7 @@ def _generate_shared(parts: Components, prompts: Sequence[str], seeds: Sequence[
                                       batch_size=size, autocast_dtype=parts.autocast_dtype):
                 pass  # one batch
         yield mine, images
-        bar.update(min(size * acc.num_processes, len(prompts) - start))
+        bar.update(len(chunk))
     bar.close()
 
 
@@ -302,13 +317,15 @@ def _prior_examples(cfg: Config, ledger: Record, parts: Components) -> list[Exam
         raise GalError(f"{ledger.run_dir}: class images are missing after training started; expected "
                        f"{cfg.num_class_images} in class_images/")
     parts.personalizer.reset(seed=0)  # the base model makes the class images
-    seeds = [sample_seed(cfg.seed, "class", i) for i in todo]
-    for mine, images in _generate_shared(parts, [class_prompt] * len(todo), seeds, cfg.steps, cfg.guidance,
-                                         "class images"):
+    seeds = [sample_seed(cfg.seed, "class", i) for i in range(cfg.num_class_images)]
+    for mine, images in _generate_shared(parts, [class_prompt] * cfg.num_class_images, seeds, cfg.steps, cfg.guidance,
+                                         "class images", todo):  # batches as in an uninterrupted run (_sample)
         rows = []
         for i, image in zip(mine, images):
-            path = f"class_images/{todo[i]:04d}.png"
+            if i in have:
+                continue
+            path = f"class_images/{i:04d}.png"
             write_png(ledger.run_dir / path, image)
-            rows.append((todo[i], seeds[i], path))
+            rows.append((i, seeds[i], path))
         ledger.add_class_images(gather_object(rows))
     return [Example(load_rgb(ledger.run_dir / p), class_prompt, 1.0) for _, _, p in ledger.class_images()]
