@@ -1,7 +1,7 @@
 """Adaptive sampling (`gal run --sampling adaptive`) against the full query, on runs already made.
 
 Adaptive sampling makes each direction's samples with the full query's seeds, so its samples are a prefix
-of the full ones: the same images, the same Φ (Eq. 8). Given a full run's ledger, every round's adaptive
+of the full ones: the same images (up to the last bits of batches made up differently), the same Φ (Eq. 8). Given a full run's ledger, every round's adaptive
 query is therefore known without generating anything: `gal.sampling.waves` (the function `gal run` calls)
 reads the full run's Φ in j order and stops where adaptive sampling would. Per round of every
 uncertainty-sampling run found under the folders given, this script reports:
