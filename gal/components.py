@@ -31,7 +31,7 @@ class Components:
         self.resolution = cfg.resolution or native_resolution(self.pipe)
         self.pipe.to(self.accelerator.device)
         self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
-                                         resolution=self.resolution, trains=trains)
+                                         resolution=self.resolution, trains=trains, optimizer=cfg.optimizer)
         if cfg.compile:
             self.pipe.unet.compile()  # in place: the pipeline, trainer and LoRA keep the same module
         use_query_sampler(self.pipe)

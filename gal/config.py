@@ -27,6 +27,7 @@ KINDS = ("object", "style")
 ORACLE_TEXTS = ("non-soi", "reference-prompt")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 SAMPLINGS = ("full", "adaptive")
+OPTIMIZERS = ("adamw", "adamw8bit")
 
 
 def setting(default: Any, help: str, *, group: str, choices: tuple[str, ...] | None = None, metavar: str | None = None,
@@ -81,6 +82,8 @@ class Config:
                                default_text="full 5e-6, lora 1e-4; 10x on the miniature model")
     batch_size: int | None = setting(None, "training batch", group=TUNING, default_text="object 1, style 2")
     lora_rank: int = setting(4, "LoRA rank", group=TUNING)
+    optimizer: str = setting("adamw", "adamw, or adamw8bit: bitsandbytes' 8-bit AdamW, less GPU memory for a full "
+                             "fine-tune (a CUDA GPU and `pip install bitsandbytes`)", group=TUNING, choices=OPTIMIZERS)
     resolution: int | None = setting(None, "image size", group=TUNING, default_text="the model's")
     from_previous_round: bool = setting(False, "start each round from the previous round's weights instead of the base "
                                         "(the authors restart from the base)", group=TUNING)
@@ -255,6 +258,7 @@ def resolved(cfg: Config, machine: Machine | None = None) -> Config:
     _choice("oracle", c.oracle, ORACLE_TEXTS)
     _choice("balance", c.balance, BALANCES)
     _choice("sampling", c.sampling, SAMPLINGS)
+    _choice("optimizer", c.optimizer, OPTIMIZERS)
     for f in dataclasses.fields(c):
         value = getattr(c, f.name)
         if isinstance(value, float) and not math.isfinite(value):

@@ -60,7 +60,8 @@ def to_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
 
 
 class Personalizer:
-    def __init__(self, pipe, accelerator, *, method: str, lr: float, rank: int, resolution: int, trains: bool = True):
+    def __init__(self, pipe, accelerator, *, method: str, lr: float, rank: int, resolution: int, trains: bool = True,
+                 optimizer: str = "adamw"):
         """`trains=False` (evaluation): checkpoints load and generate, but no optimizer and, for `full`, no copy
         of the base weights is made."""
         from diffusers import DDPMScheduler
@@ -90,8 +91,7 @@ class Personalizer:
             unet.enable_gradient_checkpointing()
         self.params = [p for p in unet.parameters() if p.requires_grad]
         if trains:
-            optimizer = torch.optim.AdamW(self.params, lr=lr)  # betas, eps, weight decay: diffusers' script defaults
-            self.unet, self.optimizer = accelerator.prepare(unet, optimizer)
+            self.unet, self.optimizer = accelerator.prepare(unet, _adamw(optimizer, self.params, lr, accelerator.device))
         else:
             self.unet, self.optimizer = accelerator.prepare(unet), None
 
@@ -205,42 +205,78 @@ class Personalizer:
         orders = [_Batches(len(t.examples), batch_size, g) for t in terms]
         T = self.noise_scheduler.config.num_train_timesteps
         _optimizer_of(self.optimizer).state.clear()  # each round's fine-tune starts a fresh AdamW
-        self.unet.train()
-        losses = []
-        bar = progress(range(steps), desc=desc, disable=not acc.is_local_main_process)
-        for step in bar:
-            parts = []
-            for (mean, std, cond, weights), order in zip(encoded, orders):
-                idx = order.next()
-                parts.append((_draw(mean[idx], std[idx], g) * scale, {k: v[idx] for k, v in cond.items()}, weights[idx]))
-            x0 = torch.cat([x[share] for x, _, _ in parts])
-            cond = {k: torch.cat([c[k][share] for _, c, _ in parts]) for k in parts[0][1]}
-            noise = torch.cat([torch.randn(x.shape, generator=g)[share] for x, _, _ in parts]).to(device)
-            t = torch.cat([torch.randint(0, T, (len(x),), generator=g)[share] for x, _, _ in parts]).to(device)
-            noisy = self.noise_scheduler.add_noise(x0, noise, t)  # t: uniform per sample
-            target = noise if self.noise_scheduler.config.prediction_type == "epsilon" else \
-                self.noise_scheduler.get_velocity(x0, noise, t)
-            with acc.autocast():
-                pred = self.unet(noisy, t, **self.family.denoiser_inputs(cond)).sample
-            per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-            loss, start = 0.0, 0
-            for term, (_, _, w) in zip(terms, parts):
-                w = w[share]
-                loss = loss + term.weight * (per_sample[start:start + len(w)] * w).mean()  # Eq. 2, weighted
-                start += len(w)
-            if not math.isfinite(loss.item()):
-                raise GalError(f"{desc}: the training loss became {loss.item()} at step {step + 1}; "
-                               "lower --lr or use --mixed-precision no (generated data so far is kept)")
-            acc.backward(loss)
-            if acc.sync_gradients:
-                acc.clip_grad_norm_(self.params, 1.0)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        self.unet.eval()
+        with self._text_encoders_aside():  # the round's embeddings are cached: the encoders are not needed
+            self.unet.train()
+            losses = []
+            bar = progress(range(steps), desc=desc, disable=not acc.is_local_main_process)
+            for step in bar:
+                parts = []
+                for (mean, std, cond, weights), order in zip(encoded, orders):
+                    idx = order.next()
+                    parts.append((_draw(mean[idx], std[idx], g) * scale, {k: v[idx] for k, v in cond.items()},
+                                  weights[idx]))
+                x0 = torch.cat([x[share] for x, _, _ in parts])
+                cond = {k: torch.cat([c[k][share] for _, c, _ in parts]) for k in parts[0][1]}
+                noise = torch.cat([torch.randn(x.shape, generator=g)[share] for x, _, _ in parts]).to(device)
+                t = torch.cat([torch.randint(0, T, (len(x),), generator=g)[share] for x, _, _ in parts]).to(device)
+                noisy = self.noise_scheduler.add_noise(x0, noise, t)  # t: uniform per sample
+                target = noise if self.noise_scheduler.config.prediction_type == "epsilon" else \
+                    self.noise_scheduler.get_velocity(x0, noise, t)
+                with acc.autocast():
+                    pred = self.unet(noisy, t, **self.family.denoiser_inputs(cond)).sample
+                per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+                loss, start = 0.0, 0
+                for term, (_, _, w) in zip(terms, parts):
+                    w = w[share]
+                    loss = loss + term.weight * (per_sample[start:start + len(w)] * w).mean()  # Eq. 2, weighted
+                    start += len(w)
+                if not math.isfinite(loss.item()):
+                    raise GalError(f"{desc}: the training loss became {loss.item()} at step {step + 1}; "
+                                   "lower --lr or use --mixed-precision no (generated data so far is kept)")
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    acc.clip_grad_norm_(self.params, 1.0)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            self.unet.eval()
         mean_loss = torch.tensor(np.mean(losses) if losses else float("nan"), device=device)
         return float(acc.reduce(mean_loss, "mean"))  # over every process's share
+
+    @contextmanager
+    def _text_encoders_aside(self) -> Iterator[None]:
+        """On a GPU the frozen text encoders wait in CPU memory while the UNet trains: the round's prompt
+        embeddings are cached, and the GPU memory they hold is a step's."""
+        device = self.accelerator.device
+        encoders = [getattr(self.pipe, name) for name in self.family.text_encoders]
+        if device.type != "cuda":
+            yield
+            return
+        for encoder in encoders:
+            encoder.to("cpu")
+        torch.cuda.empty_cache()
+        try:
+            yield
+        finally:
+            for encoder in encoders:
+                encoder.to(device)
+
+
+def _adamw(name: str, params, lr: float, device: torch.device):
+    """AdamW with diffusers' DreamBooth scripts' betas, eps and weight decay; `adamw8bit` is bitsandbytes' (the
+    scripts' --use_8bit_adam), which keeps the optimizer state in 8 bits."""
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr)
+    if device.type != "cuda":
+        raise GalError(f"--optimizer {name}: bitsandbytes' 8-bit AdamW runs on CUDA GPUs; this run is on {device.type}; "
+                       "expected --optimizer adamw")
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise GalError(f"--optimizer {name}: bitsandbytes is not installed; expected `pip install bitsandbytes`, "
+                       "or --optimizer adamw") from None
+    return bitsandbytes.optim.AdamW8bit(params, lr=lr)
 
 
 class _Batches:

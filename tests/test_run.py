@@ -303,3 +303,11 @@ def test_the_query_has_its_own_sampler_settings(tiny, tmp_path, capsys):
     assert changed_keys(before, cfg) == []
     assert changed_keys(before, resolved(Config(references="r", subject="a <sks> cat", base="b", scorer="s",
                                                 query_guidance=2.0))) == ["query_guidance"]
+
+
+def test_8bit_adamw_off_a_gpu_is_refused_in_one_line_before_anything_is_written(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(run_args(tiny, out, "--optimizer", "adamw8bit")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--optimizer adamw8bit" in err[0] and "CUDA" in err[0]
+    assert not out.exists()
