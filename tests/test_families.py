@@ -126,3 +126,35 @@ def test_a_full_sdxl_fine_tune_is_a_pipeline_folder_plain_diffusers_loads(tiny, 
     base = StableDiffusionXLPipeline.from_pretrained(bases["sdxl"])
     changed = [n for n, p in pipe.unet.named_parameters() if not torch.equal(p, base.unet.get_parameter(n))]
     assert changed and pipe.vae.dtype == torch.float32
+
+
+def test_a_v_prediction_base_trains_on_the_velocity(tiny, tmp_path, capsys):
+    """SD 2.x (768-v) layout: the same StableDiffusionPipeline with a v-prediction scheduler; the trainer's target is
+    the velocity, read from the scheduler config, and the query samples with it."""
+    import shutil
+
+    from gal.personalize import Personalizer
+
+    base = tmp_path / "sd2v"
+    shutil.copytree(tiny / "pipeline", base)
+    config = base / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "prediction_type": "v_prediction"}))
+    out = tmp_path / "run"
+    args = run_args(tiny, out, "--rounds", "2", "--strategy", "random")
+    args[args.index("--base") + 1] = str(base)
+    assert main(args) == 0
+    check_against_equations(show_json(out, capsys))
+    from accelerate import Accelerator
+
+    from gal.models import load_pipeline
+    from gal.personalize import Example, Term
+    from gal.references import read_references
+
+    refs = [Example(r.image, "a <sks> ball", 1.0) for r in read_references(str(tiny / "references"))]
+    losses = {}
+    for name, folder in (("epsilon", tiny / "pipeline"), ("v_prediction", base)):
+        trainer = Personalizer(load_pipeline(str(folder)), Accelerator(cpu=True), method="lora", lr=1e-4, rank=4,
+                               resolution=32)
+        assert trainer.noise_scheduler.config.prediction_type == name
+        losses[name] = trainer.train([Term(refs)], steps=2, batch_size=1, seed=0)
+    assert losses["epsilon"] != losses["v_prediction"]  # the same noise and timesteps, another target
