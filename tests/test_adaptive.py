@@ -2,7 +2,6 @@
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_run import _ledger_samples
 
 from gal import sampling, strategy
 from gal.cli import main
@@ -55,13 +55,6 @@ def _samples(run_dir, r=1):
         ledger.close()
 
 
-def _count(out):
-    try:
-        return sqlite3.connect(out / "gal.sqlite", timeout=1).execute("SELECT count(*) FROM sample").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def test_adaptive_run_is_a_prefix_of_the_full_query_and_resumes_to_the_same_waves(tiny, tmp_path, capsys):
     full, adaptive, killed = tmp_path / "full", tmp_path / "adaptive", tmp_path / "killed"
     assert main(run_args(tiny, full, *ADAPTIVE[:-4], "--gen-batch-size", "2")) == 0
@@ -82,7 +75,7 @@ def test_adaptive_run_is_a_prefix_of_the_full_query_and_resumes_to_the_same_wave
     cmd = [sys.executable, "-m", "gal", *run_args(tiny, killed, *ADAPTIVE)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
     deadline = time.time() + 120
-    while _count(killed) < 14 and proc.poll() is None and time.time() < deadline:  # inside wave 2
+    while _ledger_samples(killed) < 14 and proc.poll() is None and time.time() < deadline:  # inside wave 2
         time.sleep(0.02)
     if proc.poll() is not None:
         pytest.skip("the run ended before it could be killed")
