@@ -27,6 +27,7 @@ class SD:
     label = "Stable Diffusion 1.x / 2.x"
     pipeline = "StableDiffusionPipeline"
     text_encoders = ("text_encoder",)
+    load_kwargs = {"safety_checker": None, "requires_safety_checker": False}  # SD 1.x folders name a safety checker
     vae_fp32 = False
     gradient_checkpointing = False  # SD 1.x trains in a few GB without it
 
@@ -51,6 +52,7 @@ class SDXL(SD):
     label = "Stable Diffusion XL"
     pipeline = "StableDiffusionXLPipeline"
     text_encoders = ("text_encoder", "text_encoder_2")
+    load_kwargs: dict = {}
     vae_fp32 = True  # diffusers' SDXL VAE config asks for it (force_upcast): it overflows in fp16
     gradient_checkpointing = True  # a 1024 px LoRA step then fits a 24 GB GPU
 

@@ -76,8 +76,7 @@ def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32, 
         family = family_of(name_or_path)
         try:
             pipe = family.pipeline_class().from_pretrained(
-                name_or_path, use_safetensors=None if allow_pickle else True,
-                **({"safety_checker": None, "requires_safety_checker": False} if family.name == "sd" else {}))
+                name_or_path, use_safetensors=None if allow_pickle else True, **family.load_kwargs)
         except (OSError, ValueError, TypeError, AttributeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             raise GalError(f"--base {name_or_path}: cannot load a {family.pipeline} ({first[:200]}); "
