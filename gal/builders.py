@@ -7,7 +7,8 @@
   `tiny` (tests, the demo's fallback: its images are noise), `sd15` / `sd15-small` (SD 1.5 and CLIP ViT-B/32,
   full size or at toy widths with the same block structure, for speed benchmarks: speed depends on the
   architecture, not on the weights); `build_pipeline(dir, "tiny-sdxl")` a tiny `StableDiffusionXLPipeline`
-  (two text encoders); `build_miniature(dir, dir)` both of the miniature world's architecture;
+  (two text encoders), `tiny-flux` / `tiny-flux-schnell` a tiny `FluxPipeline` in FLUX.1-dev's layout (guidance
+  embedding) or schnell's (none); `build_miniature(dir, dir)` both of the miniature world's architecture;
 - `write_references(dir)` simple pictures standing in for a user's photos.
 
 Everything is then loaded through the same `from_pretrained` path a user's checkpoint takes.
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 
 ARCHS = ("tiny", "sd15", "sd15-small")
-PIPELINE_ARCHS = ARCHS + ("tiny-sdxl",)
+PIPELINE_ARCHS = ARCHS + ("tiny-sdxl", "tiny-flux", "tiny-flux-schnell")
 
 
 # ---- the tokenizer --------------------------------------------------------------------------------
@@ -175,8 +176,11 @@ def build_pipeline(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Pat
             vae = AutoencoderKL(**cfg["vae"]).cpu()
             text_encoder = CLIPTextModel(CLIPTextConfig(**(text_config(tokenizer) | cfg["text_encoder"]))).cpu()
         scheduler = PNDMScheduler(**cfg["scheduler"])
-    elif arch == "tiny-sdxl":
-        _save_sdxl(folder, tokenizer)
+    elif arch in ("tiny-sdxl", "tiny-flux", "tiny-flux-schnell"):
+        if arch == "tiny-sdxl":
+            _save_sdxl(folder, tokenizer)
+        else:
+            _save_flux(folder, tokenizer, dev=arch == "tiny-flux")
         shutil.rmtree(folder / "_tokenizer", ignore_errors=True)
         return folder
     else:
@@ -215,6 +219,60 @@ def _save_sdxl(folder: Path, tokenizer) -> None:
     logging.disable_progress_bar()
     with quiet_transformers():
         pipe.save_pretrained(folder, safe_serialization=True)
+
+
+def write_t5_tokenizer(folder: str | Path, max_length: int = 512):
+    """A `T5TokenizerFast` (a sentencepiece Unigram model, built with `tokenizers`): every character is a piece,
+    "</s>" ends each text, "<pad>" is id 0 as in T5. Returns it loaded; `folder` holds its tokenizer.json."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(c, -5.0) for c in dict.fromkeys(_bytes_to_unicode()) if c != "\u2581"]
+    model = Tokenizer(models.Unigram(pieces, unk_id=2))
+    model.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    model.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    model.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                         special_tokens=[("</s>", 1)])
+    tokenizer = T5TokenizerFast(tokenizer_object=model, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                extra_ids=0, model_max_length=max_length)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def _save_flux(folder: Path, tokenizer, dev: bool) -> None:
+    """A tiny `FluxPipeline`, as diffusers' own Flux tests build it: a CLIP text encoder (its pooled output) and
+    a T5 encoder (its sequence), a 16-channel VAE with a shift factor, and the MMDiT transformer; FLUX.1-dev's
+    layout embeds the guidance scale and shifts its sampler's schedule with the image size, schnell's does neither."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers.utils import logging
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from gal.models import quiet_transformers
+
+    t5_tokenizer = write_t5_tokenizer(folder / "_t5")
+    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                                 relative_attention_num_buckets=8, feed_forward_proj="gated-gelu", pad_token_id=0,
+                                 eos_token_id=1, decoder_start_token_id=0))
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=TINY_TEXT["hidden_size"], guidance_embeds=dev,
+                                         axes_dims_rope=(4, 4, 8))
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1, norm_num_groups=8, sample_size=32, scaling_factor=0.3611, shift_factor=0.1159,
+        use_quant_conv=False, use_post_quant_conv=False)
+    scheduler = (FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                 base_image_seq_len=256, max_image_seq_len=4096) if dev else
+                 FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False))
+    pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text_config(
+        tokenizer, **TINY_TEXT))), tokenizer=tokenizer, text_encoder_2=t5, tokenizer_2=t5_tokenizer,
+        transformer=transformer)
+    logging.disable_progress_bar()
+    with quiet_transformers():
+        pipe.save_pretrained(folder, safe_serialization=True)
+    shutil.rmtree(folder / "_t5", ignore_errors=True)
 
 
 def sd_pipeline(vae, text_encoder, tokenizer, unet, scheduler):

@@ -33,8 +33,9 @@ class Components:
         self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
                                          resolution=self.resolution, trains=trains, optimizer=cfg.optimizer)
         if cfg.compile:
-            self.pipe.unet.compile()  # in place: the pipeline, trainer and LoRA keep the same module
+            getattr(self.pipe, self.personalizer.family.denoiser).compile()  # in place: pipeline, trainer and LoRA share it
         use_query_sampler(self.pipe)
+        self.prompt_tokenizer = getattr(self.pipe, self.personalizer.family.prompt_tokenizer)  # the one that truncates
         self.gen_batch_size = (auto_batch_size(self.accelerator.device, self.resolution)
                                if cfg.gen_batch_size == "auto" else int(cfg.gen_batch_size))
         self.non_soi_texts: list[str] = []  # filled from the ledger's references

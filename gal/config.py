@@ -13,7 +13,7 @@ import reprlib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import yaml
 
@@ -76,7 +76,7 @@ class Config:
     oracle: str = setting("non-soi", "what Eq. 8 compares against; reference-prompt: the authors' code's style oracle",
                           group=LOOP, choices=ORACLE_TEXTS, default_text="non-soi, the paper's")
     # personalization (None: the authors' setting for the kind / method)
-    method: str = setting("lora", "lora, or full (DreamBooth on the whole UNet, as the paper)", group=TUNING)
+    method: str = setting("lora", "lora, or full (DreamBooth on the whole UNet, as the paper; SD and SDXL)", group=TUNING)
     train_steps: int | None = setting(None, "steps per round", group=TUNING, default_text="object 800, style 500")
     lr: float | None = setting(None, "learning rate", group=TUNING,
                                default_text="full 5e-6, lora 1e-4; 10x on the miniature model")
@@ -93,10 +93,11 @@ class Config:
     num_class_images: int = setting(100, "class images to generate", group=TUNING)
     prior_loss_weight: float = setting(1.0, "loss weight of the class images' term", group=TUNING)
     # sampling
-    steps: int | None = setting(None, "sampling steps, DPM-Solver", group=SAMPLING,
-                                default_text="50; 20 on the miniature model")
-    guidance: float | None = setting(None, "classifier-free guidance scale (1: none)", group=SAMPLING,
-                                     default_text="7.5; 4 on the miniature model")
+    steps: int | None = setting(None, "sampling steps (SD, SDXL: DPM-Solver; Flux: its flow-matching Euler)",
+                                group=SAMPLING, default_text="50; Flux dev 28, schnell 4; 20 on the miniature model")
+    guidance: float | None = setting(None, "guidance scale (SD, SDXL: classifier-free, 1: none; Flux dev: the "
+                                     "distilled guidance it embeds)", group=SAMPLING,
+                                     default_text="7.5; Flux dev 3.5, schnell 0; 4 on the miniature model")
     query_steps: int | None = setting(None, "sampling steps of the query (Eq. 4), if not --steps", group=SAMPLING,
                                       default_text="--steps")
     query_guidance: float | None = setting(None, "guidance of the query, if not --guidance (a lower one spreads an "
@@ -247,11 +248,12 @@ def this_machine() -> Machine:
     return Machine(cpu_only=not torch.cuda.is_available(), miniature=bundled() is not None)
 
 
-def resolved(cfg: Config, machine: Machine | None = None) -> Config:
+def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[str], Any] | None = None) -> Config:
     """Fill the values left open with the authors' settings and check every value: a pure function. Without
     `--base` or `--scorer`, their defaults depend on `machine` (required then): the paper's models, or the
-    bundled miniature world on a machine without a GPU. (The model-dependent resolution is filled in later,
-    from the loaded model.)"""
+    bundled miniature world on a machine without a GPU. `family_of(base)` names the base's model family
+    (gal.models.base_family), whose sampler defaults and trainable methods apply; without it, SD's. (The
+    model-dependent resolution is filled in later, from the loaded model.)"""
     c = dataclasses.replace(cfg, non_soi=list(cfg.non_soi))
     _choice("kind", c.kind, KINDS)
     _choice("method", c.method, METHODS)
@@ -324,11 +326,19 @@ def resolved(cfg: Config, machine: Machine | None = None) -> Config:
         c.scorer = c.scorer or ("miniature" if miniature else PAPER_SCORER)
     if c.lr is None:
         c.lr = default_lr(c.method, miniature=c.base == "miniature")
-    # The sampler: DPM-Solver at SD's usual 50 steps and 7.5; the miniature model's query needs fewer and less
+    from gal.family import SD
+
+    family = family_of(c.base) if family_of else SD()
+    if c.method == "full" and not family.full_fine_tune:
+        raise GalError(f"--method full: gal does not fully fine-tune {family.label} (--base {c.base}); its weights and "
+                       "their optimizer state do not fit one GPU; expected --method lora")
+    # The sampler's usual setting for the family (SD: DPM-Solver, 50 steps at 7.5); the miniature model's query
+    # needs fewer and less
+    steps, guidance = (20, 4.0) if c.base == "miniature" else family.sampling_defaults(c.base)
     if c.steps is None:
-        c.steps = 20 if c.base == "miniature" else 50
+        c.steps = steps
     if c.guidance is None:
-        c.guidance = 4.0 if c.base == "miniature" else 7.5
+        c.guidance = guidance
     c.query_steps = c.query_steps or c.steps
     c.query_guidance = c.guidance if c.query_guidance is None else c.query_guidance
     return c

@@ -1,16 +1,18 @@
 """Model families: what differs between the bases gal personalizes, and nothing else.
 
-A family names its diffusers pipeline class (which also saves and reads its LoRA files), the text encoders to
-freeze, whether training recomputes activations (gradient checkpointing), and how a batch of prompts conditions
-its denoiser in training (the query and the evaluation call the
-pipeline itself). The loop, the strategies, the ledger, the report and the review do not know which family
-they run. The family is read from the base's `model_index.json` (a folder or a hub id).
+A family names its diffusers pipeline class (which also saves and reads its LoRA files), its denoiser (the
+module fine-tuned), the text encoders to freeze, its sampler and defaults, whether training recomputes
+activations (gradient checkpointing), and its training step's parts: how prompts condition the denoiser, the
+timesteps, the noised input and the target (the query and the evaluation call the pipeline itself). The loop,
+the strategies, the ledger, the report and the review do not know which family they run. The family is read from the base's `model_index.json` (a folder or a hub id).
 
 - `sd`: Stable Diffusion 1.x and 2.x (`StableDiffusionPipeline`; 2.x's v-prediction is read from the scheduler
   config by the trainer): the text encoder's last hidden states.
 - `sdxl`: Stable Diffusion XL (`StableDiffusionXLPipeline`): both text encoders' penultimate hidden states,
   the second's pooled projection, and the micro-conditioning time ids (original size, crop corner, target
   size), as diffusers' `train_dreambooth_lora_sdxl.py` computes them; its VAE stays fp32 (fp16 NaNs).
+- `flux`: FLUX.1 dev and schnell (`FluxPipeline`): T5's sequence, CLIP's pooled output, packed latents and
+  their position ids, the guidance embedding, flow matching (as `train_dreambooth_lora_flux.py`); LoRA only.
 """
 
 from __future__ import annotations
@@ -26,15 +28,49 @@ class SD:
     name = "sd"
     label = "Stable Diffusion 1.x / 2.x"
     pipeline = "StableDiffusionPipeline"
+    denoiser = "unet"  # the pipeline's attribute that is fine-tuned
     text_encoders = ("text_encoder",)
+    prompt_tokenizer = "tokenizer"  # the tokenizer whose limit truncates prompts
     load_kwargs = {"safety_checker": None, "requires_safety_checker": False}  # SD 1.x folders name a safety checker
     vae_fp32 = False
     gradient_checkpointing = False  # SD 1.x trains in a few GB without it
+    full_fine_tune = True
+    call_kwargs: dict = {}  # the pipeline call's arguments beyond gal.generate's
+    steps, guidance = 50, 7.5  # the sampler's usual setting (gal.config.resolved)
 
     def pipeline_class(self):
         import diffusers
 
         return getattr(diffusers, self.pipeline)
+
+    def sampling_defaults(self, name_or_path: str) -> tuple[int, float]:
+        return self.steps, self.guidance
+
+    def native_resolution(self, pipe) -> int:
+        return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+
+    def use_query_sampler(self, pipe) -> None:
+        """The query and evaluation sampler: DPM-Solver multistep, as the authors' code (training keeps the base
+        model's DDPM schedule, read from the config before this switch)."""
+        from diffusers import DPMSolverMultistepScheduler
+
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+
+    def initial_noise(self, pipe, generators: Sequence[torch.Generator], resolution: int) -> torch.Tensor:
+        """Each sample's initial latents, drawn from its own generator on the CPU (as the pipeline's `latents`)."""
+        side = resolution // pipe.vae_scale_factor
+        shape = (pipe.unet.config.in_channels, side, side)
+        return torch.stack([torch.randn(shape, generator=g) for g in generators])
+
+    # ---- training ----
+    def training_schedule(self, pipe):
+        """The base model's training noise schedule (read before the query sampler replaces the pipeline's)."""
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler.from_config(pipe.scheduler.config)
+
+    def to_latents(self, sample: torch.Tensor, vae_config) -> torch.Tensor:
+        return sample * vae_config.scaling_factor
 
     def condition(self, pipe, prompts: Sequence[str], sizes: Sequence[tuple[int, int]],
                   crops: Sequence[tuple[int, int]], resolution: int, device) -> dict[str, torch.Tensor]:
@@ -43,8 +79,28 @@ class SD:
         embeds, _ = pipe.encode_prompt(list(prompts), device, 1, False)
         return {"encoder_hidden_states": embeds}
 
-    def denoiser_inputs(self, cond: dict[str, torch.Tensor]) -> dict:
-        return cond
+    def timesteps(self, schedule, n: int, g: torch.Generator) -> torch.Tensor:
+        """`n` training timesteps (their indices in `schedule`): uniform, as DreamBooth."""
+        return torch.randint(0, schedule.config.num_train_timesteps, (n,), generator=g)
+
+    def noised(self, schedule, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
+        """The noisy latents at `t` and the denoiser's target: the noise, or the velocity for v-prediction (SD 2.x)."""
+        noisy = schedule.add_noise(x0, noise, t)
+        target = noise if schedule.config.prediction_type == "epsilon" else schedule.get_velocity(x0, noise, t)
+        return noisy, target
+
+    def predict(self, pipe, denoiser, schedule, noisy: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        return denoiser(noisy, t, encoder_hidden_states=cond["encoder_hidden_states"]).sample
+
+    # ---- LoRA files ----
+    def save_lora(self, folder, peft_state: dict) -> None:
+        from diffusers.utils import convert_state_dict_to_diffusers
+
+        self.pipeline_class().save_lora_weights(folder, unet_lora_layers=convert_state_dict_to_diffusers(peft_state),
+                                                safe_serialization=True)
+
+    def kohya_prefix(self) -> str:
+        return "lora_unet_"
 
 
 class SDXL(SD):
@@ -63,12 +119,90 @@ class SDXL(SD):
                                 dtype=embeds.dtype, device=device)
         return {"encoder_hidden_states": embeds, "text_embeds": pooled, "time_ids": time_ids}
 
-    def denoiser_inputs(self, cond):
-        return {"encoder_hidden_states": cond["encoder_hidden_states"],
-                "added_cond_kwargs": {"text_embeds": cond["text_embeds"], "time_ids": cond["time_ids"]}}
+    def predict(self, pipe, denoiser, schedule, noisy, t, cond):
+        return denoiser(noisy, t, encoder_hidden_states=cond["encoder_hidden_states"],
+                        added_cond_kwargs={"text_embeds": cond["text_embeds"], "time_ids": cond["time_ids"]}).sample
 
 
-FAMILIES = {f.pipeline: f for f in (SD(), SDXL())}
+class Flux(SD):
+    """FLUX.1 (dev and schnell): a flow-matching transformer on packed 2x2 latent patches, conditioned on T5's
+    sequence and CLIP's pooled output, and (dev) on the guidance scale it was distilled from. Trained as
+    diffusers' `train_dreambooth_lora_flux.py` trains it: uniform timesteps and unweighted loss (its default
+    weighting scheme "none"), the target noise - x0, the guidance embedding at 3.5; LoRA only."""
+    name = "flux"
+    label = "FLUX.1 (dev, schnell)"
+    pipeline = "FluxPipeline"
+    denoiser = "transformer"
+    text_encoders = ("text_encoder", "text_encoder_2")
+    prompt_tokenizer = "tokenizer_2"
+    load_kwargs: dict = {}
+    gradient_checkpointing = True
+    full_fine_tune = False  # 12B parameters and their AdamW state do not fit an 80 GB GPU
+    max_sequence_length = 512  # T5's tokens, as the pipeline's and the script's default
+    call_kwargs = {"max_sequence_length": max_sequence_length}
+    train_guidance = 3.5  # the script's --guidance_scale, for the layouts that embed it (dev)
+
+    def sampling_defaults(self, name_or_path):
+        """dev: the pipeline's 28 steps at guidance 3.5; schnell (no guidance embedding): its 4 steps, no guidance."""
+        from diffusers import FluxTransformer2DModel
+
+        config = FluxTransformer2DModel.load_config(name_or_path, subfolder="transformer")
+        return (28, 3.5) if config.get("guidance_embeds") else (4, 0.0)
+
+    def native_resolution(self, pipe):
+        return int(pipe.default_sample_size * pipe.vae_scale_factor)
+
+    def use_query_sampler(self, pipe):
+        """The pipeline's own flow-matching Euler sampler (with dev's resolution-dependent shift)."""
+
+    def initial_noise(self, pipe, generators, resolution):
+        """Each sample's latents drawn as the pipeline draws them for a list of generators, then packed."""
+        channels = pipe.transformer.config.in_channels // 4
+        side = 2 * (resolution // (pipe.vae_scale_factor * 2))
+        latents = torch.stack([torch.randn((channels, side, side), generator=g) for g in generators])
+        return pipe._pack_latents(latents, len(generators), channels, side, side)
+
+    def training_schedule(self, pipe):
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        return FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+
+    def to_latents(self, sample, vae_config):
+        return (sample - vae_config.shift_factor) * vae_config.scaling_factor
+
+    def condition(self, pipe, prompts, sizes, crops, resolution, device):
+        embeds, pooled, _ = pipe.encode_prompt(list(prompts), device=device, num_images_per_prompt=1,
+                                               max_sequence_length=self.max_sequence_length)
+        return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+
+    def timesteps(self, schedule, n, g):
+        return (torch.rand(n, generator=g) * schedule.config.num_train_timesteps).long()  # weighting "none": uniform
+
+    def noised(self, schedule, x0, noise, t):
+        sigma = schedule.sigmas[t.cpu()].to(x0.device, x0.dtype)[:, None, None, None]
+        return (1.0 - sigma) * x0 + sigma * noise, noise - x0  # the flow-matching path and its velocity
+
+    def predict(self, pipe, denoiser, schedule, noisy, t, cond):
+        b, c, h, w = noisy.shape
+        device, config = noisy.device, pipe.transformer.config
+        guidance = torch.full((b,), self.train_guidance, device=device) if config.guidance_embeds else None
+        pred = denoiser(
+            hidden_states=pipe._pack_latents(noisy, b, c, h, w),
+            timestep=schedule.timesteps[t.cpu()].to(device) / 1000, guidance=guidance,
+            pooled_projections=cond["pooled_projections"], encoder_hidden_states=cond["encoder_hidden_states"],
+            txt_ids=torch.zeros(cond["encoder_hidden_states"].shape[1], 3, device=device),
+            img_ids=pipe._prepare_latent_image_ids(b, h // 2, w // 2, device, noisy.dtype), return_dict=False)[0]
+        s = pipe.vae_scale_factor
+        return pipe._unpack_latents(pred, h * s, w * s, s)
+
+    def save_lora(self, folder, peft_state):
+        self.pipeline_class().save_lora_weights(folder, transformer_lora_layers=peft_state, safe_serialization=True)
+
+    def kohya_prefix(self):
+        return "lora_transformer_"  # OneTrainer's layout of diffusers' module names: ComfyUI and diffusers read it
+
+
+FAMILIES = {f.pipeline: f for f in (SD(), SDXL(), Flux())}
 
 
 def family_of(name_or_path: str, flag: str = "--base") -> SD:

@@ -14,6 +14,8 @@ from typing import Iterator, Sequence
 import torch
 from PIL import Image
 
+from gal.family import family_for
+
 
 def sample_seed(run_seed: int, *key: int | str) -> int:
     """A 63-bit seed for one sample, e.g. sample_seed(seed, round, anchor_index, j)."""
@@ -35,17 +37,17 @@ def generate(pipe, prompts: Sequence[str], seeds: Sequence[int], *, steps: int, 
              resolution: int, batch_size: int, autocast_dtype: torch.dtype | None = None,
              ) -> Iterator[tuple[int, list[Image.Image]]]:
     """Yield (start, images) per batch of `prompts`, each image made from its own seed."""
-    device = pipe.unet.device
-    shape = (pipe.unet.config.in_channels, resolution // pipe.vae_scale_factor, resolution // pipe.vae_scale_factor)
-    autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+    family = family_for(pipe)
+    denoiser = getattr(pipe, family.denoiser)
+    autocast = torch.autocast(denoiser.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     for start in range(0, len(prompts), batch_size):
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[start:start + batch_size]]
         # The pipeline draws one tensor for the whole batch; per-sample noise keeps images batch-invariant.
-        latents = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, pipe.unet.dtype)
+        latents = family.initial_noise(pipe, generators, resolution).to(denoiser.device, denoiser.dtype)
         with torch.no_grad(), autocast:
             images = pipe(
                 prompt=list(prompts[start:start + batch_size]), latents=latents, generator=generators,
                 num_inference_steps=steps, guidance_scale=guidance, height=resolution, width=resolution,
-                output_type="pil",
+                output_type="pil", **family.call_kwargs,
             ).images
         yield start, images

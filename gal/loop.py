@@ -25,6 +25,7 @@ from gal.config import Config, resolved, result_dict, strategy_label, this_machi
 from gal.errors import GalError
 from gal.generate import generate, sample_seed
 from gal.ledger import Anchor, Ledger, Record, Reference, Sample, open_record
+from gal.models import base_family
 from gal.personalize import Example, Term
 from gal.progress import progress
 from gal.references import load_rgb, read_references
@@ -33,7 +34,7 @@ from gal.storage import folder_in_place, write_png
 
 def run(config: Config, log: Callable[[str], None] = print, force: bool = False) -> dict:
     """Run (or resume) GAL into `config.out`; returns the ledger's summary."""
-    cfg = resolved(config, this_machine())
+    cfg = resolved(config, this_machine(), base_family)
     run_dir = Path(cfg.out)
     stored = preflight.existing_config(run_dir)
     if stored is None:
@@ -56,7 +57,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
     def prepare(ledger: Ledger) -> None:  # the main process, holding the folder's lock
         if ledger.get("config") is None:
             anchors = make_anchors(templates, cfg.subject, cfg.subject_plain)
-            preflight.warn_about_inputs(cfg, refs, anchors, parts.pipe.tokenizer, parts.resolution)
+            preflight.warn_about_inputs(cfg, refs, anchors, parts.prompt_tokenizer, parts.resolution)
             preflight.start(ledger, cfg, refs, templates, captions)
         elif force:
             ledger.set("config", result_dict(cfg))

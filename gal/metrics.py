@@ -188,10 +188,10 @@ def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = 4, seed: in
     subject, non-SoI texts and sampler."""
     from gal.config import resolved, this_machine
     from gal.generate import auto_batch_size
-    from gal.models import load_pipeline, native_resolution, pick_device, use_query_sampler
+    from gal.models import base_family, load_pipeline, native_resolution, pick_device, use_query_sampler
     from gal.references import read_references
 
-    cfg = resolved(cfg, this_machine())
+    cfg = resolved(cfg, this_machine(), base_family)
     if not cfg.non_soi:
         raise GalError("--non-soi: missing; OVF (Eq. 8) needs the references' non-subject content")
     torch_device = pick_device(device)

@@ -64,10 +64,10 @@ def quiet_transformers():
         diffusers.logging.set_verbosity(d_level)
 
 
-def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32, unet_dtype: torch.dtype = torch.float32,
-                  allow_pickle: bool = False):
+def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32,
+                  denoiser_dtype: torch.dtype = torch.float32, allow_pickle: bool = False):
     """The pipeline of the base's family (gal.family), with VAE and text encoders in `frozen_dtype` (an SDXL VAE
-    stays fp32) and the UNet in `unet_dtype`."""
+    stays fp32) and the denoiser (UNet, or Flux's transformer) in `denoiser_dtype`."""
     from gal.family import family_of
 
     name_or_path = locate(name_or_path, "--base")
@@ -84,22 +84,33 @@ def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32, 
         pipe.vae.to(torch.float32 if family.vae_fp32 else frozen_dtype)
         for name in family.text_encoders:
             getattr(pipe, name).to(frozen_dtype)
-        pipe.unet.to(unet_dtype)
+        getattr(pipe, family.denoiser).to(denoiser_dtype)
     pipe.vae.enable_slicing()  # decode a query batch image by image: its peak memory stays that of one
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 def use_query_sampler(pipe) -> None:
-    """The query and evaluation sampler: DPM-Solver multistep, as the authors' code (training keeps the base
-    model's DDPM schedule, read from the config before this switch)."""
-    from diffusers import DPMSolverMultistepScheduler
+    """The query and evaluation sampler of the pipeline's family (SD, SDXL: DPM-Solver, as the authors' code)."""
+    from gal.family import family_for
 
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    family_for(pipe).use_query_sampler(pipe)
 
 
 def native_resolution(pipe) -> int:
-    return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    from gal.family import family_for
+
+    return family_for(pipe).native_resolution(pipe)
+
+
+def base_family(name_or_path: str):
+    """The family (gal.family) of `--base`, read from its model_index.json without loading its weights."""
+    from gal.family import family_of
+
+    name_or_path = locate(name_or_path, "--base")
+    check_model_folder(name_or_path, "--base", allow_pickle=True)  # its weights are checked when they load
+    with quiet_transformers():
+        return family_of(name_or_path)
 
 
 def pick_device(name: str) -> torch.device:

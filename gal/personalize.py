@@ -1,4 +1,5 @@
-"""Personalization: DreamBooth fine-tuning of the UNet on a weighted training set, full or LoRA.
+"""Personalization: DreamBooth fine-tuning of the denoiser (the UNet, or Flux's transformer) on a weighted
+training set, full or LoRA; what differs between model families comes from gal.family.
 
 Eq. 2 with per-sample weights: each sample's diffusion loss is multiplied by its weight (1 for the
 user's references, Δ_r or 1 for added ones), then averaged over the batch. Prior preservation adds the
@@ -64,50 +65,48 @@ class Personalizer:
                  optimizer: str = "adamw"):
         """`trains=False` (evaluation): checkpoints load and generate, but no optimizer and, for `full`, no copy
         of the base weights is made."""
-        from diffusers import DDPMScheduler
-
         self.pipe, self.accelerator, self.method = pipe, accelerator, method
         self.family = family_for(pipe)
         self.resolution = resolution
         # The base model's training noise schedule (the pipeline's sampler may be swapped for queries).
-        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-        unet = pipe.unet
+        self.noise_scheduler = self.family.training_schedule(pipe)
+        denoiser = getattr(pipe, self.family.denoiser)  # the UNet, or Flux's transformer
         pipe.vae.requires_grad_(False)
         for name in self.family.text_encoders:
             getattr(pipe, name).requires_grad_(False)
         if method == "lora":
             from peft import LoraConfig
 
-            unet.requires_grad_(False)
-            unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
-            for p in unet.parameters():
+            denoiser.requires_grad_(False)
+            denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+            for p in denoiser.parameters():
                 if p.requires_grad:
                     p.data = p.data.float()  # trainable LoRA weights in fp32 even when the UNet is half precision
             self.base_state = None
         else:
-            unet.requires_grad_(trains)
-            self.base_state = {k: v.detach().to("cpu", copy=True) for k, v in unet.state_dict().items()} if trains else None
+            denoiser.requires_grad_(trains)
+            self.base_state = {k: v.detach().to("cpu", copy=True) for k, v in denoiser.state_dict().items()} if trains else None
         if trains and self.family.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        self.params = [p for p in unet.parameters() if p.requires_grad]
+            denoiser.enable_gradient_checkpointing()
+        self.params = [p for p in denoiser.parameters() if p.requires_grad]
         if trains:
-            self.unet, self.optimizer = accelerator.prepare(unet, _adamw(optimizer, self.params, lr, accelerator.device))
+            self.denoiser, self.optimizer = accelerator.prepare(denoiser, _adamw(optimizer, self.params, lr, accelerator.device))
         else:
-            self.unet, self.optimizer = accelerator.prepare(unet), None
+            self.denoiser, self.optimizer = accelerator.prepare(denoiser), None
 
     # ---- the weights ----------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
         """Back to the base model, in place."""
-        unet = self.accelerator.unwrap_model(self.unet)
+        denoiser = self.accelerator.unwrap_model(self.denoiser)
         if self.method == "lora":
             from peft.tuners.lora import LoraLayer
 
             torch.manual_seed(seed)
-            for module in unet.modules():
+            for module in denoiser.modules():
                 if isinstance(module, LoraLayer):
                     module.reset_lora_parameters("default", init_lora_weights="gaussian")
         else:
-            unet.load_state_dict(self.base_state)
+            denoiser.load_state_dict(self.base_state)
 
     @contextmanager
     def merged(self) -> Iterator[None]:
@@ -119,7 +118,7 @@ class Personalizer:
             return
         from peft.tuners.lora import LoraLayer
 
-        layers = [m for m in self.accelerator.unwrap_model(self.unet).modules() if isinstance(m, LoraLayer)]
+        layers = [m for m in self.accelerator.unwrap_model(self.denoiser).modules() if isinstance(m, LoraLayer)]
         saved = [m.get_base_layer().weight.detach().to("cpu", copy=True) for m in layers]
         for m in layers:
             m.merge(adapter_names=["default"])
@@ -131,38 +130,41 @@ class Personalizer:
                 m.get_base_layer().weight.data.copy_(weight)
 
     def save(self, folder: Path) -> None:
-        unet = self.accelerator.unwrap_model(self.unet)
+        denoiser = self.accelerator.unwrap_model(self.denoiser)
         if self.method == "lora":
-            from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_kohya
+            from diffusers.utils import convert_state_dict_to_kohya
             from peft.utils import get_peft_model_state_dict
             from safetensors.torch import save_file
 
-            peft_state = get_peft_model_state_dict(unet)
-            layers = convert_state_dict_to_diffusers(peft_state)
-            self.family.pipeline_class().save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
+            peft_state = get_peft_model_state_dict(denoiser)
+            self.family.save_lora(folder, peft_state)
             # The same weights in kohya's layout, for AUTOMATIC1111, ComfyUI and sd-scripts users.
             kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
-            save_file({k: v.contiguous() for k, v in kohya.items()}, Path(folder) / KOHYA_FILE)
+            prefix = self.family.kohya_prefix()
+            save_file({prefix + k.removeprefix("lora_unet_"): v.contiguous() for k, v in kohya.items()},
+                      Path(folder) / KOHYA_FILE)
         else:
             self.pipe.save_pretrained(folder, safe_serialization=True)
 
     def load(self, folder: Path) -> None:
         """Load weights this class saved (resuming a run)."""
-        unet = self.accelerator.unwrap_model(self.unet)
+        denoiser = self.accelerator.unwrap_model(self.denoiser)
         if self.method == "lora":
             from diffusers.utils import convert_unet_state_dict_to_peft
             from peft import set_peft_model_state_dict
 
-            state, _ = self.family.pipeline_class().lora_state_dict(str(folder))
-            state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
-            result = set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(state), adapter_name="default")
+            state = self.family.pipeline_class().lora_state_dict(str(folder))
+            state = state[0] if isinstance(state, tuple) else state  # (weights, alphas) for the UNet families
+            prefix = self.family.denoiser + "."
+            state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+            result = set_peft_model_state_dict(denoiser, convert_unet_state_dict_to_peft(state), adapter_name="default")
             if getattr(result, "unexpected_keys", None):
                 raise GalError(f"{folder}: LoRA weights do not match this model ({result.unexpected_keys[0]} ...)")
         else:
             from diffusers import UNet2DConditionModel
 
             trained = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", use_safetensors=True)
-            unet.load_state_dict(trained.state_dict())
+            denoiser.load_state_dict(trained.state_dict())
 
     # ---- training ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -187,7 +189,7 @@ class Personalizer:
         of prior preservation, the added images of `--balance separate`) and adds its weighted loss.
         Returns the mean loss."""
         acc = self.accelerator
-        device, scale = acc.device, self.pipe.vae.config.scaling_factor
+        device, family, schedule = acc.device, self.family, self.noise_scheduler
         terms = [t for t in terms if t.examples]
         encoded = []
         for term in terms:
@@ -203,27 +205,24 @@ class Personalizer:
                       (acc.process_index + 1) * batch_size // acc.num_processes)
         g = torch.Generator("cpu").manual_seed(seed % 2**63)
         orders = [_Batches(len(t.examples), batch_size, g) for t in terms]
-        T = self.noise_scheduler.config.num_train_timesteps
         _optimizer_of(self.optimizer).state.clear()  # each round's fine-tune starts a fresh AdamW
         with self._text_encoders_aside():  # the round's embeddings are cached: the encoders are not needed
-            self.unet.train()
+            self.denoiser.train()
             losses = []
             bar = progress(range(steps), desc=desc, disable=not acc.is_local_main_process)
             for step in bar:
                 parts = []
                 for (mean, std, cond, weights), order in zip(encoded, orders):
                     idx = order.next()
-                    parts.append((_draw(mean[idx], std[idx], g) * scale, {k: v[idx] for k, v in cond.items()},
-                                  weights[idx]))
+                    parts.append((family.to_latents(_draw(mean[idx], std[idx], g), self.pipe.vae.config),
+                                  {k: v[idx] for k, v in cond.items()}, weights[idx]))
                 x0 = torch.cat([x[share] for x, _, _ in parts])
                 cond = {k: torch.cat([c[k][share] for _, c, _ in parts]) for k in parts[0][1]}
                 noise = torch.cat([torch.randn(x.shape, generator=g)[share] for x, _, _ in parts]).to(device)
-                t = torch.cat([torch.randint(0, T, (len(x),), generator=g)[share] for x, _, _ in parts]).to(device)
-                noisy = self.noise_scheduler.add_noise(x0, noise, t)  # t: uniform per sample
-                target = noise if self.noise_scheduler.config.prediction_type == "epsilon" else \
-                    self.noise_scheduler.get_velocity(x0, noise, t)
+                t = torch.cat([family.timesteps(schedule, len(x), g)[share] for x, _, _ in parts]).to(device)
+                noisy, target = family.noised(schedule, x0, noise, t)
                 with acc.autocast():
-                    pred = self.unet(noisy, t, **self.family.denoiser_inputs(cond)).sample
+                    pred = family.predict(self.pipe, self.denoiser, schedule, noisy, t, cond)
                 per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
                 loss, start = 0.0, 0
                 for term, (_, _, w) in zip(terms, parts):
@@ -240,7 +239,7 @@ class Personalizer:
                 self.optimizer.zero_grad(set_to_none=True)
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-            self.unet.eval()
+            self.denoiser.eval()
         mean_loss = torch.tensor(np.mean(losses) if losses else float("nan"), device=device)
         return float(acc.reduce(mean_loss, "mean"))  # over every process's share
 

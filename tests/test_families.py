@@ -1,6 +1,6 @@
-"""Every model family gal personalizes (gal.family) runs the same loop and records the same ledger: SD 1.x and
-SDXL, on tiny random pipelines in their real layouts. A round's LoRA loads into the family's plain diffusers
-pipeline and gives back gal's own query images."""
+"""Every model family gal personalizes (gal.family) runs the same loop and records the same ledger: SD 1.x, SDXL
+and FLUX.1 (dev and schnell layouts), on tiny random pipelines in their real layouts. A round's LoRA loads into
+the family's plain diffusers pipeline and gives back gal's own query images."""
 
 import json
 import os
@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from test_run import _ledger_samples, check_against_equations, show_json
 
+import gal
 from gal.builders import build_pipeline
 from gal.cli import main
 
@@ -24,66 +25,95 @@ from conftest import run_args
 @pytest.fixture(scope="session")
 def bases(tiny, tmp_path_factory):
     """The tiny pipeline of each family (the scorer, references and anchors are `tiny`'s)."""
-    return {"sd": tiny / "pipeline", "sdxl": build_pipeline(tmp_path_factory.mktemp("sdxl") / "pipeline", "tiny-sdxl")}
+    return {"sd": tiny / "pipeline",
+            **{family: build_pipeline(tmp_path_factory.mktemp(family) / "pipeline", f"tiny-{family}")
+               for family in ("sdxl", "flux", "flux-schnell")}}
+
+
+PIPELINES = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline", "flux": "FluxPipeline",
+             "flux-schnell": "FluxPipeline"}
 
 
 def family_args(tiny, bases, family, out, *extra):
-    args = run_args(tiny, out, *extra)
+    """`run_args` on `family`'s tiny pipeline (Flux's native 1024 px is 256 px on the tiny one: it runs at 32)."""
+    args = run_args(tiny, out, *(("--resolution", "32") if family.startswith("flux") else ()), *extra)
     args[args.index("--base") + 1] = str(bases[family])
     return args
 
 
-def test_an_sdxl_run_records_what_an_sd_run_records(tiny, bases, tmp_path, capsys):
+RECORD = ("--rounds", "3", "--k", "1", "--strategy", "clip", "--prior", "--num-class-images", "2")  # runs its 3 rounds
+
+
+def structure(value):
+    """The keys of a summary, nested (a list by its first item), without the values."""
+    if isinstance(value, dict):
+        return {k: structure(v) for k, v in value.items()}
+    return [structure(value[0])] if isinstance(value, list) and value else type(value).__name__
+
+
+@pytest.fixture(scope="module")
+def sd_record(tiny, bases, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sd") / "run"
+    assert main(family_args(tiny, bases, "sd", out, *RECORD)) == 0
+    return out
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_a_run_of_each_family_records_what_an_sd_run_records(family, tiny, bases, sd_record, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(family_args(tiny, bases, "sdxl", out, "--rounds", "3", "--k", "1", "--prior", "--num-class-images", "2")) == 0
+    assert main(family_args(tiny, bases, family, out, *RECORD)) == 0
     summary = show_json(out, capsys)
     check_against_equations(summary)
     assert len(summary["rounds"]) >= 2 and (out / "class_images" / "0001.png").exists()
+    assert structure(summary["rounds"]) == structure(show_json(sd_record, capsys)["rounds"])
     assert main(["eval", str(out), "--n", "1"]) == 0
     rows = [r["evaluations"][0] for r in show_json(out, capsys)["rounds"] if r["checkpoint"]]
     assert rows and all(0 <= r["ovf"] <= 1 and np.isfinite(r["txt_aln"]) for r in rows)
     assert main(["report", str(out)]) == 0 and (out / "report.html").exists()
 
 
-@pytest.mark.parametrize("family", ["sd", "sdxl"])
+@pytest.mark.parametrize("family", ["sd", "sdxl", "flux", "flux-schnell"])
 def test_a_rounds_lora_reproduces_gals_query_in_plain_diffusers(family, tiny, bases, tmp_path, capsys):
+    """What a user writes: the family's pipeline, `load_lora_weights`, the sample's seed in a generator."""
     import diffusers
     from diffusers import DPMSolverMultistepScheduler
 
     out = tmp_path / "run"
-    assert main(family_args(tiny, bases, family, out, "--rounds", "2", "--train-steps", "6", "--lr", "1e-2",
+    lr = "5e-2" if family.startswith("flux") else "1e-2"  # a visible change in 6 steps of the tiny model
+    assert main(family_args(tiny, bases, family, out, "--rounds", "2", "--train-steps", "6", "--lr", lr,
                             "--strategy", "random")) == 0
     summary = show_json(out, capsys)
     sample = summary["rounds"][0]["anchors"][2]["samples"][1]
     cfg = summary["config"]
-    cls = getattr(diffusers, {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}[family])
+    cls = getattr(diffusers, PIPELINES[family])
+
+    def generate(pipe):
+        if not family.startswith("flux"):  # gal's query sampler for SD and SDXL; Flux keeps its own
+            pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+        return pipe(summary["rounds"][0]["anchors"][2]["prompt"], generator=torch.Generator().manual_seed(sample["seed"]),
+                    num_inference_steps=cfg["query_steps"], guidance_scale=cfg["query_guidance"], height=32, width=32,
+                    output_type="np").images[0]
+
+    checkpoint = out / "rounds" / "1" / "checkpoint"
     pipe = cls.from_pretrained(bases[family])
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
-    pipe.load_lora_weights(out / "rounds" / "1" / "checkpoint")
-    shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
-    latents = torch.randn(shape, generator=torch.Generator().manual_seed(sample["seed"]))[None]  # gal.generate's noise
-    prompt = summary["rounds"][0]["anchors"][2]["prompt"]
-    plain = pipe(prompt, latents=latents, num_inference_steps=cfg["query_steps"], guidance_scale=cfg["query_guidance"],
-                 height=32, width=32, output_type="np").images[0]
+    pipe.load_lora_weights(checkpoint)
+    plain = generate(pipe)
     ours = np.asarray(Image.open(out / sample["path"]), dtype=np.float64) / 255
     assert np.abs(plain - ours).max() <= 2.5 / 255  # gal merges the LoRA into the weights: the last bits differ
-    base = cls.from_pretrained(bases[family])
-    base.scheduler = pipe.scheduler
-    untuned = base(prompt, latents=latents, num_inference_steps=cfg["query_steps"], guidance_scale=cfg["query_guidance"],
-                   height=32, width=32, output_type="np").images[0]
+    untuned = generate(cls.from_pretrained(bases[family]))
     assert np.abs(untuned - ours).max() > 0.02  # the LoRA is what makes them equal
     # the kohya-layout copy (AUTOMATIC1111, ComfyUI) holds the same weights
-    base.load_lora_weights(out / "rounds" / "1" / "checkpoint", weight_name="lora_kohya.safetensors")
-    kohya = base(prompt, latents=latents, num_inference_steps=cfg["query_steps"], guidance_scale=cfg["query_guidance"],
-                 height=32, width=32, output_type="np").images[0]
-    assert np.abs(kohya - plain).max() < 1e-5
+    base = cls.from_pretrained(bases[family])
+    base.load_lora_weights(checkpoint, weight_name="lora_kohya.safetensors")
+    assert np.abs(generate(base) - plain).max() < 1e-5
 
 
-def test_a_killed_sdxl_run_resumes_to_the_same_result(tiny, bases, tmp_path, capsys):
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_a_killed_run_of_each_family_resumes_to_the_same_result(family, tiny, bases, tmp_path, capsys):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     extra = ("--rounds", "2", "--strategy", "random", "--gen-batch-size", "2")
-    assert main(family_args(tiny, bases, "sdxl", clean, *extra)) == 0
-    proc = subprocess.Popen([sys.executable, "-m", "gal", *family_args(tiny, bases, "sdxl", killed, *extra)],
+    assert main(family_args(tiny, bases, family, clean, *extra)) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "gal", *family_args(tiny, bases, family, killed, *extra)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
     deadline = time.time() + 120
     while _ledger_samples(killed) < 4 and proc.poll() is None and time.time() < deadline:
@@ -92,7 +122,7 @@ def test_a_killed_sdxl_run_resumes_to_the_same_result(tiny, bases, tmp_path, cap
         pytest.skip("the run ended before it could be killed")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert main(family_args(tiny, bases, "sdxl", killed, *extra)) == 0
+    assert main(family_args(tiny, bases, family, killed, *extra)) == 0
     a, b = show_json(clean, capsys), show_json(killed, capsys)
     assert json.dumps(a["rounds"], sort_keys=True) == json.dumps(b["rounds"], sort_keys=True)
     for name in ("pytorch_lora_weights.safetensors", "lora_kohya.safetensors"):
@@ -100,21 +130,45 @@ def test_a_killed_sdxl_run_resumes_to_the_same_result(tiny, bases, tmp_path, cap
 
 
 def test_a_family_gal_does_not_personalize_is_named_in_one_line(tiny, tmp_path, capsys):
-    flux = tmp_path / "flux"
-    flux.mkdir()
-    (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline", "_diffusers_version": "0.32.0"}))
+    other = tmp_path / "pixart"
+    other.mkdir()
+    (other / "model_index.json").write_text(json.dumps({"_class_name": "PixArtSigmaPipeline", "_diffusers_version": "0.32.0"}))
     args = run_args(tiny, tmp_path / "out")
-    args[args.index("--base") + 1] = str(flux)
+    args[args.index("--base") + 1] = str(other)
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "a FluxPipeline, which gal does not personalize yet" in err[0]
-    assert "StableDiffusionXLPipeline" in err[0] and not (tmp_path / "out").exists()
+    assert len(err) == 1 and "a PixArtSigmaPipeline, which gal does not personalize yet" in err[0]
+    assert "StableDiffusionXLPipeline" in err[0] and "FluxPipeline" in err[0] and not (tmp_path / "out").exists()
 
 
-def test_the_family_is_read_from_the_folder(bases):
+def test_the_family_and_its_sampler_defaults_are_read_from_the_folder(tiny, bases):
+    from gal.config import resolved
     from gal.family import family_of
+    from gal.models import base_family
 
-    assert family_of(str(bases["sd"])).name == "sd" and family_of(str(bases["sdxl"])).name == "sdxl"
+    assert [family_of(str(bases[f])).name for f in PIPELINES] == ["sd", "sdxl", "flux", "flux"]
+    defaults = {f: resolved(gal.Config(references="r", subject="a <sks> ball", base=str(bases[f]), scorer="s"),
+                            family_of=base_family) for f in PIPELINES}
+    assert [(c.steps, c.guidance) for c in defaults.values()] == [(50, 7.5), (50, 7.5), (28, 3.5), (4, 0.0)]
+
+
+def test_a_full_flux_fine_tune_is_refused_in_one_line_before_anything_is_written(tiny, bases, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(family_args(tiny, bases, "flux", out, "--method", "full")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--method full" in err[0] and "FLUX.1" in err[0] and "--method lora" in err[0]
+    assert not out.exists()
+
+
+def test_every_strategy_runs_on_flux(tiny, bases, tmp_path, capsys):
+    """The loop and the strategies do not know the family (human waits for `gal review`, as on SD)."""
+    for strategy in ("uncertainty", "random", "clip", "none", "human"):
+        out = tmp_path / strategy
+        assert main(family_args(tiny, bases, "flux", out, "--strategy", strategy, "--rounds", "2", "--m", "2",
+                                "--train-steps", "2", "--steps", "2")) == 0
+        summary = show_json(out, capsys)
+        assert summary["rounds"][0]["checkpoint"], strategy
+        assert summary["status"] == ("waiting for review" if strategy == "human" else "finished"), strategy
 
 
 def test_a_full_sdxl_fine_tune_is_a_pipeline_folder_plain_diffusers_loads(tiny, bases, tmp_path):

@@ -233,7 +233,7 @@ def test_the_query_with_the_lora_merged_matches_the_adapter_and_gives_the_base_w
 def test_frozen_components_load_in_the_asked_precision(tiny):
     from gal.models import load_pipeline
 
-    pipe = load_pipeline(str(tiny / "pipeline"), frozen_dtype=torch.bfloat16, unet_dtype=torch.float32)
+    pipe = load_pipeline(str(tiny / "pipeline"), frozen_dtype=torch.bfloat16, denoiser_dtype=torch.float32)
     assert pipe.vae.dtype == torch.bfloat16 and pipe.text_encoder.dtype == torch.bfloat16
     assert pipe.unet.dtype == torch.float32
 
