@@ -80,7 +80,8 @@ def plain_side(a) -> dict:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from gal.personalize import LORA_TARGETS, to_pixels
+    from gal.family import SD
+    from gal.personalize import to_pixels
 
     device = harness.pick_device(a.device)
     acc = Accelerator(mixed_precision=harness.MIXED_PRECISION[a.dtype], cpu=device.type == "cpu")
@@ -99,7 +100,7 @@ def plain_side(a) -> dict:
 
         unet.requires_grad_(False)
         unet.to(acc.device, dtype=weight_dtype)
-        unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+        unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=list(SD.lora_targets)))
         for p in unet.parameters():
             if p.requires_grad:
                 p.data = p.data.float()

@@ -8,7 +8,7 @@
   full size or at toy widths with the same block structure, for speed benchmarks: speed depends on the
   architecture, not on the weights); `build_pipeline(dir, "tiny-sdxl")` a tiny `StableDiffusionXLPipeline`
   (two text encoders), `tiny-flux` / `tiny-flux-schnell` a tiny `FluxPipeline` in FLUX.1-dev's layout (guidance
-  embedding) or schnell's (none); `build_miniature(dir, dir)` both of the miniature world's architecture;
+  embedding) or schnell's (none), `tiny-sd3` a tiny `StableDiffusion3Pipeline`; `build_miniature(dir, dir)` both of the miniature world's architecture;
 - `write_references(dir)` simple pictures standing in for a user's photos.
 
 Everything is then loaded through the same `from_pretrained` path a user's checkpoint takes.
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 ARCHS = ("tiny", "sd15", "sd15-small")
-PIPELINE_ARCHS = ARCHS + ("tiny-sdxl", "tiny-flux", "tiny-flux-schnell")
+PIPELINE_ARCHS = ARCHS + ("tiny-sdxl", "tiny-flux", "tiny-flux-schnell", "tiny-sd3")
 
 
 # ---- the tokenizer --------------------------------------------------------------------------------
@@ -176,9 +176,11 @@ def build_pipeline(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Pat
             vae = AutoencoderKL(**cfg["vae"]).cpu()
             text_encoder = CLIPTextModel(CLIPTextConfig(**(text_config(tokenizer) | cfg["text_encoder"]))).cpu()
         scheduler = PNDMScheduler(**cfg["scheduler"])
-    elif arch in ("tiny-sdxl", "tiny-flux", "tiny-flux-schnell"):
+    elif arch in ("tiny-sdxl", "tiny-flux", "tiny-flux-schnell", "tiny-sd3"):
         if arch == "tiny-sdxl":
             _save_sdxl(folder, tokenizer)
+        elif arch == "tiny-sd3":
+            _save_sd3(folder, tokenizer)
         else:
             _save_flux(folder, tokenizer, dev=arch == "tiny-flux")
         shutil.rmtree(folder / "_tokenizer", ignore_errors=True)
@@ -269,6 +271,46 @@ def _save_flux(folder: Path, tokenizer, dev: bool) -> None:
     pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text_config(
         tokenizer, **TINY_TEXT))), tokenizer=tokenizer, text_encoder_2=t5, tokenizer_2=t5_tokenizer,
         transformer=transformer)
+    logging.disable_progress_bar()
+    with quiet_transformers():
+        pipe.save_pretrained(folder, safe_serialization=True)
+    shutil.rmtree(folder / "_t5", ignore_errors=True)
+
+
+def _save_sd3(folder: Path, tokenizer) -> None:
+    """A tiny `StableDiffusion3Pipeline`, as diffusers' own SD3 tests build it: two CLIP text encoders with
+    projections (their pooled projections concatenated), a T5 encoder as wide as both CLIPs' states side by side,
+    and the MMDiT transformer on unpacked latents."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from diffusers.utils import logging
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    from gal.models import quiet_transformers
+
+    t5_tokenizer = write_t5_tokenizer(folder / "_t5", max_length=256)
+    width = 2 * TINY_TEXT["hidden_size"]  # T5's width: the CLIP states (concatenated) are padded to it
+    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=width, d_kv=8, d_ff=37, num_layers=2,
+                                 num_heads=4, relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
+                                 pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+    text = text_config(tokenizer, **TINY_TEXT, projection_dim=TINY_TEXT["hidden_size"])
+    transformer = SD3Transformer2DModel(sample_size=16, patch_size=1, in_channels=4, out_channels=4, num_layers=1,
+                                        attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
+                                        joint_attention_dim=width, pooled_projection_dim=width)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1, norm_num_groups=8, sample_size=32, scaling_factor=1.5305, shift_factor=0.0609,
+        use_quant_conv=False, use_post_quant_conv=False)
+    pipe = StableDiffusion3Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae, transformer=transformer,
+        text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer=tokenizer,
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer_2=tokenizer,
+        text_encoder_3=t5, tokenizer_3=t5_tokenizer)
     logging.disable_progress_bar()
     with quiet_transformers():
         pipe.save_pretrained(folder, safe_serialization=True)

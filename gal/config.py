@@ -330,8 +330,8 @@ def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[s
 
     family = family_of(c.base) if family_of else SD()
     if c.method == "full" and not family.full_fine_tune:
-        raise GalError(f"--method full: gal does not fully fine-tune {family.label} (--base {c.base}); its weights and "
-                       "their optimizer state do not fit one GPU; expected --method lora")
+        raise GalError(f"--method full: gal fine-tunes {family.label} (--base {c.base}) with LoRA only; "
+                       "expected --method lora")
     # The sampler's usual setting for the family (SD: DPM-Solver, 50 steps at 7.5); the miniature model's query
     # needs fewer and less
     steps, guidance = (20, 4.0) if c.base == "miniature" else family.sampling_defaults(c.base)

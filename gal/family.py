@@ -13,6 +13,8 @@ the strategies, the ledger, the report and the review do not know which family t
   size), as diffusers' `train_dreambooth_lora_sdxl.py` computes them; its VAE stays fp32 (fp16 NaNs).
 - `flux`: FLUX.1 dev and schnell (`FluxPipeline`): T5's sequence, CLIP's pooled output, packed latents and
   their position ids, the guidance embedding, flow matching (as `train_dreambooth_lora_flux.py`); LoRA only.
+- `sd3`: Stable Diffusion 3 and 3.5 (`StableDiffusion3Pipeline`): two CLIPs and T5, flow matching with
+  logit-normal timesteps and x0-preconditioned outputs (as `train_dreambooth_lora_sd3.py`); LoRA only.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ class SD:
     denoiser = "unet"  # the pipeline's attribute that is fine-tuned
     text_encoders = ("text_encoder",)
     prompt_tokenizer = "tokenizer"  # the tokenizer whose limit truncates prompts
+    lora_targets = ("to_k", "to_q", "to_v", "to_out.0")  # attention projections, as diffusers' DreamBooth-LoRA scripts
     load_kwargs = {"safety_checker": None, "requires_safety_checker": False}  # SD 1.x folders name a safety checker
     vae_fp32 = False
     gradient_checkpointing = False  # SD 1.x trains in a few GB without it
     full_fine_tune = True
+    kohya_copy = True  # also write the LoRA in kohya's layout (AUTOMATIC1111, ComfyUI, sd-scripts)
     call_kwargs: dict = {}  # the pipeline call's arguments beyond gal.generate's
     steps, guidance = 50, 7.5  # the sampler's usual setting (gal.config.resolved)
 
@@ -99,9 +103,6 @@ class SD:
         self.pipeline_class().save_lora_weights(folder, unet_lora_layers=convert_state_dict_to_diffusers(peft_state),
                                                 safe_serialization=True)
 
-    def kohya_prefix(self) -> str:
-        return "lora_unet_"
-
 
 class SDXL(SD):
     name = "sdxl"
@@ -135,9 +136,16 @@ class Flux(SD):
     denoiser = "transformer"
     text_encoders = ("text_encoder", "text_encoder_2")
     prompt_tokenizer = "tokenizer_2"
+    # the script's default: attention of both streams and the double blocks' feed-forwards
+    lora_targets = ("attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0", "attn.add_k_proj", "attn.add_q_proj",
+                    "attn.add_v_proj", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
+                    "ff_context.net.2")
     load_kwargs: dict = {}
     gradient_checkpointing = True
     full_fine_tune = False  # 12B parameters and their AdamW state do not fit an 80 GB GPU
+    # ComfyUI and Forge read diffusers' Flux layout as it is (comfy/lora.py maps `transformer.*` keys); kohya's own
+    # Flux layout fuses q, k and v, and the OneTrainer layout does not load back into diffusers (its feed-forwards)
+    kohya_copy = False
     max_sequence_length = 512  # T5's tokens, as the pipeline's and the script's default
     call_kwargs = {"max_sequence_length": max_sequence_length}
     train_guidance = 3.5  # the script's --guidance_scale, for the layouts that embed it (dev)
@@ -198,11 +206,54 @@ class Flux(SD):
     def save_lora(self, folder, peft_state):
         self.pipeline_class().save_lora_weights(folder, transformer_lora_layers=peft_state, safe_serialization=True)
 
-    def kohya_prefix(self):
-        return "lora_transformer_"  # OneTrainer's layout of diffusers' module names: ComfyUI and diffusers read it
+
+class SD3(Flux):
+    """Stable Diffusion 3 and 3.5: a flow-matching MMDiT on unpacked latents, conditioned on CLIP-L's and
+    CLIP-G's penultimate states beside T5's and their pooled projections,
+    sampled with classifier-free guidance. Trained as diffusers' `train_dreambooth_lora_sd3.py` trains it:
+    logit-normal timesteps, unweighted loss, outputs preconditioned to predict x0 (its defaults); T5 at the
+    pipeline's 256 tokens in training as in the query (the script trains at 77)."""
+    name = "sd3"
+    label = "Stable Diffusion 3 / 3.5"
+    pipeline = "StableDiffusion3Pipeline"
+    text_encoders = ("text_encoder", "text_encoder_2", "text_encoder_3")
+    prompt_tokenizer = "tokenizer"  # CLIP's 77 tokens truncate the pooled conditioning
+    lora_targets = ("attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out", "attn.to_k",
+                    "attn.to_out.0", "attn.to_q", "attn.to_v")  # the script's default
+    full_fine_tune = False  # gal's full fine-tune saves and reloads a UNet
+    max_sequence_length = 256
+    call_kwargs = {"max_sequence_length": max_sequence_length}
+
+    steps, guidance = 28, 7.0  # the pipeline's
+    sampling_defaults = SD.sampling_defaults  # not Flux's, which reads the guidance embedding
+
+    def initial_noise(self, pipe, generators, resolution):
+        side = resolution // pipe.vae_scale_factor
+        shape = (pipe.transformer.config.in_channels, side, side)
+        return torch.stack([torch.randn(shape, generator=g) for g in generators])
+
+    def condition(self, pipe, prompts, sizes, crops, resolution, device):
+        embeds, _, pooled, _ = pipe.encode_prompt(list(prompts), None, None, device=device, num_images_per_prompt=1,
+                                                  do_classifier_free_guidance=False,
+                                                  max_sequence_length=self.max_sequence_length)
+        return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
+
+    def timesteps(self, schedule, n, g):
+        return (torch.sigmoid(torch.randn(n, generator=g)) * schedule.config.num_train_timesteps).long()  # logit-normal
+
+    def noised(self, schedule, x0, noise, t):
+        sigma = schedule.sigmas[t.cpu()].to(x0.device, x0.dtype)[:, None, None, None]
+        return (1.0 - sigma) * x0 + sigma * noise, x0  # preconditioned: the target is x0
+
+    def predict(self, pipe, denoiser, schedule, noisy, t, cond):
+        sigma = schedule.sigmas[t.cpu()].to(noisy.device, noisy.dtype)[:, None, None, None]
+        velocity = denoiser(hidden_states=noisy, timestep=schedule.timesteps[t.cpu()].to(noisy.device),
+                            encoder_hidden_states=cond["encoder_hidden_states"],
+                            pooled_projections=cond["pooled_projections"], return_dict=False)[0]
+        return noisy - sigma * velocity  # x0 = x_t - σ v
 
 
-FAMILIES = {f.pipeline: f for f in (SD(), SDXL(), Flux())}
+FAMILIES = {f.pipeline: f for f in (SD(), SDXL(), Flux(), SD3())}
 
 
 def family_of(name_or_path: str, flag: str = "--base") -> SD:

@@ -24,7 +24,6 @@ from gal.errors import GalError
 from gal.family import family_for
 from gal.progress import progress
 
-LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # attention projections, as diffusers' DreamBooth-LoRA
 KOHYA_FILE = "lora_kohya.safetensors"
 
 
@@ -78,7 +77,7 @@ class Personalizer:
             from peft import LoraConfig
 
             denoiser.requires_grad_(False)
-            denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+            denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(self.family.lora_targets)))
             for p in denoiser.parameters():
                 if p.requires_grad:
                     p.data = p.data.float()  # trainable LoRA weights in fp32 even when the UNet is half precision
@@ -138,11 +137,9 @@ class Personalizer:
 
             peft_state = get_peft_model_state_dict(denoiser)
             self.family.save_lora(folder, peft_state)
-            # The same weights in kohya's layout, for AUTOMATIC1111, ComfyUI and sd-scripts users.
-            kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
-            prefix = self.family.kohya_prefix()
-            save_file({prefix + k.removeprefix("lora_unet_"): v.contiguous() for k, v in kohya.items()},
-                      Path(folder) / KOHYA_FILE)
+            if self.family.kohya_copy:  # the same weights in kohya's layout, for AUTOMATIC1111, ComfyUI, sd-scripts
+                kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
+                save_file({k: v.contiguous() for k, v in kohya.items()}, Path(folder) / KOHYA_FILE)
         else:
             self.pipe.save_pretrained(folder, safe_serialization=True)
 

@@ -1,5 +1,5 @@
-"""Every model family gal personalizes (gal.family) runs the same loop and records the same ledger: SD 1.x, SDXL
-and FLUX.1 (dev and schnell layouts), on tiny random pipelines in their real layouts. A round's LoRA loads into
+"""Every model family gal personalizes (gal.family) runs the same loop and records the same ledger: SD 1.x, SDXL,
+FLUX.1 (dev and schnell layouts) and SD 3.x, on tiny random pipelines in their real layouts. A round's LoRA loads into
 the family's plain diffusers pipeline and gives back gal's own query images."""
 
 import json
@@ -27,11 +27,11 @@ def bases(tiny, tmp_path_factory):
     """The tiny pipeline of each family (the scorer, references and anchors are `tiny`'s)."""
     return {"sd": tiny / "pipeline",
             **{family: build_pipeline(tmp_path_factory.mktemp(family) / "pipeline", f"tiny-{family}")
-               for family in ("sdxl", "flux", "flux-schnell")}}
+               for family in ("sdxl", "flux", "flux-schnell", "sd3")}}
 
 
 PIPELINES = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline", "flux": "FluxPipeline",
-             "flux-schnell": "FluxPipeline"}
+             "flux-schnell": "FluxPipeline", "sd3": "StableDiffusion3Pipeline"}
 
 
 def family_args(tiny, bases, family, out, *extra):
@@ -58,7 +58,7 @@ def sd_record(tiny, bases, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("family", ["sdxl", "flux"])
+@pytest.mark.parametrize("family", ["sdxl", "flux", "sd3"])
 def test_a_run_of_each_family_records_what_an_sd_run_records(family, tiny, bases, sd_record, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(family_args(tiny, bases, family, out, *RECORD)) == 0
@@ -72,14 +72,14 @@ def test_a_run_of_each_family_records_what_an_sd_run_records(family, tiny, bases
     assert main(["report", str(out)]) == 0 and (out / "report.html").exists()
 
 
-@pytest.mark.parametrize("family", ["sd", "sdxl", "flux", "flux-schnell"])
+@pytest.mark.parametrize("family", ["sd", "sdxl", "flux", "flux-schnell", "sd3"])
 def test_a_rounds_lora_reproduces_gals_query_in_plain_diffusers(family, tiny, bases, tmp_path, capsys):
     """What a user writes: the family's pipeline, `load_lora_weights`, the sample's seed in a generator."""
     import diffusers
     from diffusers import DPMSolverMultistepScheduler
 
     out = tmp_path / "run"
-    lr = "5e-2" if family.startswith("flux") else "1e-2"  # a visible change in 6 steps of the tiny model
+    lr = "1e-2" if family in ("sd", "sdxl") else "5e-2"  # a visible change in 6 steps of the tiny model
     assert main(family_args(tiny, bases, family, out, "--rounds", "2", "--train-steps", "6", "--lr", lr,
                             "--strategy", "random")) == 0
     summary = show_json(out, capsys)
@@ -88,7 +88,7 @@ def test_a_rounds_lora_reproduces_gals_query_in_plain_diffusers(family, tiny, ba
     cls = getattr(diffusers, PIPELINES[family])
 
     def generate(pipe):
-        if not family.startswith("flux"):  # gal's query sampler for SD and SDXL; Flux keeps its own
+        if family in ("sd", "sdxl"):  # gal's query sampler for SD and SDXL; Flux and SD3 keep their own
             pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
         return pipe(summary["rounds"][0]["anchors"][2]["prompt"], generator=torch.Generator().manual_seed(sample["seed"]),
                     num_inference_steps=cfg["query_steps"], guidance_scale=cfg["query_guidance"], height=32, width=32,
@@ -102,6 +102,9 @@ def test_a_rounds_lora_reproduces_gals_query_in_plain_diffusers(family, tiny, ba
     assert np.abs(plain - ours).max() <= 2.5 / 255  # gal merges the LoRA into the weights: the last bits differ
     untuned = generate(cls.from_pretrained(bases[family]))
     assert np.abs(untuned - ours).max() > 0.02  # the LoRA is what makes them equal
+    if family not in ("sd", "sdxl"):  # ComfyUI reads diffusers' Flux and SD3 layouts: no second copy
+        assert not (checkpoint / "lora_kohya.safetensors").exists()
+        return
     # the kohya-layout copy (AUTOMATIC1111, ComfyUI) holds the same weights
     base = cls.from_pretrained(bases[family])
     base.load_lora_weights(checkpoint, weight_name="lora_kohya.safetensors")
@@ -125,7 +128,7 @@ def test_a_killed_run_of_each_family_resumes_to_the_same_result(family, tiny, ba
     assert main(family_args(tiny, bases, family, killed, *extra)) == 0
     a, b = show_json(clean, capsys), show_json(killed, capsys)
     assert json.dumps(a["rounds"], sort_keys=True) == json.dumps(b["rounds"], sort_keys=True)
-    for name in ("pytorch_lora_weights.safetensors", "lora_kohya.safetensors"):
+    for name in ("pytorch_lora_weights.safetensors", "lora_kohya.safetensors")[:1 if family == "flux" else 2]:
         assert (clean / "rounds/2/checkpoint" / name).read_bytes() == (killed / "rounds/2/checkpoint" / name).read_bytes()
 
 
@@ -146,10 +149,10 @@ def test_the_family_and_its_sampler_defaults_are_read_from_the_folder(tiny, base
     from gal.family import family_of
     from gal.models import base_family
 
-    assert [family_of(str(bases[f])).name for f in PIPELINES] == ["sd", "sdxl", "flux", "flux"]
+    assert [family_of(str(bases[f])).name for f in PIPELINES] == ["sd", "sdxl", "flux", "flux", "sd3"]
     defaults = {f: resolved(gal.Config(references="r", subject="a <sks> ball", base=str(bases[f]), scorer="s"),
                             family_of=base_family) for f in PIPELINES}
-    assert [(c.steps, c.guidance) for c in defaults.values()] == [(50, 7.5), (50, 7.5), (28, 3.5), (4, 0.0)]
+    assert [(c.steps, c.guidance) for c in defaults.values()] == [(50, 7.5), (50, 7.5), (28, 3.5), (4, 0.0), (28, 7.0)]
 
 
 def test_a_full_flux_fine_tune_is_refused_in_one_line_before_anything_is_written(tiny, bases, tmp_path, capsys):
@@ -212,3 +215,23 @@ def test_a_v_prediction_base_trains_on_the_velocity(tiny, tmp_path, capsys):
         assert trainer.noise_scheduler.config.prediction_type == name
         losses[name] = trainer.train([Term(refs)], steps=2, batch_size=1, seed=0)
     assert losses["epsilon"] != losses["v_prediction"]  # the same noise and timesteps, another target
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux", "flux-schnell", "sd3"])
+def test_each_familys_query_images_do_not_depend_on_the_batch_size(family, bases):
+    """Each sample's noise comes from its own seed (gal.family.initial_noise), as on SD (test_run)."""
+    from gal.generate import generate, sample_seed
+    from gal.models import load_pipeline, use_query_sampler
+
+    pipe = load_pipeline(str(bases[family]))
+    use_query_sampler(pipe)
+    prompts = ["a <sks> ball in a museum", "a <sks> ball on a boat", "a <sks> ball under a tree"] * 2
+    seeds = [sample_seed(0, 1, i, 0) for i in range(len(prompts))]
+    runs = []
+    for batch_size in (1, 4, 6):
+        images = []
+        for _, batch in generate(pipe, prompts, seeds, steps=3, guidance=3.5, resolution=32, batch_size=batch_size):
+            images += [np.asarray(im, dtype=np.int16) for im in batch]
+        runs.append(np.stack(images))
+    assert np.abs(runs[0] - runs[1]).max() <= 1 and np.abs(runs[0] - runs[2]).max() <= 1
+    assert np.abs(runs[0][0] - runs[0][3]).max() > 0  # different seeds, different images
