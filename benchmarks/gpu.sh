@@ -6,6 +6,9 @@
 #   bash benchmarks/gpu.sh --full       # also the full fine-tune (adds a minute or two)
 #   bash benchmarks/gpu.sh --dry-run    # the same code path on the CPU at toy sizes (a scaled-down SD 1.5
 #                                       # shape, 64 px, 2 steps): checks the script, its figures mean nothing
+#   bash benchmarks/gpu.sh --family sdxl   # instead: SDXL's architecture at 1024 px (benchmarks/families.py:
+#   bash benchmarks/gpu.sh --family flux   # query vs the plain diffusers loop, LoRA steps/s, peak memory);
+#                                          # Flux at 512 px (about 5 minutes on an H100); add --dry-run on a CPU
 #
 # Prints images/s of the project's query phase and of the plain diffusers loop, their ratio, the UNet's
 # FLOPs (torch.utils.flop_counter on one forward at the batch used, x steps, x2 for classifier-free
@@ -22,14 +25,30 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error DIFFUSERS_VERBOSITY=error H
 
 DRY=0
 FULL=0
-for arg in "$@"; do
-    case "$arg" in
+FAMILY=
+while [ $# -gt 0 ]; do
+    case "$1" in
         --dry-run|--tiny) DRY=1 ;;
         --full) FULL=1 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-        *) echo "gpu.sh: unknown argument $arg (expected --dry-run, --full)" >&2; exit 2 ;;
+        --family) FAMILY=${2:-}; shift ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        *) echo "gpu.sh: unknown argument $1 (expected --dry-run, --full, --family sdxl|flux)" >&2; exit 2 ;;
     esac
+    shift
 done
+
+if [ -n "$FAMILY" ]; then
+    case "$FAMILY" in
+        sdxl) ARGS=(--family sdxl) ;;
+        flux) ARGS=(--family flux --resolution 512) ;;
+        *) echo "gpu.sh: --family $FAMILY: expected sdxl or flux" >&2; exit 2 ;;
+    esac
+    if [ "$DRY" = 1 ]; then ARGS=(--family "$FAMILY" --dry-run); else nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true; fi
+    RESULTS=${GAL_BENCH_OUT:-${OUT:-.}}
+    mkdir -p "$RESULTS"
+    "$PY" benchmarks/families.py "${ARGS[@]}" | tee "$RESULTS/family_$FAMILY.json"
+    exit "${PIPESTATUS[0]}"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gal-gpu-bench.XXXXXX")
 trap 'rm -rf "$WORK/sd15" "$WORK/clip"' EXIT

@@ -193,31 +193,54 @@ def build_pipeline(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Pat
 
 
 def _save_sdxl(folder: Path, tokenizer) -> None:
-    """A tiny `StableDiffusionXLPipeline`: two CLIP text encoders (the second with its projection, whose pooled
-    output and the six time ids make the UNet's added conditioning), as diffusers' own SDXL tests build it."""
+    logging_off_and_save(sdxl_pipeline(tokenizer), folder)
+
+
+def sdxl_pipeline(tokenizer, full: bool = False):
+    """A `StableDiffusionXLPipeline` with random weights: two CLIP text encoders (the second with its projection,
+    whose pooled output and the six time ids make the UNet's added conditioning), tiny as diffusers' own SDXL
+    tests build it, or (`full`) SDXL 1.0's architecture (UNet 2.6B, CLIP-L and OpenCLIP bigG) for GPU benchmarks."""
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from diffusers.utils import logging
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    if full:
+        text = text_config(tokenizer, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                           num_attention_heads=12, hidden_act="quick_gelu")
+        text_2 = text_config(tokenizer, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
+                             num_attention_heads=20, projection_dim=1280, hidden_act="gelu")
+        unet = UNet2DConditionModel(
+            sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(5, 10, 20),
+            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+            transformer_layers_per_block=(1, 2, 10), projection_class_embeddings_input_dim=2816,
+            cross_attention_dim=2048)
+        vae = AutoencoderKL(**{**sd15_configs()["vae"], "sample_size": 1024}, scaling_factor=0.13025, force_upcast=True)
+    else:
+        text = text_2 = text_config(tokenizer, **TINY_TEXT, projection_dim=32)
+        unet = UNet2DConditionModel(
+            sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+            norm_num_groups=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), use_linear_projection=True,
+            addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+            projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=2 * TINY_TEXT["hidden_size"])
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            layers_per_block=1, norm_num_groups=8, sample_size=32, scaling_factor=0.13025, force_upcast=True)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       timestep_spacing="leading", steps_offset=1)
+    return StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text)), tokenizer=tokenizer,
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text_2)), tokenizer_2=tokenizer, unet=unet,
+        scheduler=scheduler)
+
+
+def logging_off_and_save(pipe, folder: Path) -> None:
+    from diffusers.utils import logging
 
     from gal.models import quiet_transformers
 
-    text = text_config(tokenizer, **TINY_TEXT, projection_dim=32)
-    unet = UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        norm_num_groups=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), use_linear_projection=True,
-        addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=2 * TINY_TEXT["hidden_size"])
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1, norm_num_groups=8, sample_size=32, scaling_factor=0.13025, force_upcast=True)
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       timestep_spacing="leading", steps_offset=1)
-    pipe = StableDiffusionXLPipeline(
-        vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text)), tokenizer=tokenizer,
-        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer_2=tokenizer, unet=unet,
-        scheduler=scheduler)
     logging.disable_progress_bar()
     with quiet_transformers():
         pipe.save_pretrained(folder, safe_serialization=True)
@@ -243,38 +266,47 @@ def write_t5_tokenizer(folder: str | Path, max_length: int = 512):
 
 
 def _save_flux(folder: Path, tokenizer, dev: bool) -> None:
-    """A tiny `FluxPipeline`, as diffusers' own Flux tests build it: a CLIP text encoder (its pooled output) and
-    a T5 encoder (its sequence), a 16-channel VAE with a shift factor, and the MMDiT transformer; FLUX.1-dev's
-    layout embeds the guidance scale and shifts its sampler's schedule with the image size, schnell's does neither."""
+    logging_off_and_save(flux_pipeline(tokenizer, write_t5_tokenizer(folder / "_t5"), dev), folder)
+    shutil.rmtree(folder / "_t5", ignore_errors=True)
+
+
+def flux_pipeline(tokenizer, t5_tokenizer, dev: bool = True, full: bool = False):
+    """A `FluxPipeline` with random weights: a CLIP text encoder (its pooled output) and a T5 encoder (its
+    sequence), a 16-channel VAE with a shift factor, and the MMDiT transformer, tiny as diffusers' own Flux
+    tests build it or (`full`) FLUX.1's architecture (transformer 11.9B, T5-XXL) for GPU benchmarks. FLUX.1-dev's
+    layout embeds the guidance scale and shifts its sampler's schedule with the image size; schnell's does neither."""
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from diffusers.utils import logging
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from gal.models import quiet_transformers
-
-    t5_tokenizer = write_t5_tokenizer(folder / "_t5")
-    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                                 relative_attention_num_buckets=8, feed_forward_proj="gated-gelu", pad_token_id=0,
-                                 eos_token_id=1, decoder_start_token_id=0))
-    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
-                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
-                                         pooled_projection_dim=TINY_TEXT["hidden_size"], guidance_embeds=dev,
-                                         axes_dims_rope=(4, 4, 8))
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1, norm_num_groups=8, sample_size=32, scaling_factor=0.3611, shift_factor=0.1159,
-        use_quant_conv=False, use_post_quant_conv=False)
+    if full:
+        t5 = dict(d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, relative_attention_num_buckets=32)
+        text = text_config(tokenizer, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                           num_attention_heads=12, hidden_act="quick_gelu")
+        transformer = dict(in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+                           num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
+                           axes_dims_rope=(16, 56, 56))
+        vae = dict(latent_channels=16, block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32,
+                   sample_size=1024)
+    else:
+        t5 = dict(d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8)
+        text = text_config(tokenizer, **TINY_TEXT)
+        transformer = dict(in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                           num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=TINY_TEXT["hidden_size"],
+                           axes_dims_rope=(4, 4, 8))
+        vae = dict(latent_channels=4, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, sample_size=32)
+    levels = len(vae["block_out_channels"])
     scheduler = (FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
                                                  base_image_seq_len=256, max_image_seq_len=4096) if dev else
                  FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False))
-    pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text_config(
-        tokenizer, **TINY_TEXT))), tokenizer=tokenizer, text_encoder_2=t5, tokenizer_2=t5_tokenizer,
-        transformer=transformer)
-    logging.disable_progress_bar()
-    with quiet_transformers():
-        pipe.save_pretrained(folder, safe_serialization=True)
-    shutil.rmtree(folder / "_t5", ignore_errors=True)
+    return FluxPipeline(
+        scheduler=scheduler, tokenizer=tokenizer, text_encoder=CLIPTextModel(CLIPTextConfig(**text)),
+        tokenizer_2=t5_tokenizer, text_encoder_2=T5EncoderModel(T5Config(
+            vocab_size=len(t5_tokenizer), feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1,
+            decoder_start_token_id=0, **t5)),
+        transformer=FluxTransformer2DModel(patch_size=1, guidance_embeds=dev, **transformer),
+        vae=AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * levels,
+                          up_block_types=("UpDecoderBlock2D",) * levels, scaling_factor=0.3611, shift_factor=0.1159,
+                          use_quant_conv=False, use_post_quant_conv=False, **vae))
 
 
 def _save_sd3(folder: Path, tokenizer) -> None:
@@ -287,10 +319,8 @@ def _save_sd3(folder: Path, tokenizer) -> None:
         SD3Transformer2DModel,
         StableDiffusion3Pipeline,
     )
-    from diffusers.utils import logging
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
-    from gal.models import quiet_transformers
 
     t5_tokenizer = write_t5_tokenizer(folder / "_t5", max_length=256)
     width = 2 * TINY_TEXT["hidden_size"]  # T5's width: the CLIP states (concatenated) are padded to it
@@ -306,14 +336,11 @@ def _save_sd3(folder: Path, tokenizer) -> None:
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
         layers_per_block=1, norm_num_groups=8, sample_size=32, scaling_factor=1.5305, shift_factor=0.0609,
         use_quant_conv=False, use_post_quant_conv=False)
-    pipe = StableDiffusion3Pipeline(
+    logging_off_and_save(StableDiffusion3Pipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae, transformer=transformer,
         text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer=tokenizer,
         text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer_2=tokenizer,
-        text_encoder_3=t5, tokenizer_3=t5_tokenizer)
-    logging.disable_progress_bar()
-    with quiet_transformers():
-        pipe.save_pretrained(folder, safe_serialization=True)
+        text_encoder_3=t5, tokenizer_3=t5_tokenizer), folder)
     shutil.rmtree(folder / "_t5", ignore_errors=True)
 
 

@@ -149,13 +149,14 @@ class Flux(SD):
     max_sequence_length = 512  # T5's tokens, as the pipeline's and the script's default
     call_kwargs = {"max_sequence_length": max_sequence_length}
     train_guidance = 3.5  # the script's --guidance_scale, for the layouts that embed it (dev)
+    steps, guidance = 28, 3.5  # dev: the pipeline's
 
     def sampling_defaults(self, name_or_path):
-        """dev: the pipeline's 28 steps at guidance 3.5; schnell (no guidance embedding): its 4 steps, no guidance."""
+        """dev's; schnell (no guidance embedding) samples in its 4 steps without guidance."""
         from diffusers import FluxTransformer2DModel
 
         config = FluxTransformer2DModel.load_config(name_or_path, subfolder="transformer")
-        return (28, 3.5) if config.get("guidance_embeds") else (4, 0.0)
+        return (self.steps, self.guidance) if config.get("guidance_embeds") else (4, 0.0)
 
     def native_resolution(self, pipe):
         return int(pipe.default_sample_size * pipe.vae_scale_factor)

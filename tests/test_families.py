@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +236,26 @@ def test_each_familys_query_images_do_not_depend_on_the_batch_size(family, bases
         runs.append(np.stack(images))
     assert np.abs(runs[0] - runs[1]).max() <= 1 and np.abs(runs[0] - runs[2]).max() <= 1
     assert np.abs(runs[0][0] - runs[0][3]).max() > 0  # different seeds, different images
+
+
+def test_the_full_size_architectures_have_the_published_parameter_counts(tmp_path):
+    """gal.builders' SDXL and FLUX.1 architectures, which the GPU benchmarks build with random weights
+    (benchmarks/families.py), are the released ones: SDXL 1.0's UNet and FLUX.1's transformer to the parameter."""
+    from accelerate import init_empty_weights
+
+    from gal.builders import flux_pipeline, sdxl_pipeline, write_clip_tokenizer, write_t5_tokenizer
+
+    tokenizer = write_clip_tokenizer(tmp_path / "clip")
+    with init_empty_weights():  # shapes only
+        sdxl = sdxl_pipeline(tokenizer, full=True)
+        flux = flux_pipeline(tokenizer, write_t5_tokenizer(tmp_path / "t5"), dev=True, full=True)
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert count(sdxl.unet) == 2_567_463_684 and count(flux.transformer) == 11_901_408_320
+
+
+def test_the_family_benchmark_runs_its_code_path_on_the_cpu():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import families
+
+    result = families.main(["--family", "flux", "--dry-run"])
+    assert result["query"]["images"] == 12 and result["query"]["ratio"] > 0 and result["lora"]["steps_per_s"] > 0
