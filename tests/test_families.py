@@ -218,9 +218,9 @@ def test_a_v_prediction_base_trains_on_the_velocity(tiny, tmp_path, capsys):
     assert losses["epsilon"] != losses["v_prediction"]  # the same noise and timesteps, another target
 
 
-@pytest.mark.parametrize("family", ["sdxl", "flux", "flux-schnell", "sd3"])
+@pytest.mark.parametrize("family", PIPELINES)
 def test_each_familys_query_images_do_not_depend_on_the_batch_size(family, bases):
-    """Each sample's noise comes from its own seed (gal.family.initial_noise), as on SD (test_run)."""
+    """Each sample's noise comes from its own seed (gal.family.initial_noise), whatever the batch."""
     from gal.generate import generate, sample_seed
     from gal.models import load_pipeline, use_query_sampler
 

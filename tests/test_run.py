@@ -183,23 +183,6 @@ def test_killed_run_resumes_to_the_same_result(tiny, tmp_path, capsys):
     assert leftovers == []
 
 
-def test_generated_images_do_not_depend_on_batch_size(tiny):
-    from gal.generate import generate, sample_seed
-    from gal.models import load_pipeline
-
-    pipe = load_pipeline(str(tiny / "pipeline"))
-    prompts = ["a <sks> ball in a museum", "a <sks> ball on a boat", "a <sks> ball under a tree"] * 2
-    seeds = [sample_seed(0, 1, i, 0) for i in range(len(prompts))]
-    runs = []
-    for batch_size in (1, 4, 6):
-        images = []
-        for _, batch in generate(pipe, prompts, seeds, steps=3, guidance=7.5, resolution=32, batch_size=batch_size):
-            images += [np.asarray(im, dtype=np.int16) for im in batch]
-        runs.append(np.stack(images))
-    assert np.abs(runs[0] - runs[1]).max() <= 1 and np.abs(runs[0] - runs[2]).max() <= 1
-    assert np.abs(runs[0][0] - runs[0][3]).max() > 0  # different seeds, different images
-
-
 def test_the_query_with_the_lora_merged_matches_the_adapter_and_gives_the_base_weights_back(tiny):
     from accelerate import Accelerator
 
