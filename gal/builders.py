@@ -13,7 +13,9 @@
 
 Everything is then loaded through the same `from_pretrained` path a user's checkpoint takes.
 
-    python -m gal.builders OUT_DIR [ARCH]   # ARCH: tiny (default), sd15, sd15-small; writes OUT_DIR/pipeline, OUT_DIR/clip and OUT_DIR/references
+    python -m gal.builders OUT_DIR [ARCH]   # ARCH: tiny (default), sd15, sd15-small, tiny-sdxl, tiny-flux,
+                                            # tiny-flux-schnell, tiny-sd3; writes OUT_DIR/pipeline, OUT_DIR/clip
+                                            # and OUT_DIR/references
 """
 
 from __future__ import annotations
@@ -433,6 +435,6 @@ def write_references(folder: str | Path, n: int = 3, size: int = 48, caption: st
 if __name__ == "__main__":
     out, arch = Path(sys.argv[1] if len(sys.argv) > 1 else "tiny-models"), sys.argv[2] if len(sys.argv) > 2 else "tiny"
     build_pipeline(out / "pipeline", arch)
-    build_clip(out / "clip", arch)
+    build_clip(out / "clip", "tiny" if arch.startswith("tiny") else arch)
     write_references(out / "references")
     print(f"wrote {out / 'pipeline'}, {out / 'clip'} and {out / 'references'}")
