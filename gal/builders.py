@@ -295,7 +295,8 @@ def flux_pipeline(tokenizer, t5_tokenizer, dev: bool = True, full: bool = False)
         transformer = dict(in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
                            num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=TINY_TEXT["hidden_size"],
                            axes_dims_rope=(4, 4, 8))
-        vae = dict(latent_channels=4, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, sample_size=32)
+        vae = dict(latent_channels=4, block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8,
+                   sample_size=32)  # 8x down, as FLUX.1: sides are multiples of 16
     levels = len(vae["block_out_channels"])
     scheduler = (FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
                                                  base_image_seq_len=256, max_image_seq_len=4096) if dev else

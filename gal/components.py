@@ -6,8 +6,17 @@ from __future__ import annotations
 import torch
 
 from gal.config import Config
+from gal.errors import GalError
+from gal.family import family_for
 from gal.generate import auto_batch_size
-from gal.models import load_pipeline, mixed_precision, native_resolution, pick_device, use_query_sampler
+from gal.models import (
+    load_pipeline,
+    mixed_precision,
+    native_resolution,
+    pick_device,
+    precision_dtype,
+    use_query_sampler,
+)
 from gal.personalize import Personalizer
 from gal.score import ClipScorer
 
@@ -21,7 +30,7 @@ class Components:
         device = pick_device(cfg.device)
         precision = mixed_precision(cfg.mixed_precision, device)
         self.accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
-        frozen_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+        frozen_dtype = precision_dtype(precision)
         self.autocast_dtype = frozen_dtype if precision != "no" else None
         # the scorer is small: its errors come first
         self.scorer = ClipScorer(cfg.scorer, device=self.accelerator.device, allow_pickle=cfg.allow_pickle)
@@ -29,13 +38,17 @@ class Components:
         self.pipe = load_pipeline(cfg.base, frozen_dtype, frozen_dtype if cfg.method == "lora" else torch.float32,
                                   allow_pickle=cfg.allow_pickle)
         self.resolution = cfg.resolution or native_resolution(self.pipe)
+        family = family_for(self.pipe)
+        multiple = family.resolution_multiple(self.pipe)
+        if self.resolution % multiple:
+            raise GalError(f"--resolution {self.resolution}: {family.label} works on sides that are multiples of "
+                           f"{multiple}; expected e.g. --resolution {max(multiple, self.resolution // multiple * multiple)}")
         self.pipe.to(self.accelerator.device)
         self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
                                          resolution=self.resolution, trains=trains, optimizer=cfg.optimizer)
         if cfg.compile:
             getattr(self.pipe, self.personalizer.family.denoiser).compile()  # in place: pipeline, trainer and LoRA share it
         use_query_sampler(self.pipe)
-        self.prompt_tokenizer = getattr(self.pipe, self.personalizer.family.prompt_tokenizer)  # the one that truncates
         self.gen_batch_size = (auto_batch_size(self.accelerator.device, self.resolution)
                                if cfg.gen_batch_size == "auto" else int(cfg.gen_batch_size))
         self.non_soi_texts: list[str] = []  # filled from the ledger's references

@@ -32,7 +32,6 @@ class SD:
     pipeline = "StableDiffusionPipeline"
     denoiser = "unet"  # the pipeline's attribute that is fine-tuned
     text_encoders = ("text_encoder",)
-    prompt_tokenizer = "tokenizer"  # the tokenizer whose limit truncates prompts
     lora_targets = ("to_k", "to_q", "to_v", "to_out.0")  # attention projections, as diffusers' DreamBooth-LoRA scripts
     load_kwargs = {"safety_checker": None, "requires_safety_checker": False}  # SD 1.x folders name a safety checker
     vae_fp32 = False
@@ -52,6 +51,10 @@ class SD:
 
     def native_resolution(self, pipe) -> int:
         return int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+
+    def resolution_multiple(self, pipe) -> int:
+        """What an image side must be a multiple of: one latent pixel (Flux: a packed 2x2 patch; SD3: a patch)."""
+        return pipe.vae_scale_factor
 
     def use_query_sampler(self, pipe) -> None:
         """The query and evaluation sampler: DPM-Solver multistep, as the authors' code (training keeps the base
@@ -135,7 +138,6 @@ class Flux(SD):
     pipeline = "FluxPipeline"
     denoiser = "transformer"
     text_encoders = ("text_encoder", "text_encoder_2")
-    prompt_tokenizer = "tokenizer_2"
     # the script's default: attention of both streams and the double blocks' feed-forwards
     lora_targets = ("attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0", "attn.add_k_proj", "attn.add_q_proj",
                     "attn.add_v_proj", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
@@ -160,6 +162,9 @@ class Flux(SD):
 
     def native_resolution(self, pipe):
         return int(pipe.default_sample_size * pipe.vae_scale_factor)
+
+    def resolution_multiple(self, pipe):
+        return pipe.vae_scale_factor * 2
 
     def use_query_sampler(self, pipe):
         """The pipeline's own flow-matching Euler sampler (with dev's resolution-dependent shift)."""
@@ -218,15 +223,18 @@ class SD3(Flux):
     label = "Stable Diffusion 3 / 3.5"
     pipeline = "StableDiffusion3Pipeline"
     text_encoders = ("text_encoder", "text_encoder_2", "text_encoder_3")
-    prompt_tokenizer = "tokenizer"  # CLIP's 77 tokens truncate the pooled conditioning
     lora_targets = ("attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out", "attn.to_k",
                     "attn.to_out.0", "attn.to_q", "attn.to_v")  # the script's default
     full_fine_tune = False  # gal's full fine-tune saves and reloads a UNet
     max_sequence_length = 256
     call_kwargs = {"max_sequence_length": max_sequence_length}
 
+    vae_fp32 = True  # as the script keeps it (its config asks for it: force_upcast)
     steps, guidance = 28, 7.0  # the pipeline's
     sampling_defaults = SD.sampling_defaults  # not Flux's, which reads the guidance embedding
+
+    def resolution_multiple(self, pipe):
+        return pipe.vae_scale_factor * pipe.transformer.config.patch_size
 
     def initial_noise(self, pipe, generators, resolution):
         side = resolution // pipe.vae_scale_factor

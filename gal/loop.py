@@ -57,7 +57,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
     def prepare(ledger: Ledger) -> None:  # the main process, holding the folder's lock
         if ledger.get("config") is None:
             anchors = make_anchors(templates, cfg.subject, cfg.subject_plain)
-            preflight.warn_about_inputs(cfg, refs, anchors, parts.prompt_tokenizer, parts.resolution)
+            preflight.warn_about_inputs(cfg, refs, anchors, parts.pipe.tokenizer, parts.resolution)
             preflight.start(ledger, cfg, refs, templates, captions)
         elif force:
             ledger.set("config", result_dict(cfg))

@@ -75,16 +75,15 @@ def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32,
     with quiet_transformers():
         family = family_of(name_or_path)
         try:
+            # each part read straight into its dtype: a 12B Flux transformer never sits in CPU memory in fp32
+            dtypes = {"default": frozen_dtype, family.denoiser: denoiser_dtype,
+                      "vae": torch.float32 if family.vae_fp32 else frozen_dtype}
             pipe = family.pipeline_class().from_pretrained(
-                name_or_path, use_safetensors=None if allow_pickle else True, **family.load_kwargs)
+                name_or_path, use_safetensors=None if allow_pickle else True, torch_dtype=dtypes, **family.load_kwargs)
         except (OSError, ValueError, TypeError, AttributeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             raise GalError(f"--base {name_or_path}: cannot load a {family.pipeline} ({first[:200]}); "
                            f"expected a diffusers {family.pipeline} folder with safetensors weights") from None
-        pipe.vae.to(torch.float32 if family.vae_fp32 else frozen_dtype)
-        for name in family.text_encoders:
-            getattr(pipe, name).to(frozen_dtype)
-        getattr(pipe, family.denoiser).to(denoiser_dtype)
     pipe.vae.enable_slicing()  # decode a query batch image by image: its peak memory stays that of one
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -120,6 +119,11 @@ def pick_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise GalError(f"--device {name}: unknown device; expected auto, cpu, cuda or cuda:N") from None
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """The dtype of the frozen weights (and autocast) under accelerate's `precision` (no, fp16, bf16)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
 
 
 def mixed_precision(name: str, device: torch.device) -> str:

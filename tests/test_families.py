@@ -164,6 +164,15 @@ def test_a_full_flux_fine_tune_is_refused_in_one_line_before_anything_is_written
     assert not out.exists()
 
 
+def test_a_resolution_the_family_cannot_pack_is_refused_in_one_line(tiny, bases, tmp_path, capsys):
+    """Flux packs 2x2 latent pixels: with FLUX.1's 8x VAE (as the tiny one) a side must be a multiple of 16."""
+    out = tmp_path / "run"
+    assert main(family_args(tiny, bases, "flux", out, "--resolution", "40")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gal: error: --resolution 40: FLUX.1 (dev, schnell) works on sides that are multiples of 16; "
+                   "expected e.g. --resolution 32"] and not out.exists()
+
+
 def test_every_strategy_runs_on_flux(tiny, bases, tmp_path, capsys):
     """The loop and the strategies do not know the family (human waits for `gal review`, as on SD)."""
     for strategy in ("uncertainty", "random", "clip", "none", "human"):
