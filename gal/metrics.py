@@ -186,38 +186,31 @@ def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = 4, seed: in
                    image_model: str | None = None, device: str = "auto") -> dict:
     """TXT-ALN, IMG-ALN and OVF of one model without a run: `cfg`'s base (and `lora`), scorer, references,
     subject, non-SoI texts and sampler."""
+    from gal import models
     from gal.config import resolved, this_machine
     from gal.generate import auto_batch_size
-    from gal.models import (
-        base_family,
-        load_pipeline,
-        mixed_precision,
-        native_resolution,
-        pick_device,
-        precision_dtype,
-        use_query_sampler,
-    )
     from gal.references import read_references
 
-    cfg = resolved(cfg, this_machine(), base_family)
+    cfg = resolved(cfg, this_machine(), models.base_family)
     if not cfg.non_soi:
         raise GalError("--non-soi: missing; OVF (Eq. 8) needs the references' non-subject content")
-    torch_device = pick_device(device)
+    torch_device = models.pick_device(device)
     refs = read_references(cfg.references)
     scorer = ClipScorer(cfg.scorer, device=torch_device)
-    precision = mixed_precision(cfg.mixed_precision, torch_device)  # bf16 on GPUs, as `gal run`
-    pipe = load_pipeline(cfg.base, precision_dtype(precision), precision_dtype(precision)).to(torch_device)
+    precision = models.mixed_precision(cfg.mixed_precision, torch_device)  # bf16 on GPUs, as `gal run`
+    dtype = models.precision_dtype(precision)
+    pipe = models.load_pipeline(cfg.base, dtype, dtype).to(torch_device)
     if lora:
         if not Path(lora).is_dir():
             raise GalError(f"--lora {lora}: folder not found; expected a folder with pytorch_lora_weights.safetensors")
         pipe.load_lora_weights(lora)
-    use_query_sampler(pipe)
-    resolution = native_resolution(pipe)
+    models.use_query_sampler(pipe)
+    resolution = models.native_resolution(pipe)
     embedder = ImageEmbedder(image_model, torch_device) if image_model else None
     return evaluate(pipe, scorer, test_prompts(cfg.kind, cfg.subject, cfg.subject_plain, prompts_file),
                     [r.image for r in refs], cfg.non_soi, n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
                     resolution=resolution, image_model=embedder, batch_size=auto_batch_size(torch_device, resolution),
-                    autocast_dtype=precision_dtype(precision) if precision != "no" else None)
+                    autocast_dtype=dtype if precision != "no" else None)
 
 
 def rows_text(rows: list[dict]) -> str:
