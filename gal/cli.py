@@ -77,7 +77,8 @@ def _eval_parser(sub) -> None:
     add_config_flags(p, only=MODEL_EVAL_FIELDS)  # one model, without a run: the `gal run` flags that describe it
 
 
-MODEL_EVAL_FIELDS = ("base", "scorer", "references", "kind", "subject", "subject_plain", "non_soi", "steps", "guidance")
+MODEL_EVAL_FIELDS = ("base", "scorer", "references", "kind", "subject", "subject_plain", "non_soi", "steps", "guidance",
+                     "resolution")
 
 
 def _review_parser(sub) -> None:

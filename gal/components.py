@@ -6,13 +6,11 @@ from __future__ import annotations
 import torch
 
 from gal.config import Config
-from gal.errors import GalError
-from gal.family import family_for
 from gal.generate import auto_batch_size
 from gal.models import (
+    image_resolution,
     load_pipeline,
     mixed_precision,
-    native_resolution,
     pick_device,
     precision_dtype,
     use_query_sampler,
@@ -37,12 +35,7 @@ class Components:
         # Frozen weights in half precision on GPUs; a fully fine-tuned UNet keeps fp32 master weights.
         self.pipe = load_pipeline(cfg.base, frozen_dtype, frozen_dtype if cfg.method == "lora" else torch.float32,
                                   allow_pickle=cfg.allow_pickle)
-        self.resolution = cfg.resolution or native_resolution(self.pipe)
-        family = family_for(self.pipe)
-        multiple = family.resolution_multiple(self.pipe)
-        if self.resolution % multiple:
-            raise GalError(f"--resolution {self.resolution}: {family.label} works on sides that are multiples of "
-                           f"{multiple}; expected e.g. --resolution {max(multiple, self.resolution // multiple * multiple)}")
+        self.resolution = image_resolution(self.pipe, cfg.resolution)
         self.pipe.to(self.accelerator.device)
         self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
                                          resolution=self.resolution, trains=trains, optimizer=cfg.optimizer)

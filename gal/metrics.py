@@ -205,7 +205,7 @@ def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = 4, seed: in
             raise GalError(f"--lora {lora}: folder not found; expected a folder with pytorch_lora_weights.safetensors")
         pipe.load_lora_weights(lora)
     models.use_query_sampler(pipe)
-    resolution = models.native_resolution(pipe)
+    resolution = models.image_resolution(pipe, cfg.resolution)
     embedder = ImageEmbedder(image_model, torch_device) if image_model else None
     return evaluate(pipe, scorer, test_prompts(cfg.kind, cfg.subject, cfg.subject_plain, prompts_file),
                     [r.image for r in refs], cfg.non_soi, n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,

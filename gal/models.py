@@ -102,6 +102,19 @@ def native_resolution(pipe) -> int:
     return family_for(pipe).native_resolution(pipe)
 
 
+def image_resolution(pipe, requested: int | None) -> int:
+    """`--resolution`, or the model's own; refused in one line when the family cannot work at it (Flux packs 2x2
+    latent pixels: with its 8x VAE, sides are multiples of 16)."""
+    from gal.family import family_for
+
+    family = family_for(pipe)
+    resolution, multiple = requested or family.native_resolution(pipe), family.resolution_multiple(pipe)
+    if resolution % multiple:
+        raise GalError(f"--resolution {resolution}: {family.label} works on sides that are multiples of {multiple}; "
+                       f"expected e.g. --resolution {max(multiple, resolution // multiple * multiple)}")
+    return resolution
+
+
 def base_family(name_or_path: str):
     """The family (gal.family) of `--base`, read from its model_index.json without loading its weights."""
     from gal.family import family_of

@@ -71,6 +71,16 @@ def test_a_run_of_each_family_records_what_an_sd_run_records(family, tiny, bases
     rows = [r["evaluations"][0] for r in show_json(out, capsys)["rounds"] if r["checkpoint"]]
     assert rows and all(0 <= r["ovf"] <= 1 and np.isfinite(r["txt_aln"]) for r in rows)
     assert main(["report", str(out)]) == 0 and (out / "report.html").exists()
+    # one model without its run, as for a LoRA from another trainer: gal eval --base ... --lora ...
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("{} in a museum\n{} on the moon\n")
+    capsys.readouterr()
+    assert main(["eval", "--base", str(bases[family]), "--lora", str(out / summary["rounds"][0]["checkpoint"]),
+                 "--scorer", str(tiny / "clip"), "--references", str(tiny / "references"), "--subject", "a <sks> ball",
+                 "--non-soi", "a ball on grass", "--prompts", str(prompts), "--n", "1", "--steps", "2",
+                 "--resolution", "32", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rounds"]
+    assert row["images"] == 2 and 0 <= row["ovf"] <= 1 and np.isfinite(row["img_aln"])
 
 
 @pytest.mark.parametrize("family", ["sd", "sdxl", "flux", "flux-schnell", "sd3"])
