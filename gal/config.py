@@ -94,10 +94,11 @@ class Config:
     prior_loss_weight: float = setting(1.0, "loss weight of the class images' term", group=TUNING)
     # sampling
     steps: int | None = setting(None, "sampling steps (SD, SDXL: DPM-Solver; Flux, SD3: their flow-matching Euler)",
-                                group=SAMPLING, default_text="50; Flux dev 28, schnell 4; SD3 28; 20 on the miniature model")
+                                group=SAMPLING, default_text="50; Flux dev 28, schnell 4; SD3 28, 3.5 Medium 40; 20 on the miniature model")
     guidance: float | None = setting(None, "guidance scale (classifier-free, 1: none; Flux dev: the distilled "
                                      "guidance it embeds)", group=SAMPLING,
-                                     default_text="7.5; Flux dev 3.5, schnell 0; SD3 7; 4 on the miniature model")
+                                     default_text="7.5; Flux dev 3.5, schnell 0; SD3 7, 3.5 Large 3.5, 3.5 Medium 4.5; 4 on the "
+                                                  "miniature model")
     query_steps: int | None = setting(None, "sampling steps of the query (Eq. 4), if not --steps", group=SAMPLING,
                                       default_text="--steps")
     query_guidance: float | None = setting(None, "guidance of the query, if not --guidance (a lower one spreads an "

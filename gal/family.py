@@ -230,8 +230,18 @@ class SD3(Flux):
     call_kwargs = {"max_sequence_length": max_sequence_length}
 
     vae_fp32 = True  # as the script keeps it (its config asks for it: force_upcast)
-    steps, guidance = 28, 7.0  # the pipeline's
-    sampling_defaults = SD.sampling_defaults  # not Flux's, which reads the guidance embedding
+    steps, guidance = 28, 7.0  # SD3 Medium's, the pipeline's defaults
+
+    def sampling_defaults(self, name_or_path):
+        """Each release's model card: SD 3.5 Large 28 steps at guidance 3.5, 3.5 Medium 40 at 4.5 (told apart by
+        their transformer configs: 3.5 normalizes q and k, Medium adds self-attention to its first layers). Large
+        Turbo has Large's architecture: it needs --steps 4 --guidance 0."""
+        from diffusers import SD3Transformer2DModel
+
+        config = SD3Transformer2DModel.load_config(name_or_path, subfolder="transformer")
+        if not config.get("qk_norm"):
+            return self.steps, self.guidance
+        return (40, 4.5) if config.get("dual_attention_layers") else (28, 3.5)
 
     def resolution_multiple(self, pipe):
         return pipe.vae_scale_factor * pipe.transformer.config.patch_size

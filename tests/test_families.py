@@ -166,6 +166,20 @@ def test_the_family_and_its_sampler_defaults_are_read_from_the_folder(tiny, base
     assert [(c.steps, c.guidance) for c in defaults.values()] == [(50, 7.5), (50, 7.5), (28, 3.5), (4, 0.0), (28, 7.0)]
 
 
+def test_each_sd3_release_samples_at_its_model_cards_setting(bases, tmp_path):
+    import shutil
+
+    from gal.family import family_of
+
+    for changes, expected in (({}, (28, 7.0)), ({"qk_norm": "rms_norm"}, (28, 3.5)),
+                              ({"qk_norm": "rms_norm", "dual_attention_layers": [0]}, (40, 4.5))):
+        folder = tmp_path / str(len(changes))
+        shutil.copytree(bases["sd3"], folder)
+        config = folder / "transformer" / "config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), **changes}))
+        assert family_of(str(folder)).sampling_defaults(str(folder)) == expected, changes
+
+
 def test_a_full_flux_fine_tune_is_refused_in_one_line_before_anything_is_written(tiny, bases, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(family_args(tiny, bases, "flux", out, "--method", "full")) == 2
