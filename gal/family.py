@@ -215,10 +215,10 @@ class Flux(SD):
 
 class SD3(Flux):
     """Stable Diffusion 3 and 3.5: a flow-matching MMDiT on unpacked latents, conditioned on CLIP-L's and
-    CLIP-G's penultimate states beside T5's and their pooled projections,
-    sampled with classifier-free guidance. Trained as diffusers' `train_dreambooth_lora_sd3.py` trains it:
-    logit-normal timesteps, unweighted loss, outputs preconditioned to predict x0 (its defaults); T5 at the
-    pipeline's 256 tokens in training as in the query (the script trains at 77)."""
+    CLIP-G's penultimate states beside T5's and on their pooled projections, sampled with classifier-free
+    guidance. Trained as diffusers' `train_dreambooth_lora_sd3.py` trains it: logit-normal timesteps, unweighted
+    loss, outputs preconditioned to predict x0 (its defaults); T5 at the pipeline's 256 tokens in training as in
+    the query (the script trains at 77)."""
     name = "sd3"
     label = "Stable Diffusion 3 / 3.5"
     pipeline = "StableDiffusion3Pipeline"
@@ -228,7 +228,6 @@ class SD3(Flux):
     full_fine_tune = False  # gal's full fine-tune saves and reloads a UNet
     max_sequence_length = 256
     call_kwargs = {"max_sequence_length": max_sequence_length}
-
     vae_fp32 = True  # as the script keeps it (its config asks for it: force_upcast)
     steps, guidance = 28, 7.0  # SD3 Medium's, the pipeline's defaults
 
