@@ -180,7 +180,7 @@ def build_pipeline(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Pat
         scheduler = PNDMScheduler(**cfg["scheduler"])
     elif arch in ("tiny-sdxl", "tiny-flux", "tiny-flux-schnell", "tiny-sd3"):
         if arch == "tiny-sdxl":
-            _save_sdxl(folder, tokenizer)
+            save_quietly(sdxl_pipeline(tokenizer), folder)
         elif arch == "tiny-sd3":
             _save_sd3(folder, tokenizer)
         else:
@@ -192,10 +192,6 @@ def build_pipeline(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Pat
     save_pipeline(folder, vae, text_encoder, tokenizer, unet, scheduler)
     shutil.rmtree(folder / "_tokenizer", ignore_errors=True)
     return folder
-
-
-def _save_sdxl(folder: Path, tokenizer) -> None:
-    logging_off_and_save(sdxl_pipeline(tokenizer), folder)
 
 
 def sdxl_pipeline(tokenizer, full: bool = False):
@@ -238,7 +234,8 @@ def sdxl_pipeline(tokenizer, full: bool = False):
         scheduler=scheduler)
 
 
-def logging_off_and_save(pipe, folder: Path) -> None:
+def save_quietly(pipe, folder: Path) -> None:
+    """`save_pretrained` in safetensors, without the libraries' progress bars and notes."""
     from diffusers.utils import logging
 
     from gal.models import quiet_transformers
@@ -268,7 +265,7 @@ def write_t5_tokenizer(folder: str | Path, max_length: int = 512):
 
 
 def _save_flux(folder: Path, tokenizer, dev: bool) -> None:
-    logging_off_and_save(flux_pipeline(tokenizer, write_t5_tokenizer(folder / "_t5"), dev), folder)
+    save_quietly(flux_pipeline(tokenizer, write_t5_tokenizer(folder / "_t5"), dev), folder)
     shutil.rmtree(folder / "_t5", ignore_errors=True)
 
 
@@ -339,7 +336,7 @@ def _save_sd3(folder: Path, tokenizer) -> None:
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
         layers_per_block=1, norm_num_groups=8, sample_size=32, scaling_factor=1.5305, shift_factor=0.0609,
         use_quant_conv=False, use_post_quant_conv=False)
-    logging_off_and_save(StableDiffusion3Pipeline(
+    save_quietly(StableDiffusion3Pipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae, transformer=transformer,
         text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer=tokenizer,
         text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer_2=tokenizer,
@@ -359,10 +356,7 @@ def sd_pipeline(vae, text_encoder, tokenizer, unet, scheduler):
 
 
 def save_pipeline(folder: Path, vae, text_encoder, tokenizer, unet, scheduler) -> None:
-    from diffusers.utils import logging
-
-    logging.disable_progress_bar()
-    sd_pipeline(vae, text_encoder, tokenizer, unet, scheduler).save_pretrained(folder, safe_serialization=True)
+    save_quietly(sd_pipeline(vae, text_encoder, tokenizer, unet, scheduler), folder)
 
 
 def clip_processor(tokenizer, image_size: int, **image_kwargs):
