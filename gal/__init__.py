@@ -34,20 +34,22 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
 
 
 def evaluate(run_dir: str | Path, *, rounds: list[int] | None = None, n: int = 4, seed: int = 0,
-             prompts_file: str | None = None, image_model: str | None = None, device: str = "auto") -> list[dict]:
-    """TXT-ALN, IMG-ALN and OVF of every round's checkpoint (or `rounds`) on the test prompts; computed once
-    per setting and kept in the run's ledger."""
+             prompts_file: str | None = None, image_model: str | None = None, lora_scale: float = 1.0,
+             split: str = "test", device: str = "auto") -> list[dict]:
+    """TXT-ALN, IMG-ALN and OVF of every round's checkpoint (or `rounds`) on the test prompts (`split="validation"`:
+    on the run's anchors that no round added an image for, what `gal show` chooses the round to keep on); computed
+    once per setting and kept in the run's ledger."""
     from gal.metrics import evaluate_run
 
     return evaluate_run(Path(run_dir), rounds=rounds, n=n, seed=seed, prompts_file=prompts_file,
-                        image_model=image_model, device=device)
+                        image_model=image_model, lora_scale=lora_scale, split=split, device=device)
 
 
 def evaluate_model(config: Config, *, lora: str | None = None, n: int = 4, seed: int = 0, prompts_file: str | None = None,
-                   image_model: str | None = None, device: str = "auto") -> dict:
+                   image_model: str | None = None, lora_scale: float = 1.0, device: str = "auto") -> dict:
     """The same metrics for one model without a run (`gal eval --base ...`): `config`'s base (plus `lora`),
     scorer, references, subject, non-SoI texts and sampler."""
     from gal.metrics import evaluate_model as evaluate_one
 
     return evaluate_one(config, lora=lora, n=n, seed=seed, prompts_file=prompts_file, image_model=image_model,
-                        device=device)
+                        lora_scale=lora_scale, device=device)

@@ -74,6 +74,8 @@ def _eval_parser(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     p.add_argument("--lora", metavar="DIR", help="one model: a LoRA folder loaded with pipe.load_lora_weights")
+    p.add_argument("--lora-scale", type=float, default=1.0, metavar="X",
+                   help="the LoRA's strength, as a user of the file can turn it down (default: 1, as trained)")
     add_config_flags(p, only=MODEL_EVAL_FIELDS)  # one model, without a run: the `gal run` flags that describe it
 
 
@@ -286,9 +288,32 @@ def _eval(a: dict) -> int:
 
     if a["n"] < 1:
         raise GalError(f"--n {a['n']}: expected at least 1 image per test prompt")
-    options = dict(n=a["n"], seed=a["seed"], prompts_file=a["prompts"], image_model=a["image_model"], device=a["device"])
+    options = dict(n=a["n"], seed=a["seed"], prompts_file=a["prompts"], image_model=a["image_model"],
+                   lora_scale=a["lora_scale"], device=a["device"])
     if a["run"]:
+        if a["lora"]:
+            raise GalError(f"--lora {a['lora']}: gal eval RUN evaluates the run's own rounds; expected either RUN or "
+                           "--base MODEL --lora DIR ...")
+        from gal.view import run_summary
+
         rows = gal.evaluate(a["run"], rounds=a["round"], **options)
+        # the validation split, on which `gal show` chooses the round to keep
+        try:
+            validation = gal.evaluate(a["run"], rounds=a["round"], **{**options, "prompts_file": None}, split="validation")
+        except GalError as e:  # every anchor had an image added: nothing is left to validate on
+            print(f"gal: note: {e}", file=sys.stderr)
+            validation = []
+        recommended = run_summary(Path(a["run"]))["recommended"] if a["lora_scale"] == 1 else None
+        if a["json"]:
+            print(json.dumps({"rounds": rows, "validation": validation, "recommended": recommended}, indent=1))
+            return 0
+        print(rows_text(rows))
+        if validation:
+            print("validation split (the anchors no round added an image for):")
+            print(rows_text(validation))
+        if recommended:
+            print(f"keep: round {recommended['round']} ({recommended['checkpoint']}): {recommended['why']}")
+        return 0
     elif a.get("base"):
         cfg = make_config({k: a[k] for k in MODEL_EVAL_FIELDS if k in a}, source="flags")
         rows = [{"round": None, **gal.evaluate_model(cfg, lora=a["lora"], **options)}]

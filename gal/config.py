@@ -18,9 +18,11 @@ from typing import Any, Callable, NamedTuple
 import yaml
 
 from gal.errors import GalError
+from gal.strategy import PICKS as PICK_RULES
 from gal.strategy import RULES
 
 STRATEGIES = tuple(RULES)  # uncertainty, random, clip, human, none
+PICKS = tuple(PICK_RULES)  # best, kept, identity
 BALANCES = ("paper", "separate", "off")
 METHODS = ("lora", "full")
 KINDS = ("object", "style")
@@ -69,6 +71,10 @@ class Config:
                            "the added images are a second loss term), off (weight 1); --balance alone: paper",
                            group=LOOP, choices=BALANCES, flag={"nargs": "?", "const": "paper", "negative": "off"})
     added_weight: float = setting(1.0, "--balance separate: loss weight of the added images' term", group=LOOP)
+    pick: str = setting("best", "which sample of a chosen direction is added: best (the highest s_a, the paper's), "
+                        "kept (the highest s_a among those that follow their anchor, Φ = 0, and show at least the "
+                        "round's median of the references' subject), identity (the best s_a plus subject score among "
+                        "Φ = 0); strategy.PICKS", group=LOOP, choices=PICKS, default_text="best, the paper's")
     rounds: int = setting(4, "maximum rounds, round 1 = DreamBooth", group=LOOP)
     m: int = setting(10, "samples per anchor", group=LOOP)
     k: int = setting(3, "anchors chosen per round", group=LOOP)
@@ -261,6 +267,7 @@ def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[s
     _choice("oracle", c.oracle, ORACLE_TEXTS)
     _choice("balance", c.balance, BALANCES)
     _choice("sampling", c.sampling, SAMPLINGS)
+    _choice("pick", c.pick, PICKS)
     _choice("optimizer", c.optimizer, OPTIMIZERS)
     for f in dataclasses.fields(c):
         value = getattr(c, f.name)

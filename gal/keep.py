@@ -25,11 +25,33 @@ def recommended_round(evaluated: Sequence[dict], keep: float = KEEP_IMAGE) -> tu
 
 def recommendation(summary: dict) -> dict | None:
     """`recommended_round` for a run's summary (`Ledger.summary`), from the latest evaluation settings that
-    cover every round with a checkpoint; None before `gal eval`."""
+    cover every round with a checkpoint, the validation split's first (`gal eval`: the run's anchors that no round
+    added an image for, so the round is not chosen on the test prompts its metrics are reported on); None before
+    `gal eval`. Evaluations of a turned-down LoRA (`--lora-scale`) are of another model and do not count."""
     rounds = [r for r in summary["rounds"] if r["checkpoint"]]
-    for settings in reversed([e["settings"] for e in rounds[0]["evaluations"]] if rounds else []):
-        found = [next((e for e in r["evaluations"] if e["settings"] == settings), None) for r in rounds]
-        if all(found):
-            n, why = recommended_round([{**e, "round": r["round"]} for r, e in zip(rounds, found)])
-            return {"round": n, "checkpoint": next(r["checkpoint"] for r in rounds if r["round"] == n), "why": why}
+    settings = [e["settings"] for e in rounds[0]["evaluations"] if "lora_scale" not in e["settings"]] if rounds else []
+    validation = [s for s in settings if s.get("prompts") == "validation"]
+    for chosen in reversed(validation):
+        found = _covering(rounds, chosen)
+        if found:
+            n, why = recommended_round(found)
+            return {"round": n, "checkpoint": _checkpoint(rounds, n), "split": "validation",
+                    "why": why + f", on the validation split ({len(chosen.get('anchors', []))} anchors no round "
+                                 "added an image for; not the test prompts)"}
+    for chosen in reversed([s for s in settings if s.get("prompts") != "validation"]):
+        found = _covering(rounds, chosen)
+        if found:
+            n, why = recommended_round(found)
+            return {"round": n, "checkpoint": _checkpoint(rounds, n), "split": "test",
+                    "why": why + ", on the test prompts (the same prompts these metrics are reported on: "
+                                 "`gal eval` also evaluates the validation split, which does not choose on them)"}
     return None
+
+
+def _covering(rounds: list[dict], settings: dict) -> list[dict] | None:
+    found = [next((e for e in r["evaluations"] if e["settings"] == settings), None) for r in rounds]
+    return [{**e, "round": r["round"]} for r, e in zip(rounds, found)] if all(found) else None
+
+
+def _checkpoint(rounds: list[dict], n: int) -> str:
+    return next(r["checkpoint"] for r in rounds if r["round"] == n)

@@ -103,8 +103,10 @@ def _rounds(cfg: Config, ledger: Record, parts: Components, log) -> None:
         with parts.personalizer.merged():  # the LoRA merged for generation, the exact base weights back after
             _query(cfg, ledger, parts, r, pool, log)  # I_ij for every anchor in the pool (Eq. 4), verified by the oracle (Eq. 8)
         scores, beta, omega, delta = score_directions(ledger.samples(r), pool, cfg.lambda_)  # Eq. 8, 7, 6, 9
+        if cfg.pick != "best":  # a pick that also reads how much of the subject each sample shows
+            scores = scores._replace(identity=_identity(ledger, parts, r, pool))
         choice = strategy.choose(cfg.strategy, scores, cfg.k, np.random.default_rng([cfg.seed, r]),
-                                 _reviewed(ledger.review(r), pool) if rule.person else None)
+                                 _reviewed(ledger.review(r), pool) if rule.person else None, pick=cfg.pick)
         directions = [(a.idx, float(beta[i]), float(omega[i]), 0) for i, a in enumerate(pool)]
         if choice is None:  # a person picks any images of any directions (`gal review`)
             ledger.record_directions(r, delta, directions)
@@ -126,15 +128,39 @@ def _rounds(cfg: Config, ledger: Record, parts: Components, log) -> None:
 
 
 def score_directions(samples: list[Sample], pool: list[Anchor], lam: float):
-    """A round's scores per direction: s_a and Ω (what the strategies read), β, and the openness Δ. A direction
-    that adaptive sampling left with fewer samples has its s_a padded with -inf (never the best sample)."""
-    rows = [[s for s in samples if s.anchor_idx == a.idx] for a in pool]
-    width = max(len(row) for row in rows)
-    s_a = np.array([[s.sim_anchor for s in row] + [-np.inf] * (width - len(row)) for row in rows])
+    """A round's scores per direction: s_a, s_n and Ω (what the strategies read), β, and the openness Δ. A
+    direction that adaptive sampling left with fewer samples has its s_a padded with -inf (never picked)."""
+    rows = _by_direction(samples, pool)
+    s_a = _padded([[s.sim_anchor for s in row] for row in rows], -np.inf)
+    s_n = _padded([[s.sim_non_soi for s in row] for row in rows], np.inf)
     beta = np.array([strategy.overfit_rate(strategy.overfit([s.sim_anchor for s in row], [s.sim_non_soi for s in row]))
                      for row in rows])  # Eq. 8, Eq. 7
     omega = strategy.entropy(beta)  # Eq. 6
-    return strategy.RoundScores(s_a, omega), beta, omega, strategy.openness(omega, lam)  # Eq. 9
+    return strategy.RoundScores(s_a, omega, s_n), beta, omega, strategy.openness(omega, lam)  # Eq. 9
+
+
+def _by_direction(samples: list[Sample], pool: list[Anchor]) -> list[list[Sample]]:
+    return [[s for s in samples if s.anchor_idx == a.idx] for a in pool]
+
+
+def _padded(rows: list[list[float]], fill: float) -> np.ndarray:
+    width = max(len(row) for row in rows)
+    return np.array([row + [fill] * (width - len(row)) for row in rows], dtype=np.float64)
+
+
+def _identity(ledger: Record, parts: Components, r: int, pool: list[Anchor]) -> np.ndarray:
+    """(n, m) how much of the references' subject each of round r's samples shows (`ClipScorer.identity`), from
+    the features on record; padded like s_a."""
+    import torch
+
+    rows = _by_direction(ledger.samples(r), pool)
+    flat = [s for row in rows for s in row]
+    text = {a.idx: a.text for a in pool}
+    values = iter(parts.scorer.identity(
+        torch.from_numpy(np.stack([np.frombuffer(s.features, np.float16) for s in flat])),
+        [text[s.anchor_idx] for s in flat], torch.from_numpy(ledger.reference_features()),
+        [t.caption or t.prompt for t in ledger.added(0)]).tolist())
+    return _padded([[next(values) for _ in row] for row in rows], -np.inf)
 
 
 def _reviewed(review: dict | None, pool: list[Anchor]) -> list[strategy.Pick] | None:

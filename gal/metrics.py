@@ -10,6 +10,8 @@ Images come from fixed per-(prompt, j) seeds, so rounds are compared on the same
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -133,11 +135,39 @@ def evaluate(pipe, scorer: ClipScorer, prompts: Sequence[TestPrompt], references
     return result
 
 
+SPLITS = ("test", "validation")
+
+
+def validation_prompts(anchors, added_from: set[int]) -> list[TestPrompt]:
+    """The validation split of a run: its anchor prompts that no round added an image for. They are disjoint from
+    the test prompts, and no round trained on them, so a round chosen on them is not chosen on the test prompts
+    its metrics are then reported on (`gal.keep`)."""
+    return [TestPrompt(a.prompt, a.text) for a in anchors if a.idx not in added_from]
+
+
+def evaluation_folder(settings: dict) -> str:
+    """Where one evaluation setting's images go, relative to the run: a folder of its own per setting, so that
+    no evaluation writes over another's images (`eval/n4-seed0-test-1a2b3c/round-2/`)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
+    split = "validation" if settings["prompts"] == "validation" else "test"
+    scale = f"-scale{settings['lora_scale']:g}" if "lora_scale" in settings else ""
+    return f"eval/n{settings['n']}-seed{settings['seed']}-{split}{scale}-{digest}"
+
+
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as e:
+        raise GalError(f"--prompts {path}: cannot read it ({e.__class__.__name__}); expected a text file") from None
+
+
 def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, seed: int = 0,
-                 prompts_file: str | None = None, image_model: str | None = None, device: str = "auto",
-                 log=print) -> list[dict]:
+                 prompts_file: str | None = None, image_model: str | None = None, lora_scale: float = 1.0,
+                 split: str = "test", device: str = "auto", log=print) -> list[dict]:
     """Evaluate every round's checkpoint of a run (or `rounds`), each once per setting: results are kept
-    in the run's ledger and read back on the next call."""
+    in the run's ledger and read back on the next call. `split`: the test prompts (the paper's, or
+    `prompts_file`), or the validation split (`validation_prompts`); `lora_scale` turns each round's LoRA
+    down (or up) as a user of the LoRA file can."""
     from gal.components import Components
     from gal.config import make_config
     from gal.ledger import Ledger
@@ -146,6 +176,11 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
     from gal.storage import RunLock
 
     run_dir = Path(run_dir)
+    if split not in SPLITS:
+        raise GalError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    if split == "validation" and prompts_file:
+        raise GalError("--prompts: the validation split is the run's own anchors; expected no --prompts with it")
+    check_lora_scale(lora_scale)
     if not Ledger.exists(run_dir):
         raise GalError(f"{run_dir}: no gal run here; expected a folder made by `gal run --out`")
     with RunLock(run_dir, hint="gal eval records its results in the run's ledger, so run it when that process is "
@@ -160,38 +195,66 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
                     raise GalError(f"--round {missing[0]}: this run has no checkpoint for it; "
                                    f"rounds with one: {', '.join(str(r['round']) for r in done) or 'none'}")
                 done = [r for r in done if r["round"] in rounds]
-            prompts = test_prompts(cfg.kind, cfg.subject, cfg.subject_plain, prompts_file)
             settings = {"n": n, "seed": seed, "steps": cfg.steps, "guidance": cfg.guidance,
                         "prompts": prompts_file or "default", "image_model": image_model}
+            if split == "validation":
+                added_from = {t.anchor_idx for t in ledger.training_set(len(ledger.rounds()) + 1) if t.added_in_round}
+                prompts = validation_prompts(ledger.anchors(), added_from)
+                if not prompts:
+                    raise GalError(f"{run_dir}: no validation split: every anchor had an image added; the round to "
+                                   "keep is chosen on the test prompts")
+                settings.update(prompts="validation", anchors=sorted(a.idx for a in ledger.anchors()
+                                                                     if a.idx not in added_from))
+            else:
+                prompts = test_prompts(cfg.kind, cfg.subject, cfg.subject_plain, prompts_file)
+            if lora_scale != 1.0:  # absent at 1: evaluations recorded before the scale existed still match
+                settings["lora_scale"] = lora_scale
+            digest = _file_digest(prompts_file) if prompts_file else None
+            for r in done:
+                recorded = ledger.evaluation(r["round"], settings)
+                if recorded and digest and recorded.get("prompts_sha256", digest) != digest:
+                    raise GalError(f"--prompts {prompts_file}: changed since round {r['round']} was evaluated with it; "
+                                   "expected the same file (its results are kept), or the new prompts under a new name")
             todo = [r for r in done if ledger.evaluation(r["round"], settings) is None]
             if todo:
                 parts = Components(cfg, trains=False)
                 embedder = ImageEmbedder(image_model, parts.accelerator.device) if image_model else None
                 references = [load_rgb(run_dir / ref.path) for ref in ledger.added(0)]
+                folder = evaluation_folder(settings)
                 for r in todo:
                     parts.personalizer.load(run_dir / r["checkpoint"])
-                    with parts.personalizer.merged():
+                    with parts.personalizer.merged(lora_scale):
                         metrics = evaluate(parts.pipe, parts.scorer, prompts, references, non_soi_texts(cfg, ledger),
                                            n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
                                            resolution=parts.resolution, batch_size=parts.gen_batch_size,
                                            autocast_dtype=parts.autocast_dtype, image_model=embedder,
-                                           save_dir=run_dir / "eval" / f"round-{r['round']}", desc=f"round {r['round']}: eval")
+                                           save_dir=run_dir / folder / f"round-{r['round']}",
+                                           desc=f"round {r['round']}: eval ({split})")
+                    metrics["folder"] = f"{folder}/round-{r['round']}"
+                    if digest:
+                        metrics["prompts_sha256"] = digest
                     ledger.add_evaluation(r["round"], settings, metrics)
             return [{"round": r["round"], **ledger.evaluation(r["round"], settings)} for r in done]
         finally:
             ledger.close()
 
 
+def check_lora_scale(scale: float) -> None:
+    if not (0 < scale <= 2):
+        raise GalError(f"--lora-scale {scale}: expected a number in (0, 2] (1: the LoRA as trained)")
+
+
 def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = 4, seed: int = 0, prompts_file: str | None = None,
-                   image_model: str | None = None, device: str = "auto") -> dict:
-    """TXT-ALN, IMG-ALN and OVF of one model without a run: `cfg`'s base (and `lora`), scorer, references,
-    subject, non-SoI texts and sampler."""
+                   image_model: str | None = None, lora_scale: float = 1.0, device: str = "auto") -> dict:
+    """TXT-ALN, IMG-ALN and OVF of one model without a run: `cfg`'s base (and `lora`, at `lora_scale`), scorer,
+    references, subject, non-SoI texts and sampler."""
     from gal import models
     from gal.config import resolved, this_machine
     from gal.generate import auto_batch_size
     from gal.references import read_references
 
     cfg = resolved(cfg, this_machine(), models.base_family)
+    check_lora_scale(lora_scale)
     if not cfg.non_soi:
         raise GalError("--non-soi: missing; OVF (Eq. 8) needs the references' non-subject content")
     torch_device = models.pick_device(device)
@@ -204,6 +267,10 @@ def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = 4, seed: in
         if not Path(lora).is_dir():
             raise GalError(f"--lora {lora}: folder not found; expected a folder with pytorch_lora_weights.safetensors")
         pipe.load_lora_weights(lora)
+        if lora_scale != 1.0:
+            pipe.set_adapters(pipe.get_active_adapters(), adapter_weights=[lora_scale] * len(pipe.get_active_adapters()))
+    elif lora_scale != 1.0:
+        raise GalError(f"--lora-scale {lora_scale}: there is no --lora to scale; expected a --lora folder with it")
     models.use_query_sampler(pipe)
     resolution = models.image_resolution(pipe, cfg.resolution)
     embedder = ImageEmbedder(image_model, torch_device) if image_model else None

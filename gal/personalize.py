@@ -108,24 +108,31 @@ class Personalizer:
             denoiser.load_state_dict(self.base_state)
 
     @contextmanager
-    def merged(self) -> Iterator[None]:
+    def merged(self, scale: float = 1.0) -> Iterator[None]:
         """Generation with the LoRA merged into the base weights (peft's merge): each adapted projection is one
-        matmul instead of three. Afterwards the base weights come back bit for bit from a CPU copy (unmerging
-        subtracts the update again, which does not give the same bits back). A full fine-tune has nothing to merge."""
+        matmul instead of three. `scale` multiplies the LoRA's update, as `pipe.load_lora_weights` users turn a
+        LoRA down (`set_adapters(..., adapter_weights=scale)`, `cross_attention_kwargs={"scale": ...}`).
+        Afterwards the base weights come back bit for bit from a CPU copy (unmerging subtracts the update again,
+        which does not give the same bits back). A full fine-tune has nothing to merge (or scale)."""
         if self.method != "lora":
+            if scale != 1.0:
+                raise GalError(f"LoRA scale {scale}: a full fine-tune has no LoRA to scale; expected scale 1")
             yield
             return
         from peft.tuners.lora import LoraLayer
 
         layers = [m for m in self.accelerator.unwrap_model(self.denoiser).modules() if isinstance(m, LoraLayer)]
         saved = [m.get_base_layer().weight.detach().to("cpu", copy=True) for m in layers]
+        scaling = [m.scaling["default"] for m in layers]
         for m in layers:
+            m.scaling["default"] *= scale
             m.merge(adapter_names=["default"])
         try:
             yield
         finally:
-            for m, weight in zip(layers, saved):
+            for m, weight, s in zip(layers, saved, scaling):
                 m.unmerge()
+                m.scaling["default"] = s
                 m.get_base_layer().weight.data.copy_(weight)
 
     def save(self, folder: Path) -> None:

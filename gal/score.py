@@ -73,6 +73,20 @@ class ClipScorer:
         s_a = (image_features * self.text_features(texts)).sum(-1)
         return s_a, self.similarity(image_features, non_soi).max(dim=1).values
 
+    def identity(self, image_features: torch.Tensor, texts: list[str], reference_features: torch.Tensor,
+                 captions: list[str]) -> torch.Tensor:
+        """How much of the references' subject each image shows, (n,): the cosine between what the scorer sees in
+        the image beyond its own text and what it sees in the references beyond their captions (each image feature
+        less its projection on its text's feature), mean over the references. A copied background is in a
+        reference's caption, so it adds little here, unlike the plain image-to-image similarity of IMG-ALN."""
+        def beyond(features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+            rest = features - (features * text).sum(-1, keepdim=True) * text
+            return torch.nn.functional.normalize(rest, dim=-1)
+
+        samples = beyond(image_features.float(), self.text_features(texts))
+        references = beyond(reference_features.float(), self.text_features(captions))
+        return (samples @ references.T).mean(dim=1)
+
 
 def _normalized(features) -> torch.Tensor:
     # transformers 5 returns a model output whose pooler_output is the projected embedding

@@ -60,10 +60,14 @@ class Pick(NamedTuple):
 class RoundScores(NamedTuple):
     sim_anchor: np.ndarray  # (n, m) s_a
     omega: np.ndarray  # (n,) Ω
+    sim_non_soi: np.ndarray | None = None  # (n, m) s_n: the picks that keep to Φ = 0 read it
+    identity: np.ndarray | None = None  # (n, m) how much of the references' subject each sample shows (score.identity)
 
 
-# A strategy is `strategy(scores, k, rng) -> picks`, modAL-style: no model inside.
-Strategy = Callable[[RoundScores, int, np.random.Generator], list[Pick]]
+# Which sample of direction `row` becomes a new reference: `pick(scores, row) -> j`.
+SamplePick = Callable[[RoundScores, int], int]
+# A strategy is `strategy(scores, k, rng, pick) -> picks`, modAL-style: no model inside.
+Strategy = Callable[[RoundScores, int, np.random.Generator, SamplePick], list[Pick]]
 
 
 def best_sample(sim_anchor_row) -> int:
@@ -71,22 +75,58 @@ def best_sample(sim_anchor_row) -> int:
     return top_k(sim_anchor_row, 1)[0]
 
 
-def uncertainty(scores: RoundScores, k: int, rng: np.random.Generator) -> list[Pick]:
-    """Section 3.2: the k directions of highest entropy, each with its highest-s_a sample."""
-    return [Pick(i, best_sample(scores.sim_anchor[i])) for i in top_k(scores.omega, k)]
+def highest_s_a(scores: RoundScores, row: int) -> int:
+    """The paper's pick: the sample closest to its anchor text."""
+    return best_sample(scores.sim_anchor[row])
 
 
-def random_directions(scores: RoundScores, k: int, rng: np.random.Generator) -> list[Pick]:
-    """Table 1's Random: k directions and one of their samples, uniformly at random."""
+def _best_within(values, allowed) -> int:
+    """The highest value among the allowed samples (ties: lower j); all samples where none is allowed."""
+    values, allowed = np.asarray(values, dtype=np.float64), np.asarray(allowed, dtype=bool)
+    return best_sample(np.where(allowed, values, -np.inf) if allowed.any() else values)
+
+
+def _follows(scores: RoundScores, row: int) -> np.ndarray:
+    """Φ = 0 (Eq. 8): the samples that follow their anchor rather than the references' non-SoI content."""
+    return overfit(scores.sim_anchor[row], scores.sim_non_soi[row]) == 0
+
+
+def kept_subject(scores: RoundScores, row: int) -> int:
+    """The highest-s_a sample among those that follow their anchor (Φ = 0) and show at least the round's median
+    share of the references' subject; with none, the highest s_a among Φ = 0; with none of those, the paper's."""
+    s_a, phi0 = scores.sim_anchor[row], _follows(scores, row)
+    kept = phi0 & (scores.identity[row] >= np.median(scores.identity[np.isfinite(scores.sim_anchor)]))
+    return _best_within(s_a, kept if kept.any() else phi0)
+
+
+def identity_and_anchor(scores: RoundScores, row: int) -> int:
+    """Among the samples that follow their anchor (Φ = 0), the best sum of s_a and identity, each standardised over
+    the round (one is not worth more than the other for its spread); with none, over all of the direction's."""
+    valid = np.isfinite(scores.sim_anchor)
+    z = [(x[row] - x[valid].mean()) / (x[valid].std() + 1e-12) for x in (scores.sim_anchor, scores.identity)]
+    return _best_within(z[0] + z[1], _follows(scores, row))
+
+
+PICKS: dict[str, SamplePick] = {"best": highest_s_a, "kept": kept_subject, "identity": identity_and_anchor}
+
+
+def uncertainty(scores: RoundScores, k: int, rng: np.random.Generator, pick: SamplePick = highest_s_a) -> list[Pick]:
+    """Section 3.2: the k directions of highest entropy, each with its pick (the paper: highest s_a)."""
+    return [Pick(i, pick(scores, i)) for i in top_k(scores.omega, k)]
+
+
+def random_directions(scores: RoundScores, k: int, rng: np.random.Generator,
+                      pick: SamplePick = highest_s_a) -> list[Pick]:
+    """Table 1's Random: k directions and one of their samples, uniformly at random (`pick` is not read)."""
     n, m = scores.sim_anchor.shape
     rows = sorted(int(i) for i in rng.choice(n, size=min(k, n), replace=False))
     return [Pick(i, int(rng.integers(m))) for i in rows]
 
 
-def clip_feedback(scores: RoundScores, k: int, rng: np.random.Generator) -> list[Pick]:
-    """StyleDrop-CF style feedback: the k directions whose best sample has the highest s_a."""
+def clip_feedback(scores: RoundScores, k: int, rng: np.random.Generator, pick: SamplePick = highest_s_a) -> list[Pick]:
+    """StyleDrop-CF style feedback: the k directions whose best sample has the highest s_a, each with its pick."""
     best = scores.sim_anchor.max(axis=1)
-    return [Pick(i, best_sample(scores.sim_anchor[i])) for i in top_k(best, k)]
+    return [Pick(i, pick(scores, i)) for i in top_k(best, k)]
 
 
 class Choice(NamedTuple):
@@ -105,12 +145,12 @@ class Rule(NamedTuple):
 RULES: dict[str, Rule] = {"uncertainty": Rule(uncertainty, stop_rule=True), "random": Rule(random_directions),
                           "clip": Rule(clip_feedback),
                           "human": Rule(None, person=True), "none": Rule(None, queries=False)}
-STRATEGIES = {name: rule.pick for name, rule in RULES.items() if rule.pick}  # the automatic ones
 
 
 def choose(name: str, scores: RoundScores, k: int, rng: np.random.Generator,
-           reviewed: list[Pick] | None = None) -> Choice | None:
-    """The round's picks and whether the run stops; None while a person's review is still to come."""
+           reviewed: list[Pick] | None = None, pick: str = "best") -> Choice | None:
+    """The round's picks (each direction's sample by `PICKS[pick]`) and whether the run stops; None while a
+    person's review is still to come."""
     rule = RULES[name]
     if rule.person:
         if reviewed is None:
@@ -118,4 +158,4 @@ def choose(name: str, scores: RoundScores, k: int, rng: np.random.Generator,
         return Choice(reviewed, None if reviewed else "review: no image accepted")
     if rule.stop_rule and should_stop(scores.omega, k):  # Eq. 10
         return Choice([], f"Eq. 10: {int((scores.omega > 0).sum())} direction(s) with Ω > 0, fewer than k = {k}")
-    return Choice(rule.pick(scores, k, rng))
+    return Choice(rule.pick(scores, k, rng, PICKS[pick]))

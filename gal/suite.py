@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -18,10 +19,24 @@ from typing import NamedTuple
 from gal.config import PAPER_BASE, PAPER_SCORER, Config, command_line
 from gal.errors import GalError
 
-# Table 1's rows: (name, strategy, balance)
-ROWS = [("Baseline (DreamBooth)", "none", "off"), ("Random", "random", "off"), ("Human", "human", "off"),
-        ("Uncertainty", "uncertainty", "off"), ("Uncertainty + Balance", "uncertainty", "paper"),
-        ("Human + Balance", "human", "paper")]
+
+@dataclass(frozen=True)
+class Row:
+    """A row of Table 1 (or of `gal bench`'s comparison on the miniature world): how its runs differ from `gal run`'s
+    defaults."""
+    key: str  # `gal bench --rows KEY`
+    name: str
+    strategy: str
+    balance: str
+    options: dict = field(default_factory=dict)  # other Config fields, e.g. {"query_guidance": 2.0}
+
+
+# The paper's Table 1, for this suite and the miniature bench alike. "Human" is a person's picks at weight 1; with
+# the balance scheme the paper calls it the oracle ("Human + Balance (Oracle + ours)").
+TABLE1 = [Row("dreambooth", "Baseline (DreamBooth)", "none", "off"), Row("random", "Random", "random", "off"),
+          Row("human", "Human", "human", "off"), Row("uncertainty", "Uncertainty", "uncertainty", "off"),
+          Row("balance", "Uncertainty + Balance", "uncertainty", "paper"),
+          Row("oracle", "Human + Balance", "human", "paper")]
 
 
 class Concept(NamedTuple):
@@ -67,14 +82,17 @@ def runs(suite: str, data: Path, out: Path) -> list[tuple[str, str, Config]]:
     """(concept, row, config) of every run of the suite."""
     found = []
     for c in _concepts(suite):
-        for row, strategy, balance in ROWS:
-            folder = row.lower().replace(" + ", "-").replace(" ", "-").replace("(", "").replace(")", "")
-            found.append((c.name, row, Config(
+        for row in TABLE1:
+            found.append((c.name, row.name, Config(
                 base=PAPER_BASE, scorer=PAPER_SCORER, references=str(data / c.name), kind=c.kind, subject=c.subject,
-                subject_plain=c.subject_plain, non_soi=list(c.non_soi), strategy=strategy, balance=balance,
-                rounds=1 if strategy == "none" else ROUNDS, m=M, k=K, lambda_=LAMBDA, seed=0, **SETTINGS[suite],
-                out=str(out / c.name / folder))))
+                subject_plain=c.subject_plain, non_soi=list(c.non_soi), strategy=row.strategy, balance=row.balance,
+                rounds=1 if row.strategy == "none" else ROUNDS, m=M, k=K, lambda_=LAMBDA, seed=0, **SETTINGS[suite],
+                **row.options, out=str(out / c.name / _folder(row.name)))))
     return found
+
+
+def _folder(row: str) -> str:
+    return row.lower().replace(" + ", "-").replace(" ", "-").replace("(", "").replace(")", "")
 
 
 def plan(suite: str, data: Path, out: Path) -> dict:
@@ -82,8 +100,8 @@ def plan(suite: str, data: Path, out: Path) -> dict:
     concepts = _concepts(suite)
     finetunes = query = evaluation = class_images = texts = 0
     for c in concepts:
-        for _, strategy, _ in ROWS:
-            rounds = 1 if strategy == "none" else ROUNDS
+        for row in TABLE1:
+            rounds = 1 if row.strategy == "none" else ROUNDS
             finetunes += rounds
             query += sum((ANCHORS - K * r) * M for r in range(rounds - 1))  # no query after the last round
             evaluation += c.test_prompts * N_EVAL * rounds
@@ -91,10 +109,10 @@ def plan(suite: str, data: Path, out: Path) -> dict:
         texts += ANCHORS + len(c.non_soi) + c.test_prompts
     images = query + evaluation + class_images
     return {"suite": suite, "base": PAPER_BASE, "scorer": PAPER_SCORER, "concepts": [c.name for c in concepts],
-            "rows": [r for r, _, _ in ROWS], "runs": len(concepts) * len(ROWS), "fine_tunes": finetunes,
+            "rows": [r.name for r in TABLE1], "runs": len(concepts) * len(TABLE1), "fine_tunes": finetunes,
             "images": {"query": query, "evaluation": evaluation, "class": class_images, "total": images},
             "clip_forwards": {"images": query + evaluation, "texts": texts},
-            "human_runs": sum(1 for _, s, _ in ROWS if s == "human") * len(concepts),
+            "human_runs": sum(1 for r in TABLE1 if r.strategy == "human") * len(concepts),
             "settings": command_line(Config(**SETTINGS[suite])) + ["--rounds", str(ROUNDS), "--m", str(M), "--k", str(K),
                                                                   "--lambda", str(LAMBDA)]}
 

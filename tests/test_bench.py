@@ -54,43 +54,68 @@ def test_dry_run_checks_a_data_folder(tmp_path, capsys):
 
 
 def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path, capsys):
-    """The comparison's machinery end to end (tiny random models, a barely trained judge): the frontier of
-    training less, the exposure-matched baseline and every strategy row run, the oracle's picks go through
-    the review ledger, the table and plot are written."""
+    """The comparison's machinery end to end (tiny random models, a barely trained judge): both controls (fewer steps,
+    a lower LoRA scale), the exposure-matched baseline, a strategy row, a person's row (the simulated person's picks
+    go through the review ledger), a pick that keeps the subject and the perfect-image diagnostics run; every round
+    has the judge's reading and the validation split's metrics; the table and plot are written."""
     from gal.miniature import table1 as mb
     from gal.miniature.judge import train_judge
 
     train_judge(tmp_path / "judge", steps=3, pool=300, log=lambda line: None)
     settings = dict(mb.QUICK, subjects=["mosaic"], rounds=2, m=2)
     mb.QUICK, saved = settings, mb.QUICK
+    rows = "frontier,scale,exposure,uncertainty,balance,human,pick-identity-off,perfect3-off,perfect18-separate"
     try:
         assert main(["bench", "--quick", "--out", str(tmp_path / "b"), "--base", str(tiny / "pipeline"),
-                     "--scorer", str(tiny / "clip"), "--judge", str(tmp_path / "judge"),
+                     "--scorer", str(tiny / "clip"), "--judge", str(tmp_path / "judge"), "--rows", rows,
                      "--results", str(tmp_path / "results.md"), "--summary", str(tmp_path / "part.json")]) == 0
     finally:
         mb.QUICK = saved
-    summary = json.loads((tmp_path / "b" / "bench.json").read_text())
-    assert json.loads((tmp_path / "part.json").read_text())["results"] == summary["results"]
+    summary = json.loads((tmp_path / "part.json").read_text())
     rows = [r["row"] for r in summary["results"]]
-    assert rows == [mb.BASELINE] + [mb.FEWER] * 4 + [r.name for r in mb.ROWS] + [mb.EXPOSURE]
+    assert rows == [mb.BASELINE] + [mb.FEWER] * 4 + [mb.SCALED] * 3 + [
+        "Human", "Uncertainty", "Uncertainty + Balance", "Uncertainty, identity pick", "Perfect images x3, weight 1 (diagnostic)",
+        "Perfect images x18, separate (diagnostic)", mb.EXPOSURE]
     # the frontier: 1/8 .. 3/4 of the 10 steps the test's models train, each a one-round DreamBooth run
     assert [r["train_steps"] for r in summary["results"] if r["row"] == mb.FEWER] == [1, 2, 5, 8]
+    # the scale control is round 1's LoRA turned down: the same checkpoint, other images
+    scaled = [r for r in summary["results"] if r["row"] == mb.SCALED]
+    assert [r["scale"] for r in scaled] == [0.25, 0.5, 0.75] and all(len(r["rounds"]) == 1 for r in scaled)
+    assert len({r["rounds"][0]["folder"] for r in scaled}) == 3
     assert all(len(r["rounds"]) == 1 for r in summary["results"] if r["row"] in (mb.FEWER, mb.EXPOSURE))
-    assert all(r["rounds"] for r in summary["results"])
+    assert all(r["rounds"] and all(0 <= x["kept"] <= 1 and 0 <= x["followed"] <= 1 for x in r["rounds"])
+               for r in summary["results"])
     # round 1 is run once and shared: every GAL row starts from the same checkpoint and metrics
-    assert (tmp_path / "b" / "mosaic" / "seed0" / "round-1" / "rounds" / "1" / "checkpoint").is_dir()
-    gal_rows = [r for r in summary["results"] if r["row"] in {x.name for x in mb.ROWS} | {mb.BASELINE}]
-    assert len({json.dumps(r["rounds"][0], sort_keys=True) for r in gal_rows}) == 1
+    run = tmp_path / "b" / "mosaic" / "seed0"
+    assert (run / "round-1" / "rounds" / "1" / "checkpoint").is_dir()
+    gal_rows = [r for r in summary["results"] if r["row"] not in (mb.FEWER, mb.SCALED, mb.EXPOSURE)]
+    first = {k: v for k, v in gal_rows[0]["rounds"][0].items() if k != "validation"}
+    assert all({k: v for k, v in r["rounds"][0].items() if k != "validation"} == first for r in gal_rows)
     assert all(0 <= d["open_directions"] <= 1 for r in gal_rows[1:] for d in r["diversity"])
+    assert all("validation" in x for r in gal_rows[1:] if "diagnostic" not in r["row"] for x in r["rounds"])
+    # the diagnostics end after round 2, trained on the world's renders in place of the picks
+    from gal.ledger import Ledger
+
+    for key, count in (("perfect3-off", 3), ("perfect18-separate", 18)):
+        ledger = Ledger(run / key)
+        added = ledger.added(1)
+        assert len(ledger.rounds()) == 2 and len(added) == count
+        assert {t.weight for t in added} == ({1.0} if key.endswith("off") else {ledger.round(1)["openness"]})
+        assert ledger.get("config")["balance"] == key.split("-")[1]
+        ledger.close()
+    perfect = next(r for r in summary["results"] if r["row"].startswith("Perfect images x3"))
+    assert perfect["query"][0]["added"] == 3  # the judge read the added renders
     text = (tmp_path / "results.md").read_text()
-    assert "| Baseline (DreamBooth) |" in text and "| Oracle + Balance |" in text and "| DreamBooth, exposure-matched |" in text
-    assert "| Uncertainty + separate balance − Uncertainty + Balance |" in text
+    for line in ("| Baseline (DreamBooth) |", "| Human |", "| DreamBooth, exposure-matched |",
+                 "| Uncertainty, identity pick − Uncertainty + Balance |", "## Which round to keep",
+                 "## Round 2: the added images against perfect ones", "| Uncertainty, identity pick | weight 1 | style |"):
+        assert line in text, line
     assert (tmp_path / "results-figure5.png").stat().st_size > 1000
     # a person's notes below the marker survive a rewrite; the table is rewritten, not appended
     (tmp_path / "results.md").write_text(text + "What I read in it.\n")
     mb.write_results(summary, tmp_path / "results.md", "gal bench", "here")
     text = (tmp_path / "results.md").read_text()
-    assert text.count("# Results on the miniature world") == 1 and "| mosaic | Oracle + Balance |" in text and text.endswith(mb.NOTES + "\nWhat I read in it.\n")
+    assert text.count("# Results on the miniature world") == 1 and "| mosaic | Human |" in text and text.endswith(mb.NOTES + "\nWhat I read in it.\n")
 
 
 def test_frontier_is_the_upper_envelope_of_training_less():
@@ -137,3 +162,31 @@ def test_recommended_round_keeps_the_subject():
     assert r == 2 and "round(s) 3" in why  # round 3 has the best TXT-ALN but lost 42% of the IMG-ALN
     assert recommended_round(rounds[:1])[0] == 1
     assert recommended_round(rounds, keep=0.5)[0] == 3
+
+
+def test_both_controls_the_judges_reading_and_a_round_chosen_off_the_test_prompts():
+    from gal.miniature import table1 as mb
+
+    def result(row, rounds, **extra):
+        return {"subject": "s", "kind": "object", "seed": 0, "row": row, "rounds": rounds, **extra}
+
+    def r(n, img, txt, ovf=0.0, kept=0.5, followed=0.5, **extra):
+        return {"round": n, "img_aln": img, "txt_aln": txt, "ovf": ovf, "kept": kept, "followed": followed,
+                "faithful": 0.0, **extra}
+
+    summary = {"results": [
+        result(mb.BASELINE, [r(1, 0.30, 0.40, kept=0.6, followed=0.2)], share=1.0),
+        result(mb.FEWER, [r(1, 0.10, 0.50, kept=0.1, followed=0.6)], share=0.25),
+        result(mb.SCALED, [r(1, 0.20, 0.52, kept=0.3, followed=0.6)], scale=0.5),  # beats training less at 0.2
+        # round 2 looks best on the test prompts, round 3 on the validation split
+        result("GAL", [r(1, 0.30, 0.40, validation=r(1, 0.3, 0.40)), r(2, 0.25, 0.48, validation=r(2, 0.2, 0.41)),
+                       r(3, 0.26, 0.47, kept=0.5, followed=0.5, validation=r(3, 0.26, 0.45))])]}
+    gal = {(d["row"], d["round"]): d["above"] for d in mb.distances(summary)}
+    assert gal["GAL", 3] == pytest.approx(0.47 - 0.448)  # between the scale point and 1x: 0.52 - 0.12 * 0.6
+    steps_only = {d["row"]: d["above"] for d in mb.distances(summary, control="steps")}
+    assert steps_only["GAL"] == pytest.approx(0.47 - 0.42)  # fewer steps alone: a weaker control
+    judged = {d["row"]: d["above"] for d in mb.distances(summary, space="judge")}
+    assert judged["GAL"] == pytest.approx(0.5 - (0.6 - 0.4 * 2 / 3))  # on the envelope (0.3, 0.6)-(0.6, 0.2)
+    assert mb.recommended_on("test")(summary["results"][-1])["round"] == 2
+    assert mb.recommended_on("validation")(summary["results"][-1])["round"] == 3
+    assert mb.round_two(summary["results"][0])["round"] == 1  # a run that stopped at round 1 keeps its model

@@ -40,7 +40,7 @@ def test_eval_reports_three_metrics_per_round_recomputable_from_its_images(finis
     prompts = make_test_prompts("object", "a <sks> ball", "a ball")
     refs = scorer.image_features([Image.open(p).convert("RGB") for p in sorted((finished_run / "references").iterdir())])
     for r in rows:
-        files = sorted((finished_run / "eval" / f"round-{r['round']}").glob("*.png"))
+        files = sorted((finished_run / r["folder"]).glob("*.png"))
         assert len(files) == r["images"] == 40
         f = scorer.image_features([Image.open(p).convert("RGB") for p in files])
         texts = [prompts[int(p.name[1:4])].text for p in files]
@@ -52,12 +52,13 @@ def test_eval_reports_three_metrics_per_round_recomputable_from_its_images(finis
 
 
 def test_eval_is_computed_once_and_shown(finished_run, capsys):
-    assert main(["eval", str(finished_run), "--n", "2", "--round", "2"]) == 0
-    stamp = [p.stat().st_mtime_ns for p in (finished_run / "eval" / "round-2").glob("*.png")]
+    assert main(["eval", str(finished_run), "--n", "2", "--round", "2", "--json"]) == 0
     first = capsys.readouterr().out
-    assert main(["eval", str(finished_run), "--n", "2", "--round", "2"]) == 0
+    folder = finished_run / json.loads(first)["rounds"][0]["folder"]
+    stamp = [p.stat().st_mtime_ns for p in folder.glob("*.png")]
+    assert main(["eval", str(finished_run), "--n", "2", "--round", "2", "--json"]) == 0
     assert capsys.readouterr().out == first
-    assert [p.stat().st_mtime_ns for p in (finished_run / "eval" / "round-2").glob("*.png")] == stamp
+    assert [p.stat().st_mtime_ns for p in folder.glob("*.png")] == stamp
     assert main(["show", str(finished_run), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["rounds"][1]["evaluations"][0]["settings"]["n"] == 2
@@ -69,8 +70,11 @@ def test_eval_is_computed_once_and_shown(finished_run, capsys):
     assert main(["show", str(finished_run), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
 
-    rows = [{**r["evaluations"][0], "round": r["round"]} for r in summary["rounds"]]
-    assert summary["recommended"]["round"] == recommended_round(rows)[0]
+    # chosen on the validation split (the anchors no round added an image for), not on the test prompts
+    rows = [{**next(e for e in r["evaluations"] if e["settings"]["prompts"] == "validation"), "round": r["round"]}
+            for r in summary["rounds"]]
+    assert summary["recommended"]["round"] == recommended_round(rows)[0] and summary["recommended"]["split"] == "validation"
+    assert len(rows[0]["settings"]["anchors"]) == 6 - 2 and rows[0]["images"] == 4 * 2
     assert main(["show", str(finished_run)]) == 0
     assert f"keep: round {summary['recommended']['round']} (rounds/" in capsys.readouterr().out
     # the same run through the Python API's read-only view
@@ -83,13 +87,37 @@ def test_eval_is_computed_once_and_shown(finished_run, capsys):
     assert first.checkpoint.is_dir() and len(first.directions) == 6 and all(len(d.samples) == 4 for d in first.directions)
     assert [d.index for d in run.selections[1]] == [a["index"] for a in summary["rounds"][0]["anchors"] if a["selected"]]
     assert all(a.path.exists() for a in first.added) and len(first.added) == 2
-    assert gal.evaluate(finished_run, n=2) == rows_of(summary)
+    assert gal.evaluate(finished_run, n=2) == rows_of(summary, "default")
     assert main(["eval", str(finished_run), "--round", "7"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 
 
-def rows_of(summary: dict) -> list[dict]:
-    return [{"round": r["round"], **{k: v for k, v in r["evaluations"][0].items() if k != "settings"}} for r in summary["rounds"]]
+def rows_of(summary: dict, prompts: str) -> list[dict]:
+    return [{"round": r["round"], **{k: v for k, v in e.items() if k != "settings"}}
+            for r in summary["rounds"] for e in r["evaluations"] if e["settings"]["prompts"] == prompts]
+
+
+def test_evaluations_never_write_over_each_other(finished_run, tmp_path, capsys):
+    """Another seed, n, prompt file or LoRA scale: images of their own; the ledger's metrics and the files agree."""
+    import gal
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("{} in a museum\n{} on the moon\n")
+    runs = [gal.evaluate(finished_run, rounds=[1], **{"n": 1, **extra}) for extra in
+            ({}, {"seed": 5}, {"n": 2}, {"prompts_file": str(prompts)}, {"lora_scale": 0.5}, {"split": "validation"})]
+    folders = [r[0]["folder"] for r in runs]
+    assert len(set(folders)) == len(folders)
+    for (row,), folder in zip(runs, folders):
+        assert len(list((finished_run / folder).glob("*.png"))) == row["images"]
+    assert runs[0][0] != runs[4][0]  # the LoRA at half strength is another model
+    # a prompt file that changed under the same name is refused, naming it, instead of reusing its results
+    prompts.write_text("{} in a cave\n")
+    capsys.readouterr()
+    assert main(["eval", str(finished_run), "--round", "1", "--n", "1", "--prompts", str(prompts)]) == 2
+    assert "changed since round 1 was evaluated" in capsys.readouterr().err
+    assert main(["eval", str(finished_run), "--lora", str(finished_run)]) == 2
+    assert "--lora" in capsys.readouterr().err
+    assert main(["eval", str(finished_run), "--lora-scale", "3"]) == 2
 
 
 def test_eval_of_one_model_with_a_lora_and_a_second_image_model(finished_run, tiny, tmp_path, capsys):

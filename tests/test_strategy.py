@@ -65,6 +65,20 @@ def test_clip_feedback_picks_directions_with_best_faithful_sample():
     assert picks == [S.Pick(1, 0), S.Pick(2, 1)]
 
 
+def test_picks_that_keep_the_subject_keep_to_their_anchor():
+    """One direction, four samples: j=0 has the best s_a but copies the references (Φ = 1); j=1 follows its anchor
+    but has lost the subject; j=2 and j=3 follow it and keep the subject, j=3 a little more."""
+    s_a = np.array([[0.60, 0.55, 0.50, 0.48], [0.3, 0.3, 0.3, 0.3]])
+    s_n = np.array([[0.65, 0.30, 0.31, 0.32], [0.9, 0.9, 0.9, 0.9]])
+    identity = np.array([[0.90, 0.10, 0.60, 0.70], [0.5, 0.5, 0.5, 0.5]])
+    scores = S.RoundScores(s_a, np.array([0.6, 0.0]), s_n, identity)
+    assert S.PICKS["best"](scores, 0) == 0  # the paper's: highest s_a, the copy
+    assert S.PICKS["kept"](scores, 0) == 2  # the best s_a among Φ = 0 with identity >= the round's median (0.5)
+    assert S.PICKS["identity"](scores, 0) == 3  # standardised s_a + identity among Φ = 0
+    assert S.PICKS["kept"](scores, 1) == S.PICKS["identity"](scores, 1) == 0  # nothing follows: the paper's pick
+    assert S.choose("uncertainty", scores, 1, np.random.default_rng(0), pick="kept").picks == [S.Pick(0, 2)]
+
+
 @given(st.integers(1, 15), st.integers(1, 15), st.integers(2, 6), st.integers(0, 2**32 - 1))
 def test_random_picks_k_distinct_directions_reproducibly(n, k, m, seed):
     scores = S.RoundScores(np.zeros((n, m)), np.zeros(n))

@@ -135,6 +135,14 @@ def faithful(seen: world.Scene, wanted: world.Scene) -> bool:
     return not misses(seen, wanted)
 
 
+def verdict(seen: world.Scene, wanted: world.Scene, subject: world.Subject) -> tuple[bool, bool]:
+    """The ground truth of the bench's second metric family: (subject kept, prompt followed). Kept: the judge sees
+    the subject (an object's instance shape, a style's held-out style). Followed: it sees every other attribute the
+    prompt states. A copy of the references' background is fidelity to CLIP-like IMG-ALN, not here."""
+    attribute = "shape" if subject.kind == "object" else "style"
+    return getattr(seen, attribute) == subject.name, not [k for k in misses(seen, wanted) if k != attribute]
+
+
 def acceptable(seen: world.Scene, wanted: world.Scene) -> bool:
     """What a person accepts: the subject, the setting and the style as asked, and at most one detail of
     the content (its colour, or a plain shape) off. A copy of the reference's content misses two or more."""

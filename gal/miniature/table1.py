@@ -21,34 +21,41 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from gal.miniature import judge as judges
 from gal.miniature import world
-from gal.storage import folder_in_place, write_text
+from gal.storage import folder_in_place, write_png, write_text
+from gal.suite import TABLE1, Row
 
-
-class Row(NamedTuple):
-    key: str  # for --rows
-    name: str
-    strategy: str
-    balance: str
-    query_guidance: float | None = None  # None: the run's --guidance; another one also changes round 1's query
-
-
-ROWS = [Row("random", "Random", "random", "paper"), Row("uncertainty", "Uncertainty", "uncertainty", "off"),
-        Row("balance", "Uncertainty + Balance", "uncertainty", "paper"),
-        Row("separate", "Uncertainty + separate balance", "uncertainty", "separate"),
-        Row("oracle", "Oracle + Balance", "human", "paper"),
-        Row("guidance2", "Uncertainty + Balance, query guidance 2", "uncertainty", "paper", query_guidance=2.0)]
-BASELINE = "Baseline (DreamBooth)"  # round 1: the default step count
+# Table 1's rows (the baseline is round 1, which every row shares), then the bench's own
+ROWS = TABLE1[1:] + [
+    Row("separate", "Uncertainty + separate balance", "uncertainty", "separate"),
+    Row("guidance2", "Uncertainty + Balance, query guidance 2", "uncertainty", "paper", {"query_guidance": 2.0}),
+    # picks that keep the subject (`gal run --pick`), at a real weight: the added images must be good to be worth it
+    Row("pick-kept-off", "Uncertainty, kept-subject pick", "uncertainty", "off", {"pick": "kept"}),
+    Row("pick-identity-off", "Uncertainty, identity pick", "uncertainty", "off", {"pick": "identity"}),
+    Row("pick-identity-separate", "Uncertainty + separate balance, identity pick", "uncertainty", "separate",
+        {"pick": "identity"}),
+]
+# Diagnostics a user does not have: after round 1, the world's own renders of the subject in the anchors'
+# contexts replace the added images (three in GAL's top-k directions, Eq. 10 set aside; or one per anchor), then
+# round 2 trains with them. The ceiling of what any pick can reach at that number of added images.
+PERFECT = {"perfect3-off": 3, "perfect3-paper": 3, "perfect3-separate": 3,
+           "perfect18-off": 18, "perfect18-paper": 18, "perfect18-separate": 18}
+_WEIGHTS = {"off": "weight 1", "paper": "weight Δ", "separate": "separate"}
+PERFECT_ROWS = [Row(key, f"Perfect images x{n}, {_WEIGHTS[key.split('-')[1]]} (diagnostic)", "human", key.split("-")[1])
+                for key, n in PERFECT.items()]
+BASELINE = TABLE1[0].name  # round 1: the default step count
 FEWER = "DreamBooth, fewer steps"
+SCALED = "DreamBooth, LoRA scale"  # round 1's LoRA turned down at inference: the cheapest control of all
 EXPOSURE = "DreamBooth, exposure-matched"
 FRONTIER = (0.125, 0.25, 0.5, 0.75)  # shares of the default step count; 1x is the baseline
-ROW_KEYS = ["frontier", "exposure"] + [r.key for r in ROWS]
+SCALES = (0.25, 0.5, 0.75)  # LoRA scales of the 1x DreamBooth; 1 is the baseline
+ROW_KEYS = ["frontier", "scale", "exposure"] + [r.key for r in ROWS + PERFECT_ROWS]
 FULL = {"subjects": ["mosaic", "neon", "twotone_star", "spotted_ring"], "seeds": [0, 1, 2], "rounds": 4, "m": 10, "n": 4}
 # --quick: one style, one object, shorter fine-tunes (the full bench keeps the paper's 500 / 800 steps)
 QUICK = {"subjects": ["mosaic", "twotone_star"], "seeds": [0], "rounds": 2, "m": 4, "n": 1,
@@ -59,12 +66,12 @@ def _quiet(*_args, **_kwargs) -> None:
     pass
 
 
-def oracle_picks(run_dir: Path, judge: judges.Judge, subject: world.Subject, k: int) -> list[str]:
+def oracle_picks(run_dir: Path, judge: judges.Judge, subject: world.Subject, k: int) -> list[tuple[int, int]]:
     """What the simulated person accepts in the pending round: one acceptable image (`judge.acceptable`:
     subject shown, prompt followed but for one detail; a fully faithful one first) of each of up to k
     directions, the directions where acceptable images are rarest first."""
     from gal.ledger import Ledger
-    from gal.review import pending_round, sample_id
+    from gal.review import pending_round
 
     ledger = Ledger(run_dir)
     try:
@@ -82,36 +89,126 @@ def oracle_picks(run_dir: Path, judge: judges.Judge, subject: world.Subject, k: 
         good = sorted((len(judges.misses(v, wanted)), s.j, s) for s, v in zip(samples, seen) if judges.acceptable(v, wanted))
         if good:
             found.append((len(good) / len(samples), idx, good[0][2]))
-    return [sample_id(s.anchor_idx, s.j) for _, _, s in sorted(found)[:k]]
+    return [(s.anchor_idx, s.j) for _, _, s in sorted(found)[:k]]
 
 
-def run_one(cfg, judge: judges.Judge | None = None, subject: world.Subject | None = None) -> None:
-    """Run (or resume) one `gal run`; a person's strategy is played by the simulated person (without one,
-    the run stops at its first review)."""
+def perfect_picks(run_dir: Path, subject: world.Subject, count: int, k: int) -> list[tuple[int, int]]:
+    """The diagnostic's picks: GAL's top-k directions by Ω (Eq. 6; Eq. 10 set aside), or every direction of the
+    pool (`count` > k), each with its best sample by s_a, whose file is then replaced by the world's own render of
+    the subject in the anchor's context (the render's seed is the sample's)."""
+    from gal import strategy
+    from gal.ledger import Ledger
+    from gal.review import pending_round
+
+    ledger = Ledger(run_dir)
+    try:
+        r = pending_round(ledger)
+        anchors = {a.idx: a for a in ledger.anchors()}
+        directions = ledger.directions(r)
+        samples = ledger.samples(r)
+    finally:
+        ledger.close()
+    rows = strategy.top_k([d["entropy"] for d in directions], k) if count <= k else range(len(directions))
+    picks = []
+    for row in rows:
+        idx = directions[row]["anchor_idx"]
+        own = [s for s in samples if s.anchor_idx == idx]
+        best = own[strategy.best_sample([s.sim_anchor for s in own])]
+        scene = judges.expected_scene(anchors[idx].template, subject)
+        write_png(run_dir / best.path, Image.fromarray(world.render(scene, best.seed % 2**31)))
+        picks.append((idx, best.j))
+    return picks
+
+
+Player = Callable[[Path, int], list[tuple[int, int]]]  # (run folder, k) -> the (anchor, j) a person accepts
+
+
+def run_one(cfg, player: Player | None = None) -> None:
+    """Run (or resume) one `gal run`; a person's strategy is played by `player` (without one, the run stops at
+    its first review)."""
     from gal.ledger import Ledger
     from gal.loop import run
     from gal.review import pending_round
 
     while True:
         run(cfg, log=_quiet, force=True)  # force: a fork's strategy differs from its round 1's
-        if cfg.strategy != "human" or judge is None:
+        if cfg.strategy != "human" or player is None:
             return
         ledger = Ledger(Path(cfg.out))
         try:
             status, pending = ledger.get("status"), pending_round(ledger)
-            if pending is not None:
-                picks = oracle_picks(Path(cfg.out), judge, subject, cfg.k)
-                ledger.submit_review(pending, [_key(i) for i in picks], [])
         finally:
             ledger.close()
+        if pending is not None:
+            picks = player(Path(cfg.out), cfg.k)
+            ledger = Ledger(Path(cfg.out))
+            try:
+                ledger.submit_review(pending, picks, [])
+            finally:
+                ledger.close()
         if status == "finished":
             return
 
 
-def _evaluate(out: Path, prompts: Path, n: int) -> list[dict]:
+def evaluated(run_dir: Path, prompts: Path, n: int, subject: world.Subject, judge: judges.Judge | None,
+              lora_scale: float = 1.0, rounds: list[int] | None = None, validation: bool = False) -> list[dict]:
+    """Every round's CLIP-like metrics on the world's test prompts, and (with a judge) the ground truth of the same
+    images: the share where the judge sees the subject (`kept`), every other stated attribute (`followed`), both
+    (`faithful`); with `validation`, the round's metrics on the validation split too (what `gal show` chooses on)."""
     from gal.metrics import evaluate_run
 
-    return evaluate_run(out, n=n, prompts_file=str(prompts), log=_quiet)
+    out = evaluate_run(run_dir, n=n, prompts_file=str(prompts), lora_scale=lora_scale, rounds=rounds, log=_quiet)
+    if validation:
+        for r, v in zip(out, evaluate_run(run_dir, n=n, split="validation", rounds=rounds, log=_quiet)):
+            r["validation"] = {k: v[k] for k in ("txt_aln", "img_aln", "ovf")}
+    if judge is not None:
+        templates = [line for line in prompts.read_text().splitlines() if line.strip()]
+        for r in out:
+            files = sorted((run_dir / r.get("folder", f"eval/round-{r['round']}")).glob("p*-j*.png"))
+            seen = judge.predict(np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]))
+            wanted = [judges.expected_scene(templates[int(f.name[1:4])], subject) for f in files]
+            verdicts = np.array([judges.verdict(v, w, subject) for v, w in zip(seen, wanted)])
+            r.update(kept=float(verdicts[:, 0].mean()), followed=float(verdicts[:, 1].mean()),
+                     faithful=float(verdicts.all(axis=1).mean()))
+    return out
+
+
+def query_quality(run_dir: Path, subject: world.Subject, judge: judges.Judge) -> list[dict]:
+    """Per queried round, what the judge sees in the query (is there a good image to pick?): the share of samples
+    that keep the subject and follow their anchor (`faithful`), the share of directions with at least one, and of
+    the images the round added: the share faithful, kept and followed."""
+    from gal.ledger import Ledger
+
+    ledger = Ledger(run_dir)
+    try:
+        anchors = {a.idx: a for a in ledger.anchors()}
+        out = []
+        for r in ledger.rounds():
+            samples = ledger.samples(r["round"])
+            if not samples:
+                continue
+
+            def judged(items):  # (anchor index, image file) -> (kept, followed) per item
+                seen = judge.predict(np.stack([np.asarray(Image.open(run_dir / path).convert("RGB")) for _, path in items]))
+                return np.array([judges.verdict(v, judges.expected_scene(anchors[a].template, subject), subject)
+                                 for v, (a, _) in zip(seen, items)]).reshape(-1, 2)
+
+            v = judged([(s.anchor_idx, s.path) for s in samples])
+            faithful = v.all(axis=1)
+            per_direction = {}
+            for s, f in zip(samples, faithful):
+                per_direction[s.anchor_idx] = per_direction.get(s.anchor_idx, False) or bool(f)
+            entry = {"round": r["round"], "samples_faithful": float(faithful.mean()),
+                     "directions_with_faithful": float(np.mean(list(per_direction.values())))}
+            added = ledger.added(r["round"])
+            if added:
+                a = judged([(t.anchor_idx, t.path) for t in added])
+                entry.update(added=len(added), added_faithful=float(a.all(axis=1).mean()),
+                             added_kept=float(a[:, 0].mean()), added_followed=float(a[:, 1].mean()))
+            out.append(entry)
+        return out
+    finally:
+        ledger.close()
 
 
 def _fork(source: Path, out: Path) -> None:
@@ -120,11 +217,6 @@ def _fork(source: Path, out: Path) -> None:
 
     with folder_in_place(out) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
-
-
-def _key(sample_id: str) -> tuple[int, int]:
-    a, j = sample_id.split("-")
-    return int(a[1:]), int(j[1:])
 
 
 def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models: dict, rows: list[str],
@@ -145,17 +237,20 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
     entry = {"subject": subject_name, "kind": subject.kind, "seed": seed}
     results = []
 
-    def record(row: str, run_dir: Path, **extra) -> None:
-        rounds = _evaluate(run_dir, prompts, settings["n"])
+    def record(row: str, run_dir: Path, lora_scale: float = 1.0, validation: bool = False, **extra) -> None:
+        rounds = evaluated(run_dir, prompts, settings["n"], subject, judge, lora_scale,
+                           rounds=[1] if row in (BASELINE, SCALED) else None, validation=validation)
         results.append({**entry, "row": row, **extra, "rounds": rounds})
-        log(f"{subject_name} seed {seed} {row}{' ' + str(extra) if extra else ''}: " + ", ".join(
-            f"R{r['round']} TXT {r['txt_aln']:.3f} IMG {r['img_aln']:.3f} OVF {r['ovf']:.2f}" for r in rounds))
+        scalars = {k: v for k, v in extra.items() if not isinstance(v, list)}
+        log(f"{subject_name} seed {seed} {row}{' ' + str(scalars) if scalars else ''}: " + ", ".join(
+            f"R{r['round']} TXT {r['txt_aln']:.3f} IMG {r['img_aln']:.3f} OVF {r['ovf']:.2f}"
+            + (f" kept {r['kept']:.2f} followed {r['followed']:.2f}" if "kept" in r else "") for r in rounds))
 
     # Round 1, shared: with a person as the strategy the run stops after the round's query, before
     # anything is chosen, which is where the rows part.
     first = folder / "round-1"
     run_one(dataclasses.replace(base, strategy="human", balance="paper", out=str(first)))
-    record(BASELINE, first, train_steps=full_steps, share=1.0)
+    record(BASELINE, first, train_steps=full_steps, share=1.0, scale=1.0)
     class_images = str(first / "class_images") if settled.prior else None  # generated once
     if "frontier" in rows:
         for share in FRONTIER:
@@ -164,16 +259,25 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
             run_one(dataclasses.replace(base, strategy="none", rounds=1, train_steps=s, class_images=class_images,
                                         out=str(run_dir)))
             record(FEWER, run_dir, train_steps=s, share=share)
-    for row in ROWS:
+    if "scale" in rows:
+        for scale in SCALES:
+            record(SCALED, first, lora_scale=scale, train_steps=full_steps, scale=scale)
+    for row in ROWS + PERFECT_ROWS:
         if row.key not in rows:
             continue
         run_dir = folder / row.key
-        shared = row.query_guidance is None  # round 1 is shared, its query too; else only its class images
+        shared = "query_guidance" not in row.options  # round 1 is shared, its query too; else only its class images
         if shared and not run_dir.exists():
             _fork(first, run_dir)
-        run_one(dataclasses.replace(base, strategy=row.strategy, balance=row.balance, query_guidance=row.query_guidance,
-                                    class_images=None if shared else class_images, out=str(run_dir)), judge, subject)
-        record(row.name, run_dir, diversity=diversity(run_dir))
+        if row.key in PERFECT:
+            player = lambda run_dir, k, n=PERFECT[row.key]: perfect_picks(run_dir, subject, n, k)  # noqa: E731
+        else:  # the simulated person plays the human rows
+            player = lambda run_dir, k: oracle_picks(run_dir, judge, subject, k)  # noqa: E731
+        cfg = dataclasses.replace(base, strategy=row.strategy, balance=row.balance, **row.options,
+                                  class_images=None if shared else class_images, out=str(run_dir))
+        run_one(dataclasses.replace(cfg, rounds=2) if row.key in PERFECT else cfg, player)
+        record(row.name, run_dir, validation=row.key not in PERFECT, diversity=diversity(run_dir),
+               **({"query": query_quality(run_dir, subject, judge)} if judge is not None else {}))
     if "exposure" in rows and "balance" in rows:
         # as many reference draws as Uncertainty + Balance's last round: its T holds the references
         # and the added images, drawn alike
@@ -242,14 +346,13 @@ def bench(out: Path, quick: bool = False, models: dict | None = None, judge_dir:
         raise GalError("gal bench: the bundled miniature model is not in this installation; train it with "
                        "`gal miniature train OUT` (docs/miniature.md)")
     models = models or SETTINGS
-    judge = None
-    if "oracle" in settings["rows"]:
-        if judge_dir is None:  # the bundled simulated person, else one trained into the bench folder
-            judge_dir = WEIGHTS / "judge" if (WEIGHTS / "judge" / "judge.safetensors").exists() else out / "judge"
-        if not (judge_dir / "judge.safetensors").exists():
-            log(f"training the simulated person into {judge_dir}")
-            judges.train_judge(judge_dir, log=log)
-        judge = judges.Judge(judge_dir)
+    # the simulated person: the human rows' oracle, and the judge of every row's ground-truth metrics
+    if judge_dir is None:  # the bundled one, else one trained into the bench folder
+        judge_dir = WEIGHTS / "judge" if (WEIGHTS / "judge" / "judge.safetensors").exists() else out / "judge"
+    if not (judge_dir / "judge.safetensors").exists():
+        log(f"training the simulated person into {judge_dir}")
+        judges.train_judge(judge_dir, log=log)
+    judge = judges.Judge(judge_dir)
     results = []
     start = time.time()
     for seed in settings["seeds"]:  # seed-major: an interrupted bench has every subject's first seeds
@@ -271,42 +374,72 @@ def merge(summary: dict, other: dict, source: str) -> dict:
 
 # ---- the analysis: the frontier, distances to it, intervals ------------------------------------------
 
+# The controls a user has without GAL: train less (DreamBooth at fewer steps) or turn the 1x LoRA down at inference
+CONTROLS = {"steps": (BASELINE, FEWER), "both": (BASELINE, FEWER, SCALED)}
+# Two readings of every image: the CLIP-like scorer's (the paper's metrics) and the judge's ground truth
+SPACES = {"clip": ("img_aln", "txt_aln", "ovf"), "judge": ("kept", "followed", "faithful")}
+# Which Table 1 row each weighting's ceiling and picks are measured against (the paper's pick, same weight)
+PAPER_PICK = {"off": "Uncertainty", "paper": "Uncertainty + Balance", "separate": "Uncertainty + separate balance"}
+
+
 def envelope(points: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
-    """The frontier's upper envelope: the (IMG-ALN, TXT-ALN, OVF) points no other point beats on both
-    IMG-ALN and TXT-ALN, by IMG-ALN."""
+    """The frontier's upper envelope: the (x, y, z) points (IMG-ALN, TXT-ALN, OVF) no other point beats on both
+    x and y, by x."""
     keep = [p for p in points if not any(q[0] >= p[0] and q[1] >= p[1] and q[:2] != p[:2] for q in points)]
     return sorted(set(keep))
 
 
-def on_frontier(points: list[tuple[float, float, float]], img: float) -> tuple[float, float]:
-    """TXT-ALN and OVF of the frontier at IMG-ALN `img`, linear between envelope points; outside their
-    range, the nearest end's values (generous to rows beyond the last point, which no step count reached)."""
+def on_frontier(points: list[tuple[float, float, float]], x: float) -> tuple[float, float]:
+    """y and z of the frontier at x, linear between envelope points; outside their range, the nearest end's values
+    (generous to rows beyond the last point, which no control reached)."""
     env = envelope(points)
     xs = [p[0] for p in env]
-    return float(np.interp(img, xs, [p[1] for p in env])), float(np.interp(img, xs, [p[2] for p in env]))
+    return float(np.interp(x, xs, [p[1] for p in env])), float(np.interp(x, xs, [p[2] for p in env]))
 
 
 def last_round(entry: dict) -> dict:
     return entry["rounds"][-1]
 
 
-def distances(summary: dict, pick=last_round) -> list[dict]:
-    """Every run's (subject, seed, row) TXT-ALN above the frontier of its subject and seed at equal
-    IMG-ALN, and its OVF above the frontier's there; `pick` chooses which round of a run counts."""
+def round_two(entry: dict) -> dict:
+    """Round 2, where the diagnostics' ceilings are; a run that stopped at round 1 keeps its model."""
+    return entry["rounds"][min(1, len(entry["rounds"]) - 1)]
+
+
+def recommended_on(split: str):
+    """The round `gal show` recommends (`gal.keep`), chosen on the test prompts' metrics (`test`: the same prompts
+    the metric is then read on) or on the validation split's (`validation`: the anchors no round added an image
+    for); a run without validation metrics falls back to the test prompts."""
+    from gal.keep import recommended_round
+
+    def pick(entry: dict) -> dict:
+        rounds = entry["rounds"]
+        rows = [r["validation"] | {"round": r["round"]} for r in rounds] if split == "validation" and all(
+            "validation" in r for r in rounds) else rounds
+        n = recommended_round(rows)[0]
+        return next(r for r in rounds if r["round"] == n)
+    return pick
+
+
+def distances(summary: dict, pick=last_round, space: str = "clip", control: str = "both") -> list[dict]:
+    """Every run's (subject, seed, row) y above the control frontier of its subject and seed at equal x, and its z
+    above the frontier's there (`SPACES`: TXT-ALN at equal IMG-ALN and OVF; the judge's prompt-followed share at
+    equal subject-kept share and the faithful share); `pick` chooses which round of a run counts."""
+    x, y, z = SPACES[space]
     frontiers: dict[tuple, list] = {}
     for e in summary["results"]:
-        if e["row"] in (BASELINE, FEWER):
+        if e["row"] in CONTROLS[control] and e["rounds"] and x in e["rounds"][0]:
             r = e["rounds"][0]
-            frontiers.setdefault((e["subject"], e["seed"]), []).append((r["img_aln"], r["txt_aln"], r["ovf"]))
+            frontiers.setdefault((e["subject"], e["seed"]), []).append((r[x], r[y], r[z]))
     out = []
     for e in summary["results"]:
         points = frontiers.get((e["subject"], e["seed"]))
-        if not points or not e["rounds"]:
+        if not points or not e["rounds"] or x not in e["rounds"][0]:
             continue
         r = pick(e)
-        txt, ovf = on_frontier(points, r["img_aln"])
+        at_y, at_z = on_frontier(points, r[x])
         out.append({**{k: e[k] for k in ("subject", "kind", "seed", "row")}, "round": r["round"],
-                    "above": r["txt_aln"] - txt, "ovf_above": r["ovf"] - ovf})
+                    "above": r[y] - at_y, "z_above": r[z] - at_z, "ovf_above": r[z] - at_z})
     return out
 
 
@@ -322,72 +455,100 @@ def interval(values, n: int = 10000, seed: int = 0) -> tuple[float, float, float
 
 def row_names(summary: dict) -> list[str]:
     present = {e["row"] for e in summary["results"]}
-    return [n for n in [BASELINE, EXPOSURE] + [r.name for r in ROWS] if n in present]
+    return [n for n in [BASELINE, EXPOSURE] + [r.name for r in ROWS + PERFECT_ROWS] if n in present]
 
 
-def table(summary: dict) -> list[dict]:
-    """Table 1's layout plus the distance to the frontier: per row and kind, the mean and interval over
-    subjects and seeds of the last round (the DreamBooth rows: their only round)."""
-    dist = distances(summary)
+def table(summary: dict, pick=last_round) -> list[dict]:
+    """Table 1's layout plus the distances to the frontier: per row and kind, the mean and interval over subjects
+    and seeds of the round `pick` chooses (the DreamBooth rows: their only round), in both metric spaces."""
+    dist = {(space, control): distances(summary, pick, space, control)
+            for space in SPACES for control in CONTROLS}
     rows = []
     for name in row_names(summary):
         entry = {"row": name}
         for kind in ("object", "style", "all"):
             runs = [e for e in summary["results"] if e["row"] == name and e["rounds"] and kind in ("all", e["kind"])]
-            for metric in ("txt_aln", "img_aln", "ovf"):
-                values = [last_round(e)[metric] for e in runs]
+            entry[f"{kind}_runs"] = len(runs)
+            for metric in SPACES["clip"] + SPACES["judge"]:
+                values = [pick(e)[metric] for e in runs if metric in pick(e)]
                 entry[f"{kind}_{metric}"] = interval(values) if values else None
-            d = [x for x in dist if x["row"] == name and kind in ("all", x["kind"])]
-            entry[f"{kind}_above"] = interval([x["above"] for x in d]) if d else None
-            entry[f"{kind}_ovf_above"] = interval([x["ovf_above"] for x in d]) if d else None
+            for (space, control), found in dist.items():
+                d = [x for x in found if x["row"] == name and kind in ("all", x["kind"])]
+                suffix = "" if (space, control) == ("clip", "both") else f"_{space}" if control == "both" else f"_{space}_{control}"
+                entry[f"{kind}_above{suffix}"] = interval([x["above"] for x in d]) if d else None
+                entry[f"{kind}_z_above{suffix}"] = interval([x["z_above"] for x in d]) if d else None
+        entry["object_ovf_above"], entry["all_ovf_above"] = entry["object_z_above"], entry["all_z_above"]
         rows.append(entry)
     return rows
 
 
-def paired(summary: dict, a: str, b: str, pick=last_round) -> tuple[float, float, float] | None:
-    """Row a's TXT-ALN above the frontier minus row b's, per subject and seed: mean and interval."""
-    dist = {(x["subject"], x["seed"], x["row"]): x["above"] for x in distances(summary, pick)}
-    diffs = [v - dist[(s, seed, b)] for (s, seed, row), v in dist.items() if row == a and (s, seed, b) in dist]
+def paired(summary: dict, a: str, b: str, pick=last_round, space: str = "clip", kind: str = "all",
+           pick_b=None) -> tuple[float, float, float] | None:
+    """Row a's distance above the frontier (both controls) minus row b's, per subject and seed: mean and interval.
+    `pick_b`: the round of row b (default: `pick`)."""
+    mine = {(x["subject"], x["seed"]): x["above"] for x in distances(summary, pick, space)
+            if x["row"] == a and kind in ("all", x["kind"])}
+    other = {(x["subject"], x["seed"]): x["above"] for x in distances(summary, pick_b or pick, space)
+             if x["row"] == b and kind in ("all", x["kind"])}
+    diffs = [v - other[key] for key, v in mine.items() if key in other]
     return interval(diffs) if diffs else None
+
+
+def gap_closed(summary: dict, row: str, weight: str, space: str = "clip", kind: str = "object") -> dict | None:
+    """At round 2 (three added images), how much of the distance between the paper's pick and perfect images at the
+    same weight a row closes: its gain over the paper's pick, the ceiling's gain, and their ratio (of the means)."""
+    base, ceiling = PAPER_PICK[weight], f"Perfect images x3, {_WEIGHTS[weight]} (diagnostic)"
+    gain = paired(summary, row, base, round_two, space, kind)
+    top = paired(summary, ceiling, base, round_two, space, kind)
+    if gain is None or top is None:
+        return None
+    return {"gain": gain, "ceiling": top, "closed": gain[0] / top[0] if abs(top[0]) > 1e-9 else float("nan")}
 
 
 def figure(summary: dict, path: Path) -> None:
     """Figure 5: TXT-ALN against IMG-ALN per round, mean over runs (a run that stopped counts with its
-    last round from then on), one arrowed line per strategy; the frontier of training less as a curve."""
+    last round from then on), one arrowed line per strategy; the two controls (fewer steps, a lower LoRA scale) as
+    curves; the judge's reading of the same images below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    for ax, kind in zip(axes, ("object", "style")):
-        points = [e for e in summary["results"] if e["kind"] == kind and e["row"] in (BASELINE, FEWER)]
-        shares = sorted({e["share"] for e in points})
-        if shares:
-            xs = [np.mean([e["rounds"][0]["img_aln"] for e in points if e["share"] == s]) for s in shares]
-            ys = [np.mean([e["rounds"][0]["txt_aln"] for e in points if e["share"] == s]) for s in shares]
-            ax.plot(xs, ys, "--s", color="0.45", ms=4, label="DreamBooth, fewer steps")
-            for x, y, s in zip(xs, ys, shares):
-                ax.annotate(f"{s:g}x", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6, color="0.35")
-        for name in row_names(summary)[1:]:
-            runs = [e["rounds"] for e in summary["results"] if e["kind"] == kind and e["row"] == name and e["rounds"]]
-            if not runs:
-                continue
-            depth = max(len(r) for r in runs)  # a run that stopped early keeps its last round's model
-            xs = [float(np.mean([r[min(i, len(r) - 1)]["img_aln"] for r in runs])) for i in range(depth)]
-            ys = [float(np.mean([r[min(i, len(r) - 1)]["txt_aln"] for r in runs])) for i in range(depth)]
-            line, = ax.plot(xs, ys, "-o", ms=3, label=name)
-            if depth > 1:
-                ax.annotate("", xy=(xs[-1], ys[-1]), xytext=(xs[-2], ys[-2]),
-                            arrowprops=dict(arrowstyle="->", color=line.get_color()))
-        ax.set_title(kind)
-        ax.set_xlabel("IMG-ALN")
-        ax.set_ylabel("TXT-ALN")
-        ax.ticklabel_format(useOffset=False)
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6)
-    fig.tight_layout()
+    fig, grid = plt.subplots(2, 2, figsize=(10, 8.4))
+    for axes, (space, (x, y, _)) in zip(grid, SPACES.items()):
+        for ax, kind in zip(axes, ("object", "style")):
+            for control, key, style in ((FEWER, "share", "--s"), (SCALED, "scale", ":^")):
+                points = [e for e in summary["results"] if e["kind"] == kind and e["row"] in (BASELINE, control)
+                          and e["rounds"] and x in e["rounds"][0]]
+                shares = sorted({e.get(key, 1.0) for e in points})
+                if len(shares) > 1:
+                    xs = [np.mean([e["rounds"][0][x] for e in points if e.get(key, 1.0) == s]) for s in shares]
+                    ys = [np.mean([e["rounds"][0][y] for e in points if e.get(key, 1.0) == s]) for s in shares]
+                    ax.plot(xs, ys, style, color="0.45", ms=4, label=f"{control}" if space == "clip" else None)
+                    for px, py, s in zip(xs, ys, shares):
+                        ax.annotate(f"{s:g}{'x' if key == 'share' else ''}", (px, py), textcoords="offset points",
+                                    xytext=(3, 3), fontsize=6, color="0.35")
+            for name in row_names(summary)[1:]:
+                runs = [e["rounds"] for e in summary["results"] if e["kind"] == kind and e["row"] == name and e["rounds"]
+                        and x in e["rounds"][0]]
+                if not runs:
+                    continue
+                depth = max(len(r) for r in runs)  # a run that stopped early keeps its last round's model
+                xs = [float(np.mean([r[min(i, len(r) - 1)][x] for r in runs])) for i in range(depth)]
+                ys = [float(np.mean([r[min(i, len(r) - 1)][y] for r in runs])) for i in range(depth)]
+                line, = ax.plot(xs, ys, "-o", ms=3, label=name if space == "clip" else None,
+                                alpha=0.6 if "diagnostic" in name else 1.0)
+                if depth > 1:
+                    ax.annotate("", xy=(xs[-1], ys[-1]), xytext=(xs[-2], ys[-2]),
+                                arrowprops=dict(arrowstyle="->", color=line.get_color()))
+            ax.set_title(f"{kind}, {'CLIP-like scorer' if space == 'clip' else 'judge (ground truth)'}")
+            ax.set_xlabel({"img_aln": "IMG-ALN", "kept": "subject kept (judge)"}[x])
+            ax.set_ylabel({"txt_aln": "TXT-ALN", "followed": "prompt followed (judge)"}[y])
+            ax.ticklabel_format(useOffset=False)
+    handles, labels = grid[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, fontsize=6, loc="lower center", ncol=3)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -401,56 +562,113 @@ def _cell(v) -> str:
 
 
 def _signed(v) -> str:
-    return "–" if v is None else f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]"
+    return "–" if v is None else f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]" + (" **real**" if v[1] > 0 or v[2] < 0 else "")
 
 
 def write_results(summary: dict, path: Path, command: str, machine: str) -> None:
-    from gal.keep import recommended_round
-
     units = sorted({(e["subject"], e["seed"]) for e in summary["results"]})
+    names = row_names(summary)
+    gal_rows = [n for n in names if n not in (BASELINE, EXPOSURE)]
     lines = [
         "# Results on the miniature world", "",
         f"Command: `{command}`  ", f"Machine: {machine}  ", f"Date: {time.strftime('%Y-%m-%d')}  ",
-        f"Settings: {json.dumps(summary['settings'])}; {len(units)} runs per row (subjects x seeds); this invocation "
+        f"Settings: {json.dumps(summary['settings'])}; {len(units)} (subject, seed) pairs; this invocation "
         f"took {summary['minutes']} minutes (runs already on disk are resumed, not redone)." +
         "".join(f" Rows not run here come from `{m}`." for m in summary.get("merged", [])), "",
-        "Last round of each run (the DreamBooth rows: their only round): mean and 95% bootstrap interval over "
-        "subjects and seeds. *Above frontier*: TXT-ALN minus the frontier's TXT-ALN at the same IMG-ALN, where the "
-        "frontier is DreamBooth at 1/8, 1/4, 1/2, 3/4 and 1x the steps for the same subject and seed (its upper "
-        "envelope, linear in between); a row is better than training less only where this interval is above 0.", "",
-        "| Models | Runs | Object TXT-ALN ↑ | Object IMG-ALN ↑ | Object OVF ↓ | Object above frontier ↑ "
-        "| Style TXT-ALN ↑ | Style IMG-ALN ↑ | Style OVF ↓ | Style above frontier ↑ | All: above frontier ↑ | All: OVF above frontier ↓ |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "Every figure is a mean over runs (subjects x seeds) with its 95% bootstrap interval; **real** marks an "
+        "interval that excludes 0. *Above*: a row's TXT-ALN minus the controls' TXT-ALN at the same IMG-ALN, "
+        "where the controls are the two things a user can do without GAL, for the same subject and seed: DreamBooth "
+        "at 1/8, 1/4, 1/2, 3/4 and 1x the steps, and the 1x LoRA at scale 0.25, 0.5 and 0.75 (the upper envelope of "
+        "all nine points, linear in between). The judge's columns read the same test images by the world's ground "
+        "truth: *kept*, the share where the subject is there (the object's instance shape, the held-out style); "
+        "*followed*, the share where every other stated attribute is; *above* there, followed above the controls' "
+        "at the same kept share. Rows marked diagnostic use what a user does not have.", "",
+        "## Last round of each run", "",
+        "| Models | Runs | Object TXT-ALN ↑ | Object IMG-ALN ↑ | Object OVF ↓ | Object above ↑ | Object above, judge ↑ "
+        "| Style TXT-ALN ↑ | Style IMG-ALN ↑ | Style OVF ↓ | Style above ↑ | Style above, judge ↑ | All: above ↑ "
+        "| All: above fewer steps only ↑ | All: OVF above ↓ | All: above, judge ↑ |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for e in table(summary):
-        cells = [_cell(e[f"{k}_{m}"]) for k in ("object",) for m in ("txt_aln", "img_aln", "ovf")]
-        cells += [_signed(e["object_above"])]
-        cells += [_cell(e[f"style_{m}"]) for m in ("txt_aln", "img_aln", "ovf")] + [_signed(e["style_above"])]
-        cells += [_signed(e["all_above"]), _signed(e["all_ovf_above"])]
-        runs = sum(x["row"] == e["row"] for x in summary["results"])
-        lines.append(f"| {e['row']} | {runs} | " + " | ".join(cells) + " |")
-    names = row_names(summary)
-    lines += ["", "Paired differences of *above frontier* (same subject and seed), all runs:", "",
-              "| Comparison | Mean [95% interval] |", "| --- | --- |"]
-    for a in names[2:]:
-        for b in names[2:]:
-            if a != b and b == "Uncertainty + Balance":
-                lines.append(f"| {a} − {b} | {_signed(paired(summary, a, b))} |")
-    # the recommended round (`gal show`), validated: is it closer to the frontier than the last round?
-    def recommended(e):
-        return next(r for r in e["rounds"] if r["round"] == recommended_round(e["rounds"])[0])
-    lines += ["", "Which round to keep: *above frontier* of the round `gal show` recommends (the best TXT-ALN among "
-              "the rounds that keep 80% of round 1's IMG-ALN) against the last round's, GAL rows, all runs:", "",
-              "| Models | Last round | Recommended round | Recommended − last |", "| --- | --- | --- | --- |"]
-    for name in names[2:]:
-        last = [x["above"] for x in distances(summary) if x["row"] == name]
-        rec = [x["above"] for x in distances(summary, recommended) if x["row"] == name]
-        lines.append(f"| {name} | {_signed(interval(last))} | {_signed(interval(rec))} | "
-                     f"{_signed(paired_rounds(summary, name, recommended))} |")
-    other = {r.name: r.query_guidance for r in ROWS if r.query_guidance is not None}  # rows with their own round 1
-    lines += ["", "Diversity of the queries (round 1, shared by every row but those with their own query guidance): "
-              "mean pairwise cosine distance of an anchor's samples in the scorer's space, and the share of directions "
-              "with 0 < β < 1.", "",
+        cells = [_cell(e[f"object_{m}"]) for m in SPACES["clip"]] + [_signed(e["object_above"]), _signed(e["object_above_judge"])]
+        cells += [_cell(e[f"style_{m}"]) for m in SPACES["clip"]] + [_signed(e["style_above"]), _signed(e["style_above_judge"])]
+        cells += [_signed(e["all_above"]), _signed(e["all_above_clip_steps"]), _signed(e["all_ovf_above"]),
+                  _signed(e["all_above_judge"])]
+        lines.append(f"| {e['row']} | {e['all_runs']} | " + " | ".join(cells) + " |")
+    lines += ["", "The judge's shares (last round):", "",
+              "| Models | Object kept ↑ | Object followed ↑ | Object faithful ↑ | Style kept ↑ | Style followed ↑ | Style faithful ↑ |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for e in table(summary):
+        lines.append(f"| {e['row']} | " + " | ".join(_cell(e[f"{k}_{m}"]) for k in ("object", "style")
+                                                     for m in SPACES["judge"]) + " |")
+    # the ceilings: round 2, three added images
+    lines += ["", "## Round 2: the added images against perfect ones", "",
+              "Round 2 of each row (three images added after round 1; a run that stopped at round 1 counts with it), "
+              "above the controls. The diagnostics replace GAL's three picks by the world's own renders of the "
+              "subject in the same anchors' contexts (x3), or add one for every anchor (x18).", "",
+              "| Models | Object above ↑ | Object above, judge ↑ | Style above ↑ | Style above, judge ↑ | All: above ↑ |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for e in table(summary, round_two):
+        if e["row"] in gal_rows:
+            lines.append(f"| {e['row']} | {_signed(e['object_above'])} | {_signed(e['object_above_judge'])} | "
+                         f"{_signed(e['style_above'])} | {_signed(e['style_above_judge'])} | {_signed(e['all_above'])} |")
+    lines += ["", "Share of the gap to perfect images each pick closes (round 2, same weight, paired by subject and seed; "
+              "*closed* is the ratio of the mean gains):", "",
+              "| Pick | Weight | Kind | Gain over the paper's pick ↑ | Perfect images' gain | Closed | Gain, judge ↑ | Perfect, judge | Closed, judge |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in ROWS:
+        if row.name not in names or row.balance not in PAPER_PICK or row.strategy != "uncertainty":
+            continue
+        for kind in ("object", "style"):
+            c, j = (gap_closed(summary, row.name, row.balance, space, kind) for space in SPACES)
+            if c:
+                lines.append(f"| {row.name} | {_WEIGHTS[row.balance]} | {kind} | {_signed(c['gain'])} | {_signed(c['ceiling'])} | "
+                             f"{c['closed']:+.2f} | " + (f"{_signed(j['gain'])} | {_signed(j['ceiling'])} | {j['closed']:+.2f} |"
+                                                        if j else "– | – | – |"))
+    lines += ["", "## Paired differences", "", "*Above* (both controls, last round), same subject and seed, all runs:", "",
+              "| Comparison | CLIP-like ↑ | Judge ↑ |", "| --- | --- | --- |"]
+    for a in gal_rows:
+        if "diagnostic" in a:
+            continue
+        row = next(r for r in ROWS if r.name == a)
+        for b in dict.fromkeys(["Uncertainty + Balance", PAPER_PICK.get(row.balance)]):
+            if b and a != b and b in names:
+                lines.append(f"| {a} − {b} | {_signed(paired(summary, a, b))} | {_signed(paired(summary, a, b, space='judge'))} |")
+    lines += ["", "## Which round to keep, chosen without the test prompts", "",
+              "*Above* (both controls) of the round `gal show` recommends (`gal.keep`: the best TXT-ALN among the rounds "
+              "that keep 80% of round 1's IMG-ALN), chosen on the validation split (the anchors no round added an image "
+              "for: disjoint from the test prompts) or, leaking, on the test prompts themselves; against the last round:", "",
+              "| Models | Last round | Chosen on test prompts (leaks) | Chosen on validation | Validation − last | Validation, judge |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for name in gal_rows:
+        if "diagnostic" in name:
+            continue
+        cells = [interval([x["above"] for x in distances(summary, p) if x["row"] == name])
+                 for p in (last_round, recommended_on("test"), recommended_on("validation"))]
+        judge = interval([x["above"] for x in distances(summary, recommended_on("validation"), "judge") if x["row"] == name])
+        lines.append(f"| {name} | " + " | ".join(_signed(c) for c in cells) +
+                     f" | {_signed(paired(summary, name, name, recommended_on('validation'), pick_b=last_round))} | {_signed(judge)} |")
+    lines += ["", "## Is there a good image to pick?", "",
+              "What the judge sees in each row's queries (all queried rounds): the share of samples that keep the subject "
+              "and follow their anchor, the share of directions with at least one such sample, and of the images the "
+              "row added: the share faithful, kept and followed.", "",
+              "| Models | Kind | Samples faithful | Directions with one | Added: faithful | Added: kept | Added: followed |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name in gal_rows:
+        for kind in ("object", "style"):
+            q = [r for e in summary["results"] if e["row"] == name and e["kind"] == kind for r in e.get("query", [])]
+            if not q:
+                continue
+            added = [r for r in q if "added" in r]
+
+            def mean(key, rows):
+                return f"{np.mean([r[key] for r in rows]):.2f}" if rows else "–"
+            lines.append(f"| {name} | {kind} | {mean('samples_faithful', q)} | {mean('directions_with_faithful', q)} | "
+                         f"{mean('added_faithful', added)} | {mean('added_kept', added)} | {mean('added_followed', added)} |")
+    other = {r.name: r.options["query_guidance"] for r in ROWS if "query_guidance" in r.options}  # own round 1
+    lines += ["", "## Diversity of the queries", "",
+              "Round 1, shared by every row but those with their own query guidance: mean pairwise cosine distance of an "
+              "anchor's samples in the scorer's space, and the share of directions with 0 < β < 1.", "",
               "| Subject | Pairwise distance | Open directions |" + "".join(f" {n}: distance | open |" for n in other),
               "| --- | --- | --- |" + " --- | --- |" * len(other)]
 
@@ -463,38 +681,37 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
     shared = {r.name for r in ROWS} - set(other)
     for subject in summary["settings"]["subjects"]:
         lines.append(f"| {subject} |" + mean_first(subject, shared) + "".join(mean_first(subject, {n}) for n in other))
-    lines += ["", "Per subject, mean over seeds of the last round; rounds: how many rounds the runs had (Eq. 10, or "
-              "a person accepting nothing, ends a run early); steps: DreamBooth's fine-tuning steps.", "",
-              "| Subject | Models | Rounds / steps | TXT-ALN ↑ | IMG-ALN ↑ | OVF ↓ | Above frontier ↑ |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    dist = distances(summary)
+    lines += ["", "## Per subject", "", "Mean over seeds of the last round; rounds: how many rounds the runs had (Eq. 10, "
+              "or a person accepting nothing, ends a run early); steps: DreamBooth's fine-tuning steps.", "",
+              "| Subject | Models | Rounds / steps | TXT-ALN ↑ | IMG-ALN ↑ | OVF ↓ | Kept ↑ | Followed ↑ | Above ↑ | Above, judge ↑ |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    dist, dist_judge = distances(summary), distances(summary, space="judge")
     for subject in summary["settings"]["subjects"]:
-        for name in [BASELINE, FEWER, EXPOSURE] + [r.name for r in ROWS]:
-            runs = [e for e in summary["results"] if e["subject"] == subject and e["row"] == name]
-            groups = sorted({e.get("share", 0) for e in runs}) if name == FEWER else [None]
+        for name in [BASELINE, FEWER, SCALED, EXPOSURE] + [r.name for r in ROWS + PERFECT_ROWS]:
+            runs = [e for e in summary["results"] if e["subject"] == subject and e["row"] == name and e["rounds"]]
+            key = {FEWER: "share", SCALED: "scale"}.get(name)
+            groups = sorted({e.get(key, 0) for e in runs}) if key else [None]
             for share in groups:
-                group = [e for e in runs if share is None or e.get("share") == share]
+                group = [e for e in runs if share is None or e.get(key) == share]
                 if not group:
                     continue
                 depth = ("/".join(str(e["train_steps"]) for e in group) if "train_steps" in group[0]
                          else "/".join(str(len(e["rounds"])) for e in group))
-                above = [x["above"] for x in dist if x["subject"] == subject and x["row"] == name and
-                         any(e["seed"] == x["seed"] for e in group)]
-                label = f"{name} ({share:g}x)" if share is not None else name
-                lines.append(f"| {subject} | {label} | {depth} | " +
-                             " | ".join(f"{np.mean([last_round(e)[m] for e in group]):.3f}" for m in ("txt_aln", "img_aln", "ovf")) +
-                             (f" | {np.mean(above):+.3f} |" if above and name not in (BASELINE, FEWER) else " | |"))
+                seeds = {e["seed"] for e in group}
+                above = [x["above"] for x in dist if x["subject"] == subject and x["row"] == name and x["seed"] in seeds]
+                judged = [x["above"] for x in dist_judge if x["subject"] == subject and x["row"] == name and x["seed"] in seeds]
+                label = f"{name} ({share:g}{'x' if key == 'share' else ''})" if share is not None else name
+                values = [np.mean([last_round(e)[m] for e in group]) if all(m in last_round(e) for e in group) else None
+                          for m in SPACES["clip"] + SPACES["judge"][:2]]
+                control = name in (BASELINE, FEWER, SCALED)
+                lines.append(f"| {subject} | {label} | {depth} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in values) +
+                             (f" | {np.mean(above):+.3f}" if above and not control else " |") +
+                             (f" | {np.mean(judged):+.3f} |" if judged and not control else " | |"))
     figure(summary, path.with_name(path.stem + "-figure5.png"))
-    lines += ["", "Figure 5's layout: TXT-ALN against IMG-ALN per round, mean over subjects and seeds (a run that "
-              "stopped early counts with its last round in the later ones); the dashed curve is DreamBooth at 1/8 "
-              "to 1x the steps.", "", f"![TXT-ALN against IMG-ALN per round]({path.stem}-figure5.png)", ""]
+    lines += ["", "Figure 5's layout: TXT-ALN against IMG-ALN per round (top), and the judge's prompt-followed against "
+              "subject-kept shares of the same images (bottom), mean over subjects and seeds (a run that stopped early "
+              "counts with its last round in the later ones); the dashed curve is DreamBooth at 1/8 to 1x the steps, the "
+              "dotted one the 1x LoRA at scales 0.25 to 1.", "", f"![TXT-ALN against IMG-ALN per round]({path.stem}-figure5.png)", ""]
     old = path.read_text() if path.exists() else ""
     notes = old[old.index(NOTES):] if NOTES in old else NOTES + "\n"  # a person's reading of the results stays
     write_text(path, "\n".join(lines) + "\n" + notes)
-
-
-def paired_rounds(summary: dict, name: str, pick) -> tuple[float, float, float]:
-    """Per run of row `name`: *above frontier* of the round `pick` chooses minus the last round's."""
-    last = {(x["subject"], x["seed"]): x["above"] for x in distances(summary) if x["row"] == name}
-    other = {(x["subject"], x["seed"]): x["above"] for x in distances(summary, pick) if x["row"] == name}
-    return interval([other[k] - last[k] for k in last if k in other])
