@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
 from importlib import resources
 from pathlib import Path
 
 from gal.errors import GalError
 from gal.ledger import Anchor
+
+MAX_LINE = 1000  # characters of a template
 
 
 def read_templates(path: str | Path | None, kind: str) -> dict[int, str]:
@@ -18,16 +21,19 @@ def read_templates(path: str | Path | None, kind: str) -> dict[int, str]:
     else:
         source = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path).read_text(encoding="utf-8-sig")
         except FileNotFoundError:
             raise GalError(f"--anchors {path}: file not found") from None
         except (OSError, UnicodeDecodeError) as e:
             raise GalError(f"--anchors {path}: cannot read it as UTF-8 text ({e.__class__.__name__})") from None
     templates: dict[int, str] = {}
     for n, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
+        line = line.replace("\ufeff", "").strip()  # byte-order marks of files pasted together
         if not line:
             continue
+        if any(unicodedata.category(ch) == "Cc" for ch in line) or len(line) > MAX_LINE:
+            raise GalError(f"--anchors {source}, line {n}: a control character or over {MAX_LINE} characters; "
+                           "expected one template of plain text, e.g. '{} in a museum'")
         if line.count("{}") != 1 or "{" in line.replace("{}", "") or "}" in line.replace("{}", ""):
             raise GalError(f"--anchors {source}, line {n}: '{line}' must hold exactly one '{{}}' "
                            "where the subject phrase goes, e.g. '{} in a museum'")

@@ -9,8 +9,16 @@ import os
 import sys
 from pathlib import Path
 
-from gal.config import Config, key_of, load_yaml, make_config
+from gal.config import Config, integer, key_of, load_yaml, make_config, number
 from gal.errors import GalError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in gal's one line (argparse prints the usage, then the error)."""
+
+    def error(self, message: str):
+        print(f"gal: error: {self.prog}: {message} (`{self.prog} --help` lists the flags)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _run_parser(sub) -> None:
@@ -45,7 +53,7 @@ def add_config_flags(p, only: tuple[str, ...] | None = None) -> None:
         elif kind == "list[str]":
             kwargs.update(action="append")
         else:
-            kwargs.update(type={"int": int, "float": float}.get(kind, str), **extra)
+            kwargs.update(type={"int": integer, "float": number}.get(kind, str), **extra)
         if meta["choices"]:
             kwargs["metavar"] = None
         group.add_argument(flag, **kwargs)
@@ -66,15 +74,15 @@ def _eval_parser(sub) -> None:
                        description="gal eval RUN: every round's checkpoint (stored in the run, computed once). "
                                    "gal eval --base MODEL [--lora DIR] --references DIR --subject ...: one model.")
     p.add_argument("run", nargs="?", metavar="RUN", help="run folder")
-    p.add_argument("--round", type=int, action="append", help="only this round (repeatable)")
-    p.add_argument("--n", type=int, default=4, help="images per test prompt (default: 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--round", type=integer, action="append", help="only this round (repeatable)")
+    p.add_argument("--n", type=integer, default=4, help="images per test prompt (default: 4)")
+    p.add_argument("--seed", type=integer, default=0)
     p.add_argument("--prompts", metavar="FILE", help="test prompts, one per line, {} for the subject (default: the paper's)")
     p.add_argument("--image-model", metavar="DIR", help="a second image model (e.g. DINO) for another IMG-ALN column")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     p.add_argument("--lora", metavar="DIR", help="one model: a LoRA folder loaded with pipe.load_lora_weights")
-    p.add_argument("--lora-scale", type=float, default=1.0, metavar="X",
+    p.add_argument("--lora-scale", type=number, default=1.0, metavar="X",
                    help="the LoRA's strength, as a user of the file can turn it down (default: 1, as trained)")
     add_config_flags(p, only=MODEL_EVAL_FIELDS)  # one model, without a run: the `gal run` flags that describe it
 
@@ -87,7 +95,7 @@ def _review_parser(sub) -> None:
     p = sub.add_parser("review", help="serve the pending round of a --strategy human run for a person to pick images")
     p.add_argument("run", metavar="RUN", help="run folder")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8765, help="(default: 8765; 0: any free port)")
+    p.add_argument("--port", type=integer, default=8765, help="(default: 8765; 0: any free port)")
 
 
 def _miniature_parser(sub) -> None:
@@ -104,7 +112,7 @@ def _bench_parser(sub) -> None:
     p.add_argument("--quick", action="store_true", help="miniature bench: 2 subjects, 1 seed, 2 rounds, shorter fine-tunes")
     p.add_argument("--only", metavar="SUBJECT", action="append",
                    help="miniature bench: run these subjects only (repeatable), e.g. to split a bench across processes")
-    p.add_argument("--seed", type=int, action="append", help="miniature bench: run these seeds only (repeatable)")
+    p.add_argument("--seed", type=integer, action="append", help="miniature bench: run these seeds only (repeatable)")
     p.add_argument("--rows", action="append", metavar="ROWS",
                    help="miniature bench: run these rows only, comma-separated: frontier, exposure, random, uncertainty, "
                         "balance, separate, oracle, guidance2 (default: all)")
@@ -132,7 +140,7 @@ def _report_parser(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gal", description="Generative active learning for text-to-image personalization.")
+    parser = Parser(prog="gal", description="Generative active learning for text-to-image personalization.")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _show_parser(sub)
@@ -142,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     _miniature_parser(sub)
     _demo_parser(sub)
     _bench_parser(sub)
-    args = vars(parser.parse_args(argv))
+    try:
+        args = vars(parser.parse_args(argv))
+    except SystemExit as e:  # --help (0), or a flag argparse refused (2, one line: Parser.error)
+        return int(e.code or 0)
     command = args.pop("command")
     try:
         if command == "run":
@@ -286,23 +297,22 @@ def _eval(a: dict) -> int:
     import gal
     from gal.metrics import rows_text
 
-    if a["n"] < 1:
-        raise GalError(f"--n {a['n']}: expected at least 1 image per test prompt")
+    if not 1 <= a["n"] <= 1000:
+        raise GalError(f"--n {a['n']}: expected 1 to 1000 images per test prompt")
+    if not 0 <= a["seed"] < 2**63:
+        raise GalError(f"--seed {a['seed']}: expected 0 or more")
     options = dict(n=a["n"], seed=a["seed"], prompts_file=a["prompts"], image_model=a["image_model"],
                    lora_scale=a["lora_scale"], device=a["device"])
     if a["run"]:
         if a["lora"]:
             raise GalError(f"--lora {a['lora']}: gal eval RUN evaluates the run's own rounds; expected either RUN or "
                            "--base MODEL --lora DIR ...")
+        from gal.metrics import evaluate_splits
         from gal.view import run_summary
 
-        rows = gal.evaluate(a["run"], rounds=a["round"], **options)
-        # the validation split, on which `gal show` chooses the round to keep
-        try:
-            validation = gal.evaluate(a["run"], rounds=a["round"], **{**options, "prompts_file": None}, split="validation")
-        except GalError as e:  # every anchor had an image added: nothing is left to validate on
-            print(f"gal: note: {e}", file=sys.stderr)
-            validation = []
+        # the test prompts, and the validation split on which `gal show` chooses the round to keep
+        found = evaluate_splits(Path(a["run"]), rounds=a["round"], splits=("test", "validation"), **options)
+        rows, validation = found["test"], found["validation"]
         recommended = run_summary(Path(a["run"]))["recommended"] if a["lora_scale"] == 1 else None
         if a["json"]:
             print(json.dumps({"rounds": rows, "validation": validation, "recommended": recommended}, indent=1))
@@ -328,6 +338,8 @@ def _eval(a: dict) -> int:
 
 def entry() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for stream in (sys.stdout, sys.stderr):  # a file name the file system could not decode still prints
+        stream.reconfigure(errors="backslashreplace")
     try:
         code = main()
         sys.stdout.flush()

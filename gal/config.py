@@ -162,14 +162,35 @@ def valid_keys() -> list[str]:
     return [key_of(f.name) for f in dataclasses.fields(Config)]
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"'{key}' is given twice (line {seen[key] + 1} and line {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_UniqueKeys)  # noqa: S506 - a safe loader
     except FileNotFoundError:
         raise GalError(f"--config {p}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise GalError(f"--config {p}: cannot read it ({e})") from None
+    except ValueError as e:  # e.g. an integer of thousands of digits (Python's conversion limit)
+        raise GalError(f"--config {p}: invalid YAML ({str(e)[:100]}); expected a mapping of keys to values") from None
+    except yaml.constructor.ConstructorError as e:
+        if "given twice" in str(e.problem):
+            raise GalError(f"--config {p}: {e.problem}; expected each key once") from None
+        raise GalError(f"--config {p}: invalid YAML ({str(e.problem)[:100]}); expected a mapping of keys to values") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}" if where else ""
@@ -217,11 +238,11 @@ def _coerce(key: str, value: Any, type_: str, source: str) -> Any:
         if want == "int":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
-            return int(value)
+            return integer(value) if isinstance(value, str) else int(value)
         if want == "float":
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            return number(value) if isinstance(value, str) else float(value)
         scalar = (str, int, float, bool)  # not a mapping or a list: a YAML alias can make those enormous
         if want == "list[str]":
             items = value if isinstance(value, list) else [value]
@@ -236,15 +257,35 @@ def _coerce(key: str, value: Any, type_: str, source: str) -> Any:
         raise GalError(f"{source}: '{key}' is {shown}; expected {want.replace('str', 'text')}") from None
 
 
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
+
+
+def integer(text: str) -> int:
+    """An integer in ASCII digits (Python's int() also reads other scripts' digits and `1_000`)."""
+    if not _INT.fullmatch(str(text).strip()):
+        raise ValueError(f"invalid int value: {text!r}")
+    return int(text)
+
+
+def number(text: str) -> float:
+    """A number in ASCII digits (or inf, nan: refused later with a reason)."""
+    if not _FLOAT.fullmatch(str(text).strip()):
+        raise ValueError(f"invalid float value: {text!r}")
+    return float(text)
+
+
 def plain_subject(subject: str) -> str:
     """`a <sks> cat` -> `a cat`: placeholder tokens mean nothing to CLIP."""
     return re.sub(r"\s+", " ", re.sub(r"<[^<>]*>", " ", subject)).strip()
 
 
 class Machine(NamedTuple):
-    """What the defaults of `--base` and `--scorer` depend on, detected by `this_machine` at the call site."""
+    """What the defaults of `--base` and `--scorer` (and the devices a run may ask for) depend on, detected by
+    `this_machine` at the call site."""
     cpu_only: bool
     miniature: bool  # the bundled miniature weights are installed
+    gpus: int = 0  # CUDA devices
 
 
 def this_machine() -> Machine:
@@ -252,7 +293,8 @@ def this_machine() -> Machine:
 
     from gal.miniature import bundled
 
-    return Machine(cpu_only=not torch.cuda.is_available(), miniature=bundled() is not None)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return Machine(cpu_only=gpus == 0, miniature=bundled() is not None, gpus=gpus)
 
 
 def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[str], Any] | None = None) -> Config:
@@ -269,56 +311,20 @@ def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[s
     _choice("sampling", c.sampling, SAMPLINGS)
     _choice("pick", c.pick, PICKS)
     _choice("optimizer", c.optimizer, OPTIMIZERS)
-    for f in dataclasses.fields(c):
-        value = getattr(c, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise GalError(f"--{key_of(f.name).replace('_', '-')} {value}: expected a finite number")
-    if c.added_weight < 0:
-        raise GalError(f"--added-weight {c.added_weight}: expected 0 or more")
     if c.strategy not in STRATEGIES:
         raise GalError(f"--strategy: unknown strategy '{c.strategy}'; expected one of {', '.join(STRATEGIES)}")
     if c.sampling == "adaptive" and c.strategy != "uncertainty":
         raise GalError(f"--sampling adaptive: only with --strategy uncertainty (it samples where Ω can still change "
                        f"the choice; {c.strategy} reads every sample); expected --sampling full")
-    if not c.subject or not c.subject.strip():
-        raise GalError("--subject: missing; expected the subject phrase used in prompts, e.g. --subject 'a <sks> cat'")
-    if not c.references:
-        raise GalError("--references: missing; expected a folder of reference images")
-    for key, texts in (("subject", [c.subject]), ("subject_plain", [c.subject_plain]), ("non_soi", c.non_soi)):
-        for text in texts:
-            bad = next((ch for ch in text or "" if unicodedata.category(ch) == "Cc"), None)
-            if bad is not None:
-                raise GalError(f"--{key.replace('_', '-')}: a control character ({bad!r}) in {text!r}; expected one line "
-                               "of plain text (it goes into prompts)")
+    _check_finite(c)
+    _check_texts(c)
+    _check_paths(c)
     if c.subject_plain is None:
         c.subject_plain = plain_subject(c.subject)
-    if c.m < 2:
-        raise GalError(f"--m {c.m}: with fewer than 2 samples per anchor the overfit rate (Eq. 7) is 0 or 1, "
-                       "so its entropy (Eq. 6) is always 0 and no direction could ever be chosen; expected --m 2 or more")
-    if c.k < 1:
-        raise GalError(f"--k {c.k}: expected at least 1 anchor per round")
-    if c.rounds < 1:
-        raise GalError(f"--rounds {c.rounds}: expected at least 1")
-    if c.lambda_ < 0:
-        raise GalError(f"--lambda {c.lambda_}: the openness rate of Eq. 9 must be 0 or more")
-    for name in ("num_class_images", "lora_rank"):
-        if getattr(c, name) < 1:
-            raise GalError(f"--{name.replace('_', '-')} {getattr(c, name)}: expected at least 1")
-    for name in ("train_steps", "batch_size", "resolution", "steps", "query_steps"):
-        v = getattr(c, name)
-        if v is not None and v < 1:
-            raise GalError(f"--{name.replace('_', '-')} {v}: expected at least 1")
-    if c.resolution is not None and c.resolution % 8:
-        raise GalError(f"--resolution {c.resolution}: expected a multiple of 8")
-    for name in ("guidance", "query_guidance"):
-        v = getattr(c, name)
-        if v is not None and not v >= 0:
-            raise GalError(f"--{name.replace('_', '-')} {v}: expected 0 or more (1: no classifier-free guidance)")
-    if c.lr is not None and c.lr <= 0:
-        raise GalError(f"--lr {c.lr}: expected a positive learning rate")
-    if c.gen_batch_size != "auto" and not (c.gen_batch_size.isdigit() and int(c.gen_batch_size) > 0):
-        raise GalError(f"--gen-batch-size {c.gen_batch_size}: expected a positive number or 'auto'")
+    _check_ranges(c)
     _choice("mixed_precision", c.mixed_precision, PRECISIONS)
+    if machine is not None:
+        _check_device(c, machine)
     # The authors' DreamBooth settings: style 500 steps batch 2, object 800 steps batch 1.
     if c.train_steps is None:
         c.train_steps = 800 if c.kind == "object" else 500
@@ -350,6 +356,117 @@ def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[s
     c.query_steps = c.query_steps or c.steps
     c.query_guidance = c.guidance if c.query_guidance is None else c.query_guidance
     return c
+
+
+MAX_TEXT = 1000  # characters of a subject phrase or non-SoI text; the text encoders read 77 to 512 tokens
+# (lowest, highest) of each count: the highest where memory or time grows with it beyond any real run
+RANGES = {"m": (2, 10_000), "k": (1, 10_000), "rounds": (1, 1_000), "num_class_images": (1, 100_000),
+          "lora_rank": (1, 1024), "train_steps": (1, 10_000_000), "batch_size": (1, 1024), "resolution": (8, 4096),
+          "steps": (1, 10_000), "query_steps": (1, 10_000), "seed": (0, 2**63 - 1)}
+
+
+def _flag(name: str) -> str:
+    return "--" + key_of(name).replace("_", "-")
+
+
+def _check_texts(c: Config) -> None:
+    """The subject phrase and the non-SoI texts go into prompts: one line of plain text each, of a sane length,
+    with the subject's placeholders closed and words left beside them for the scorer."""
+    if not c.subject or not c.subject.strip():
+        raise GalError("--subject: missing; expected the subject phrase used in prompts, e.g. --subject 'a <sks> cat'")
+    if not c.references:
+        raise GalError("--references: missing; expected a folder of reference images")
+    for key, texts in (("subject", [c.subject]), ("subject_plain", [c.subject_plain]), ("non_soi", c.non_soi)):
+        for text in texts:
+            if text is None:
+                continue
+            bad = next((ch for ch in text if unicodedata.category(ch) in ("Cc", "Cf") and ch != "\u200d"), None)
+            if bad is not None:
+                raise GalError(f"{_flag(key)}: a control character ({bad!r}) in {reprlib.repr(text)}; expected one line "
+                               "of plain text (it goes into prompts)")
+            if not text.strip():
+                raise GalError(f"{_flag(key)}: empty text; expected words, e.g. " +
+                               {"subject_plain": "'a cat'", "non_soi": "'a cat on the stairs'"}.get(key, "'a <sks> cat'"))
+            if len(text) > MAX_TEXT:
+                raise GalError(f"{_flag(key)}: {len(text)} characters; expected at most {MAX_TEXT} (a phrase, not a text)")
+    unclosed = re.sub(r"<[^<>]*>", "", c.subject)
+    if "<" in unclosed or ">" in unclosed:
+        raise GalError(f"--subject {c.subject!r}: a '<' or '>' without its other half; expected placeholders such as "
+                       "'a <sks> cat'")
+    if c.subject_plain is None and not plain_subject(c.subject):
+        raise GalError(f"--subject {c.subject!r}: only a placeholder, nothing left for the scorer once it is taken out; "
+                       "expected words beside it, e.g. 'a <sks> cat', or --subject-plain 'a cat'")
+
+
+def _check_paths(c: Config) -> None:
+    if not c.out.strip():
+        raise GalError("--out: empty; expected a folder for the run, e.g. --out runs/cat")
+    for key in ("out", "references", "anchors", "class_images"):
+        value = getattr(c, key)
+        bad = next((ch for ch in value or "" if unicodedata.category(ch) == "Cc"), None)
+        if bad is not None:
+            raise GalError(f"{_flag(key)}: a control character ({bad!r}) in the path {value!r}; expected a plain path")
+
+
+def _check_finite(c: Config) -> None:
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise GalError(f"{_flag(f.name)} {value}: expected a finite number")
+
+
+def _check_ranges(c: Config) -> None:
+    if c.m < 2:
+        raise GalError(f"--m {c.m}: with fewer than 2 samples per anchor the overfit rate (Eq. 7) is 0 or 1, "
+                       "so its entropy (Eq. 6) is always 0 and no direction could ever be chosen; expected --m 2 or more")
+    for name, (low, high) in RANGES.items():
+        v = getattr(c, name)
+        if v is None:
+            continue
+        if v < low:
+            raise GalError(f"{_flag(name)} {v}: expected at least {low}")
+        if v > high:
+            raise GalError(f"{_flag(name)} {v}: expected at most {high}")
+    if c.resolution is not None and c.resolution % 8:
+        raise GalError(f"--resolution {c.resolution}: expected a multiple of 8")
+    for name in ("guidance", "query_guidance"):
+        v = getattr(c, name)
+        if v is not None and not 0 <= v <= 100:
+            raise GalError(f"{_flag(name)} {v}: expected " + ("0 or more" if v < 0 else "at most 100") +
+                           " (1: no classifier-free guidance)")
+    for name in ("lambda_", "added_weight", "prior_loss_weight"):
+        if getattr(c, name) < 0:
+            raise GalError(f"{_flag(name)} {getattr(c, name)}: expected 0 or more")
+    if c.lr is not None and c.lr <= 0:
+        raise GalError(f"--lr {c.lr}: expected a positive learning rate")
+    if c.gen_batch_size != "auto":
+        try:
+            size = integer(c.gen_batch_size)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= 1024:
+            raise GalError(f"--gen-batch-size {c.gen_batch_size}: expected 1 to 1024, or 'auto'")
+
+
+def _check_device(c: Config, machine: Machine) -> None:
+    check_device(c.device, c.mixed_precision, machine)
+
+
+def check_device(device: str, mixed_precision: str, machine: Machine) -> None:
+    """A device or precision this machine does not have fails at the first training step: refuse it here."""
+    match = re.fullmatch(r"(auto|cpu|cuda)(?::([0-9]+))?", device)
+    if not match or (match[2] is not None and match[1] != "cuda"):
+        raise GalError(f"--device {device}: unknown device; expected auto, cpu, cuda or cuda:N")
+    if match[1] == "cuda" and machine.gpus == 0:
+        raise GalError(f"--device {device}: this machine has no CUDA GPU (torch.cuda.is_available() is False); "
+                       "expected --device cpu or auto")
+    if match[2] is not None and int(match[2]) >= machine.gpus:
+        raise GalError(f"--device {device}: this machine has {machine.gpus} CUDA GPU(s), cuda:0 to "
+                       f"cuda:{machine.gpus - 1}")
+    on_cpu = match[1] == "cpu" or (match[1] == "auto" and machine.gpus == 0)
+    if on_cpu and mixed_precision == "fp16":
+        raise GalError("--mixed-precision fp16: half precision needs a CUDA GPU, and this run is on the CPU; "
+                       "expected --mixed-precision no or auto (bf16 also runs on the CPU)")
 
 
 def default_lr(method: str, miniature: bool = False) -> float:

@@ -53,6 +53,8 @@ def main(out: Path, subject: str = "mosaic", log=print) -> int:
     from gal.report import write_report
     from gal.view import run_summary, run_text
 
+    if not str(out).strip() or not out.name:
+        raise GalError(f"--out {str(out)!r}: expected a folder for the demo's run, e.g. --out gal-demo")
     work = out.parent / f"{out.name}-inputs"
     fields, test_prompts = inputs(work, subject)
     if bundled() is not None:

@@ -280,11 +280,15 @@ def family_of(name_or_path: str, flag: str = "--base") -> SD:
 
     try:
         config = DiffusionPipeline.load_config(name_or_path)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, TypeError, AttributeError) as e:  # a model_index.json that is not a JSON mapping too
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise GalError(f"{flag} {name_or_path}: no diffusers pipeline here ({first[:160]}); expected a folder or hub id "
                        "with a model_index.json") from None
+    if not isinstance(config, dict):
+        raise GalError(f"{flag} {name_or_path}: its model_index.json holds a {type(config).__name__}; expected a JSON "
+                       "mapping with a _class_name (a diffusers pipeline folder)")
     name = config.get("_class_name", "?")
+    name = name if isinstance(name, str) else repr(name)
     if name not in FAMILIES:
         supported = ", ".join(f"{f.pipeline} ({f.label})" for f in FAMILIES.values())
         raise GalError(f"{flag} {name_or_path}: a {name}, which gal does not personalize yet; expected one of: {supported}")

@@ -19,7 +19,7 @@ import numpy as np
 from accelerate.utils import gather_object
 
 from gal import preflight, sampling, strategy
-from gal.anchors import make_anchors, read_templates
+from gal.anchors import make_anchors
 from gal.components import Components
 from gal.config import Config, resolved, result_dict, strategy_label, this_machine
 from gal.errors import GalError
@@ -28,7 +28,6 @@ from gal.ledger import Anchor, Ledger, Record, Reference, Sample, open_record
 from gal.models import base_family
 from gal.personalize import Example, Term
 from gal.progress import progress
-from gal.references import load_rgb, read_references
 from gal.storage import folder_in_place, write_png
 
 
@@ -36,33 +35,23 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
     """Run (or resume) GAL into `config.out`; returns the ledger's summary."""
     cfg = resolved(config, this_machine(), base_family)
     run_dir = Path(cfg.out)
-    stored = preflight.existing_config(run_dir)
-    if stored is None:
-        preflight.check_new_folder(run_dir)
-        refs = read_references(cfg.references)
-        templates = read_templates(cfg.anchors, cfg.kind)
-        captions = preflight.captions(refs, cfg)
-        if cfg.k > len(templates):
-            raise GalError(f"--k {cfg.k}: larger than the {len(templates)} anchors in the pool; expected --k {len(templates)} or less")
-    else:
-        preflight.check_same_config(stored, cfg, force)
-        ledger = Ledger(run_dir)
-        if ledger.get("status") == "finished":
-            log(f"{run_dir}: this run has already finished (result: {ledger.get('result')}); nothing to do")
-            return ledger.summary()
-        ledger.close()
-
+    found = preflight.examine(run_dir, cfg, force)  # new (its inputs read and checked), unfinished or finished
+    if found.state == "finished":
+        log(f"{run_dir}: this run has already finished (result: {found.summary['result']}); nothing to do")
+        return found.summary
     parts = Components(cfg)  # loads the models: a bad --base or --scorer fails here, before anything is written
 
     def prepare(ledger: Ledger) -> None:  # the main process, holding the folder's lock
-        if ledger.get("config") is None:
-            anchors = make_anchors(templates, cfg.subject, cfg.subject_plain)
-            preflight.warn_about_inputs(cfg, refs, anchors, parts.pipe.tokenizer, parts.resolution)
-            preflight.start(ledger, cfg, refs, templates, captions)
+        preflight.confirm(ledger, found, cfg, force)  # what was decided about the folder, decided again
+        if found.state == "new":
+            anchors = make_anchors(found.inputs.templates, cfg.subject, cfg.subject_plain)
+            preflight.warn_about_inputs(cfg, found.inputs.references, anchors, parts.pipe.tokenizer, parts.resolution)
+            preflight.start(ledger, cfg, found.inputs)
         elif force:
             ledger.set("config", result_dict(cfg))
+        preflight.keep_class_images(ledger, cfg)  # a resumed run of an earlier gal copies them now
         if ledger.reference_features().size == 0:  # for the report's map of each round
-            images = [load_rgb(run_dir / t.path) for t in ledger.added(0)]
+            images = [preflight.read_image(run_dir / t.path, "reference") for t in ledger.added(0)]
             ledger.set_reference_features([_blob(f) for f in parts.scorer.image_features(images)])
         preflight.check_files(ledger)
         ledger.set("status", "running")
@@ -80,6 +69,9 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
         if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(e):
             raise GalError(f"--out {run_dir}: no space left on the device; everything recorded so far is kept: "
                            "free some space and run the same command to resume") from None
+        if getattr(e, "errno", None) == errno.EFBIG:
+            raise GalError(f"--out {run_dir}: a file grew past this process's file-size limit (ulimit -f); everything "
+                           "recorded so far is kept: raise the limit and run the same command to resume") from None
         raise
 
 
@@ -177,17 +169,18 @@ def _fine_tune(cfg: Config, ledger: Record, parts: Components, r: int, prior: li
     run_dir, state = ledger.run_dir, ledger.round(r)
     recorded = state["checkpoint"] if state else None
     if recorded and (run_dir / recorded).exists():
-        parts.personalizer.load(run_dir / recorded)
+        preflight.load_checkpoint(parts.personalizer, run_dir / recorded, r)
         return state["train_loss"]
     if recorded:
         ledger.on_main(lambda: preflight.warn(f"{run_dir / recorded}: missing; training round {r} again (the same "
                                               "data and seeds: the same weights on this machine)"))
     if cfg.from_previous_round and r > 1:
-        parts.personalizer.load(run_dir / ledger.round(r - 1)["checkpoint"])
+        preflight.load_checkpoint(parts.personalizer, run_dir / ledger.round(r - 1)["checkpoint"], r - 1)
     else:
         parts.personalizer.reset(seed=sample_seed(cfg.seed, "init", r) % 2**31)
     references = ledger.training_set(r)
-    T = [Example(load_rgb(run_dir / t.path), t.prompt, t.weight) for t in references]
+    T = [Example(preflight.read_image(run_dir / t.path, "reference" if t.added_in_round == 0 else "added image"),
+                 t.prompt, t.weight) for t in references]
     loss = parts.personalizer.train(training_terms(cfg, T, [t.added_in_round for t in references], prior),
                                     steps=cfg.train_steps,
                                     batch_size=cfg.batch_size, seed=sample_seed(cfg.seed, "train", r),
@@ -334,16 +327,16 @@ def _round_line(r, loss, pool, beta, omega, delta, picks, reason) -> str:
 
 
 def _prior_examples(cfg: Config, ledger: Record, parts: Components) -> list[Example]:
-    """Class images for prior preservation: the user's, or generated by the base model into the run."""
+    """Class images for prior preservation: the user's (copied into the run when it started), or generated by the
+    base model into the run."""
     class_prompt = cfg.subject_plain
-    if cfg.class_images:
-        return [Example(r.image, class_prompt, 1.0) for r in read_references(cfg.class_images)]
     have = {i for i, _, _ in ledger.class_images()}
-    todo = [i for i in range(cfg.num_class_images) if i not in have]
+    todo = [] if cfg.class_images else [i for i in range(cfg.num_class_images) if i not in have]
     if todo and ledger.round(1) is not None:
         raise GalError(f"{ledger.run_dir}: class images are missing after training started; expected "
                        f"{cfg.num_class_images} in class_images/")
-    parts.personalizer.reset(seed=0)  # the base model makes the class images
+    if not cfg.class_images:
+        parts.personalizer.reset(seed=0)  # the base model makes the class images
     seeds = [sample_seed(cfg.seed, "class", i) for i in range(cfg.num_class_images)]
     for mine, images in _generate_shared(parts, [class_prompt] * cfg.num_class_images, seeds, cfg.steps, cfg.guidance,
                                          "class images", todo):  # batches as in an uninterrupted run (_sample)
@@ -355,4 +348,5 @@ def _prior_examples(cfg: Config, ledger: Record, parts: Components) -> list[Exam
             write_png(ledger.run_dir / path, image)
             rows.append((i, seeds[i], path))
         ledger.add_class_images(gather_object(rows))
-    return [Example(load_rgb(ledger.run_dir / p), class_prompt, 1.0) for _, _, p in ledger.class_images()]
+    return [Example(preflight.read_image(ledger.run_dir / p, "class image"), class_prompt, 1.0)
+            for _, _, p in ledger.class_images()]

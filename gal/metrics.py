@@ -50,7 +50,8 @@ def test_prompts(kind: str, subject: str, subject_plain: str, path: str | Path |
     10, else 20 generic templates. A file of your own: one prompt per line, `{}` where the subject goes."""
     if path is not None:
         try:
-            lines = [l.strip() for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+            lines = [l.replace("\ufeff", "").strip() for l in Path(path).read_text(encoding="utf-8-sig").splitlines()]
+            lines = [l for l in lines if l]
         except (OSError, UnicodeDecodeError) as e:
             raise GalError(f"--prompts {path}: cannot read it ({e.__class__.__name__}); expected a text file") from None
         if not lines:
@@ -168,17 +169,27 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
     in the run's ledger and read back on the next call. `split`: the test prompts (the paper's, or
     `prompts_file`), or the validation split (`validation_prompts`); `lora_scale` turns each round's LoRA
     down (or up) as a user of the LoRA file can."""
+    return evaluate_splits(run_dir, rounds=rounds, n=n, seed=seed, prompts_file=prompts_file, image_model=image_model,
+                           lora_scale=lora_scale, splits=(split,), device=device, log=log)[split]
+
+
+def evaluate_splits(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, seed: int = 0,
+                    prompts_file: str | None = None, image_model: str | None = None, lora_scale: float = 1.0,
+                    splits: Sequence[str] = ("test",), device: str = "auto", log=print) -> dict[str, list[dict]]:
+    """`evaluate_run` for several splits at once, each round's weights loaded once for all of them (`prompts_file`
+    is the test split's). A run whose anchors all had an image added has no validation split: [] when other
+    splits are asked for too, else refused."""
     from gal.components import Components
-    from gal.config import make_config
+    from gal.config import check_device, make_config, this_machine
     from gal.ledger import Ledger
-    from gal.preflight import non_soi_texts
-    from gal.references import load_rgb
+    from gal.preflight import load_checkpoint, non_soi_texts, read_image
     from gal.storage import RunLock
 
     run_dir = Path(run_dir)
-    if split not in SPLITS:
-        raise GalError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
-    if split == "validation" and prompts_file:
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise GalError(f"split {unknown[0]!r}: expected one of {', '.join(SPLITS)}")
+    if splits == ("validation",) and prompts_file:
         raise GalError("--prompts: the validation split is the run's own anchors; expected no --prompts with it")
     check_lora_scale(lora_scale)
     if not Ledger.exists(run_dir):
@@ -188,6 +199,7 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
         ledger = Ledger(run_dir)
         try:
             cfg = make_config({**ledger.recorded_config(), "out": str(run_dir), "device": device}, source=str(run_dir))
+            check_device(device, cfg.mixed_precision, this_machine())
             done = [r for r in ledger.rounds() if r["checkpoint"]]
             if rounds:
                 missing = sorted(set(rounds) - {r["round"] for r in done})
@@ -195,46 +207,57 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
                     raise GalError(f"--round {missing[0]}: this run has no checkpoint for it; "
                                    f"rounds with one: {', '.join(str(r['round']) for r in done) or 'none'}")
                 done = [r for r in done if r["round"] in rounds]
-            settings = {"n": n, "seed": seed, "steps": cfg.steps, "guidance": cfg.guidance,
-                        "prompts": prompts_file or "default", "image_model": image_model}
-            if split == "validation":
-                added_from = {t.anchor_idx for t in ledger.training_set(len(ledger.rounds()) + 1) if t.added_in_round}
-                prompts = validation_prompts(ledger.anchors(), added_from)
-                if not prompts:
-                    raise GalError(f"{run_dir}: no validation split: every anchor had an image added; the round to "
-                                   "keep is chosen on the test prompts")
-                settings.update(prompts="validation", anchors=sorted(a.idx for a in ledger.anchors()
-                                                                     if a.idx not in added_from))
-            else:
-                prompts = test_prompts(cfg.kind, cfg.subject, cfg.subject_plain, prompts_file)
-            if lora_scale != 1.0:  # absent at 1: evaluations recorded before the scale existed still match
-                settings["lora_scale"] = lora_scale
             digest = _file_digest(prompts_file) if prompts_file else None
-            for r in done:
-                recorded = ledger.evaluation(r["round"], settings)
-                if recorded and digest and recorded.get("prompts_sha256", digest) != digest:
-                    raise GalError(f"--prompts {prompts_file}: changed since round {r['round']} was evaluated with it; "
-                                   "expected the same file (its results are kept), or the new prompts under a new name")
-            todo = [r for r in done if ledger.evaluation(r["round"], settings) is None]
+            jobs = {}  # split -> (settings, prompts)
+            for split in splits:
+                settings = {"n": n, "seed": seed, "steps": cfg.steps, "guidance": cfg.guidance,
+                            "prompts": prompts_file or "default", "image_model": image_model}
+                if split == "validation":
+                    added_from = {t.anchor_idx for t in ledger.training_set(len(ledger.rounds()) + 1) if t.added_in_round}
+                    prompts = validation_prompts(ledger.anchors(), added_from)
+                    if not prompts and len(splits) == 1:
+                        raise GalError(f"{run_dir}: no validation split: every anchor had an image added; the round "
+                                       "to keep is chosen on the test prompts")
+                    settings.update(prompts="validation", anchors=sorted(a.idx for a in ledger.anchors()
+                                                                         if a.idx not in added_from))
+                else:
+                    prompts = test_prompts(cfg.kind, cfg.subject, cfg.subject_plain, prompts_file)
+                    for r in done:
+                        recorded = ledger.evaluation(r["round"], settings)
+                        if recorded and digest and recorded.get("prompts_sha256", digest) != digest:
+                            raise GalError(f"--prompts {prompts_file}: changed since round {r['round']} was evaluated "
+                                           "with it; expected the same file (its results are kept), or the new prompts "
+                                           "under a new name")
+                if lora_scale != 1.0:  # absent at 1: evaluations recorded before the scale existed still match
+                    settings["lora_scale"] = lora_scale
+                if prompts:
+                    jobs[split] = (settings, prompts)
+            todo = [r for r in done if any(ledger.evaluation(r["round"], j[0]) is None for j in jobs.values())]
             if todo:
                 parts = Components(cfg, trains=False)
                 embedder = ImageEmbedder(image_model, parts.accelerator.device) if image_model else None
-                references = [load_rgb(run_dir / ref.path) for ref in ledger.added(0)]
-                folder = evaluation_folder(settings)
+                references = [read_image(run_dir / ref.path, "reference") for ref in ledger.added(0)]
                 for r in todo:
-                    parts.personalizer.load(run_dir / r["checkpoint"])
-                    with parts.personalizer.merged(lora_scale):
-                        metrics = evaluate(parts.pipe, parts.scorer, prompts, references, non_soi_texts(cfg, ledger),
-                                           n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
-                                           resolution=parts.resolution, batch_size=parts.gen_batch_size,
-                                           autocast_dtype=parts.autocast_dtype, image_model=embedder,
-                                           save_dir=run_dir / folder / f"round-{r['round']}",
-                                           desc=f"round {r['round']}: eval ({split})")
-                    metrics["folder"] = f"{folder}/round-{r['round']}"
-                    if digest:
-                        metrics["prompts_sha256"] = digest
-                    ledger.add_evaluation(r["round"], settings, metrics)
-            return [{"round": r["round"], **ledger.evaluation(r["round"], settings)} for r in done]
+                    if not (run_dir / r["checkpoint"]).is_dir():
+                        raise GalError(f"{run_dir / r['checkpoint']}: missing; it holds round {r['round']}'s weights; "
+                                       "restore it from a copy of the run folder (--round N evaluates the others)")
+                    load_checkpoint(parts.personalizer, run_dir / r["checkpoint"], r["round"], closed=bool(r["closed"]))
+                    for split, (settings, prompts) in jobs.items():
+                        if ledger.evaluation(r["round"], settings) is not None:
+                            continue
+                        folder = f"{evaluation_folder(settings)}/round-{r['round']}"
+                        with parts.personalizer.merged(lora_scale):
+                            metrics = evaluate(parts.pipe, parts.scorer, prompts, references, non_soi_texts(cfg, ledger),
+                                               n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
+                                               resolution=parts.resolution, batch_size=parts.gen_batch_size,
+                                               autocast_dtype=parts.autocast_dtype, image_model=embedder,
+                                               save_dir=run_dir / folder, desc=f"round {r['round']}: eval ({split})")
+                        metrics["folder"] = folder
+                        if digest and split == "test":
+                            metrics["prompts_sha256"] = digest
+                        ledger.add_evaluation(r["round"], settings, metrics)
+            return {split: [{"round": r["round"], **ledger.evaluation(r["round"], jobs[split][0])} for r in done]
+                    if split in jobs else [] for split in splits}
         finally:
             ledger.close()
 
@@ -249,11 +272,12 @@ def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = 4, seed: in
     """TXT-ALN, IMG-ALN and OVF of one model without a run: `cfg`'s base (and `lora`, at `lora_scale`), scorer,
     references, subject, non-SoI texts and sampler."""
     from gal import models
-    from gal.config import resolved, this_machine
+    from gal.config import check_device, resolved, this_machine
     from gal.generate import auto_batch_size
     from gal.references import read_references
 
     cfg = resolved(cfg, this_machine(), models.base_family)
+    check_device(device, cfg.mixed_precision, this_machine())
     check_lora_scale(lora_scale)
     if not cfg.non_soi:
         raise GalError("--non-soi: missing; OVF (Eq. 8) needs the references' non-subject content")
@@ -266,7 +290,13 @@ def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = 4, seed: in
     if lora:
         if not Path(lora).is_dir():
             raise GalError(f"--lora {lora}: folder not found; expected a folder with pytorch_lora_weights.safetensors")
-        pipe.load_lora_weights(lora)
+        try:
+            pipe.load_lora_weights(lora)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else e.__class__.__name__
+            raise GalError(f"--lora {lora}: no LoRA weights {type(pipe).__name__}.load_lora_weights can read ({first}); "
+                           "expected a folder with pytorch_lora_weights.safetensors (or a LoRA file diffusers "
+                           "converts)") from None
         if lora_scale != 1.0:
             pipe.set_adapters(pipe.get_active_adapters(), adapter_weights=[lora_scale] * len(pipe.get_active_adapters()))
     elif lora_scale != 1.0:

@@ -2,17 +2,92 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
+from PIL import Image
 
-from gal.anchors import make_anchors
+from gal.anchors import make_anchors, read_templates
 from gal.config import Config, make_config, resolved, result_dict, to_dict, valid_keys
 from gal.errors import GalError
 from gal.ledger import Anchor, Ledger, Reference
-from gal.references import ReferenceImage, reference_prompt
+from gal.references import ReferenceImage, load_rgb, read_references, reference_prompt
 from gal.storage import write_png, write_text
+
+
+class Inputs(NamedTuple):
+    """What a new run starts from, read and checked before anything is written."""
+    references: list[ReferenceImage]
+    templates: dict[int, str]
+    captions: list[str]
+    class_images: list[ReferenceImage]  # the user's (--class-images), copied into the run; [] to generate them
+
+
+class Found(NamedTuple):
+    """What `gal run` found in its folder: a new run, an unfinished one to resume, or a finished one."""
+    state: str  # "new", "unfinished", "finished"
+    config: dict | None  # the stored config (unfinished, finished)
+    inputs: Inputs | None  # a new run's
+    summary: dict | None  # a finished run's
+
+
+def read_inputs(cfg: Config) -> Inputs:
+    refs = read_references(cfg.references)
+    templates = read_templates(cfg.anchors, cfg.kind)
+    if cfg.k > len(templates):
+        raise GalError(f"--k {cfg.k}: larger than the {len(templates)} anchors in the pool; expected --k {len(templates)} or less")
+    class_images = read_references(cfg.class_images, flag="--class-images") if cfg.class_images and cfg.prior else []
+    return Inputs(refs, templates, captions(refs, cfg), class_images)
+
+
+def examine(run_dir: Path, cfg: Config, force: bool) -> Found:
+    """The folder's state and, for a new run, its inputs: the fast answers, before the models load."""
+    stored = existing_config(run_dir)
+    if stored is None:
+        check_new_folder(run_dir)
+        return Found("new", None, read_inputs(cfg), None)
+    check_same_config(stored, cfg, force)
+    ledger = Ledger(run_dir)
+    try:
+        finished = ledger.get("status") == "finished"
+        return Found("finished" if finished else "unfinished", stored, None, ledger.summary() if finished else None)
+    finally:
+        ledger.close()
+
+
+_STATES = {"new": "no run yet", "unfinished": "an unfinished run", "finished": "a finished run"}
+
+
+def confirm(ledger: Ledger, found: Found, cfg: Config, force: bool) -> None:
+    """`examine`'s decision again, under the folder's lock and before anything is written: another `gal run` may
+    have started, finished or changed the run in between (while this one loaded its models)."""
+    config = ledger.get("config")
+    state = "new" if config is None else "finished" if ledger.get("status") == "finished" else "unfinished"
+    if state != found.state:
+        raise GalError(f"--out {ledger.run_dir}: another gal process changed this folder while this command loaded "
+                       f"its models (it found {_STATES[found.state]}, now {_STATES[state]}); nothing was changed: "
+                       "run the command again to see what to do with it")
+    if config is not None:
+        check_same_config(config, cfg, force, quiet=True)
+
+
+def read_image(path: Path, what: str) -> Image.Image:
+    """A file of the run folder that training or evaluation reads, opened under one guard: a damaged or missing
+    file is named, with what it is and what to do."""
+    fixes = {"reference": "copy the reference image back from your --references folder under this name",
+             "added image": "restore it from a copy of the run folder, or start a new run with another --out",
+             "class image": "restore it from a copy of the run folder (or, for generated ones, delete the folder's "
+                            "class_images and the run: they are made again only before round 1 trains)"}
+    try:
+        return load_rgb(path)
+    except FileNotFoundError:
+        raise GalError(f"{path}: missing; it is a {what} of this run; expected it back: {fixes[what]}") from None
+    except Exception as e:  # noqa: BLE001 - whatever Pillow raises for a damaged file, one line
+        raise GalError(f"{path}: cannot read it ({e.__class__.__name__}: {str(e)[:100]}); it is a {what} of this run; "
+                       f"{fixes[what]}") from None
 
 
 def warn(message: str) -> None:
@@ -32,19 +107,71 @@ def captions(refs: list[ReferenceImage], cfg: Config) -> list[str]:
     return out
 
 
-def start(ledger: Ledger, cfg: Config, refs: list[ReferenceImage], templates: dict[int, str],
-          ref_captions: list[str]) -> None:
-    """Copy the references into the run (as RGB PNG) and record config, anchors and T in one transaction."""
-    anchors = make_anchors(templates, cfg.subject, cfg.subject_plain)
+def load_checkpoint(personalizer, folder: Path, round_: int, closed: bool = False) -> None:
+    """A round's recorded weights, loaded under one guard: a damaged file is named, with what to do (a round still
+    open is trained again once its folder is gone; a closed one is not)."""
+    fix = ("restore the folder from a copy of the run (a closed round is not trained again)" if closed else
+           f"delete that folder and run the same `gal run` command again: round {round_} is trained again from the "
+           "same data and seeds")
+    try:
+        personalizer.load(folder)
+    except GalError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a truncated or overwritten safetensors file, whatever the library raises
+        raise GalError(f"{folder}: cannot load round {round_}'s weights ({e.__class__.__name__}: {str(e)[:100]}); "
+                       f"{fix}") from None
+
+
+def check_weights(folder: Path, round_: int) -> None:
+    """The safetensors files of a round's checkpoint, their headers read (a truncated or overwritten file fails
+    here, before a resumed run records anything), as `load_checkpoint` would name them."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.rglob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                list(f.keys())
+        except Exception as e:  # noqa: BLE001 - safetensors' own error types
+            raise GalError(f"{folder}: cannot load round {round_}'s weights ({path.name}: {str(e)[:100]}); delete that "
+                           f"folder and run the same `gal run` command again: round {round_} is trained again from "
+                           "the same data and seeds") from None
+
+
+def start(ledger: Ledger, cfg: Config, inputs: Inputs) -> None:
+    """Copy the references (and the user's class images) into the run as RGB PNG, and record config, anchors and
+    T in one transaction: what a resume trains on is the run's own copy, whatever happens to the folders."""
+    anchors = make_anchors(inputs.templates, cfg.subject, cfg.subject_plain)
     records = []
-    for i, (ref, caption) in enumerate(zip(refs, ref_captions)):
-        path = f"references/{i:02d}-{ref.source.stem[:40]}.png"
+    for i, (ref, caption) in enumerate(zip(inputs.references, inputs.captions)):
+        path = f"references/{i:02d}-{_file_stem(ref.source)}.png"
         write_png(ledger.run_dir / path, ref.image)
         records.append(Reference(path, reference_prompt(caption, cfg.subject, cfg.subject_plain, cfg.kind),
                                  1.0, 0, None, caption))
     write_text(ledger.run_dir / "config.yaml", "# the resolved config of this run\n"
                + yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    ledger.start(result_dict(cfg), anchors, records)
+    ledger.start(result_dict(cfg), anchors, records, _copy_class_images(ledger.run_dir, inputs.class_images))
+
+
+def _copy_class_images(run_dir: Path, images: list[ReferenceImage]) -> list[tuple[int, int, str]]:
+    rows = []
+    for i, image in enumerate(images):
+        path = f"class_images/given-{i:04d}.png"
+        write_png(run_dir / path, image.image)
+        rows.append((i, -1, path))  # seed -1: given by the user, not generated
+    return rows
+
+
+def keep_class_images(ledger: Ledger, cfg: Config) -> None:
+    """A run started by an earlier gal read --class-images from the user's folder on every resume: copy them into
+    the run now, so that a later change of that folder cannot change the run."""
+    if cfg.class_images and cfg.prior and not ledger.class_images():
+        ledger.add_class_images(_copy_class_images(ledger.run_dir, read_references(cfg.class_images, "--class-images")))
+
+
+def _file_stem(source: Path) -> str:
+    """A reference's name for its copy: letters, digits, `-` and `_` (a name the file system could not decode, or
+    one with spaces, still makes a plain file name)."""
+    return re.sub(r"[^\w-]", "_", source.stem, flags=re.ASCII)[:40] or "image"
 
 
 def warn_about_inputs(cfg: Config, refs: list[ReferenceImage], anchors: list[Anchor], tokenizer, resolution: int) -> None:
@@ -91,6 +218,9 @@ def check_new_folder(run_dir: Path) -> None:
         return  # a run killed before its first transaction: start it again
     if run_dir.exists() and not run_dir.is_dir():
         raise GalError(f"--out {run_dir}: is a file; expected a folder for the run")
+    blocking = next((p for p in run_dir.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise GalError(f"--out {run_dir}: {blocking} is a file, so no folder can be made under it; expected a folder")
     if run_dir.is_dir() and any(p.name not in {".lock", Ledger.FILE} for p in run_dir.iterdir()):
         raise GalError(f"--out {run_dir}: folder exists and holds no gal run; expected a new or empty folder, "
                        "or the folder of an unfinished run to resume")
@@ -107,7 +237,7 @@ def changed_keys(stored: dict, cfg: Config) -> list[str]:
     return [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
 
 
-def check_same_config(stored: dict, cfg: Config, force: bool) -> None:
+def check_same_config(stored: dict, cfg: Config, force: bool, quiet: bool = False) -> None:
     """A resumed run must be the run that was started, unless the user says otherwise."""
     changed = changed_keys(stored, cfg)
     if changed and not force:
@@ -115,7 +245,7 @@ def check_same_config(stored: dict, cfg: Config, force: bool) -> None:
         details = "; ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
         raise GalError(f"--out {cfg.out}: this run was started with a different config ({details}); "
                        "resume it with the same settings, choose a new --out, or pass --force to go on with the new one")
-    if changed:
+    if changed and not quiet:
         warn(f"--force: going on with a changed config ({', '.join(changed)}); earlier rounds keep their old results")
 
 
@@ -142,13 +272,17 @@ def check_files(ledger: Ledger) -> None:
                     f"an image added to the training set in round {t.added_in_round}, made by that round's weights")
             raise GalError(f"{run_dir / t.path}: missing; it is {what}; expected it back (restore it from a copy "
                            "of the run folder), or start a new run with another --out")
+        read_image(run_dir / t.path, "reference" if t.added_in_round == 0 else "added image")  # damaged: named now
     for _, _, path in ledger.class_images():
         if not (run_dir / path).exists():
             raise GalError(f"{run_dir / path}: missing; it is a class image of prior preservation the fine-tunes "
                            "train on; expected it back (restore it from a copy of the run folder)")
+        read_image(run_dir / path, "class image")
     for r in ledger.rounds():
         if r["closed"]:
             continue
+        if r["checkpoint"] and (run_dir / r["checkpoint"]).is_dir():
+            check_weights(run_dir / r["checkpoint"], r["round"])
         gone = [(s.anchor_idx, s.j) for s in ledger.samples(r["round"]) if not (run_dir / s.path).exists()]
         if gone:
             warn(f"{run_dir}: {len(gone)} sample(s) of round {r['round']} missing; making them again "

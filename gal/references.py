@@ -16,7 +16,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gal.errors import GalError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+MAX_ASPECT = 8  # the long side at most 8 times the short one: a 1 x 60000 strip resized to 512 px is 30 Gpixel
+MAX_CAPTION = 1000  # characters; the text encoders read 77 (CLIP) to 512 (T5) tokens of it anyway
+
+
+def image_suffixes() -> set[str]:
+    """The file suffixes of every format this Pillow can open (AVIF and HEIF where their plugins are installed)."""
+    Image.init()
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
 
 class ReferenceImage(NamedTuple):
@@ -33,6 +40,9 @@ def load_rgb(path: Path) -> Image.Image:
         im = ImageOps.exif_transpose(im)
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
             im = im.point(lambda v: v / 256).convert("L")
+        if im.mode == "F":  # a float image: 0..1 (scaled to 0..255), or already 0..255
+            low, high = im.getextrema()
+            im = im.point(lambda v: v * 255 if high <= 1.0 else v).convert("L")
         if im.mode == "P":
             im = im.convert("RGBA")
         if im.mode in ("RGBA", "LA"):
@@ -41,48 +51,57 @@ def load_rgb(path: Path) -> Image.Image:
         return im.convert("RGB")
 
 
-def read_references(folder: str | Path) -> list[ReferenceImage]:
+def read_references(folder: str | Path, flag: str = "--references") -> list[ReferenceImage]:
+    """The images of a folder (and their captions), each as RGB; `flag` names the folder in errors."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise GalError(f"--references {folder}: not a folder; expected a folder of reference images")
-    refs, skipped = [], []
+        raise GalError(f"{flag} {folder}: not a folder; expected a folder of images")
+    refs, skipped, suffixes = [], [], image_suffixes()
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.is_dir():
             continue
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
+        if path.suffix.lower() not in suffixes:
             if path.suffix.lower() != ".txt":
                 skipped.append(path.name)
             continue
         try:
             image = load_rgb(path)
         except Image.DecompressionBombError as e:
-            raise GalError(f"--references {path}: too many pixels ({_reason(e)}); expected a photo, e.g. resized "
+            raise GalError(f"{flag} {path}: too many pixels ({_reason(e)}); expected a photo, e.g. resized "
                            "to 2048 px on its long side") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise GalError(f"--references {path}: not a readable image ({_reason(e)}); "
-                           "expected PNG, JPEG, WebP, BMP, GIF or TIFF") from None
-        caption = read_caption(path.with_suffix(".txt"))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as e:
+            raise GalError(f"{flag} {path}: not a readable image ({_reason(e)}); "
+                           "expected PNG, JPEG, WebP, BMP, GIF, TIFF or another format Pillow reads") from None
+        if max(image.size) > MAX_ASPECT * min(image.size):
+            raise GalError(f"{flag} {path}: {image.size[0]}x{image.size[1]} pixels, the long side more than "
+                           f"{MAX_ASPECT} times the short one; expected a photo (crop it)")
+        caption = read_caption(path.with_suffix(".txt"), flag)
         refs.append(ReferenceImage(path, image, caption or None))
     if skipped:
-        print(f"gal: note: ignored {len(skipped)} non-image file(s) in {folder}: {', '.join(skipped[:5])}"
-              + (" ..." if len(skipped) > 5 else ""), file=sys.stderr)
+        print(f"gal: note: ignored {len(skipped)} file(s) that are not images Pillow reads in {folder}: "
+              f"{', '.join(skipped[:5])}" + (" ..." if len(skipped) > 5 else ""), file=sys.stderr)
     if not refs:
-        raise GalError(f"--references {folder}: no images found; expected at least one PNG/JPEG/WebP image")
+        raise GalError(f"{flag} {folder}: no images found; expected at least one PNG/JPEG/WebP image")
     return refs
 
 
-def read_caption(path: Path) -> str | None:
-    """A reference's sidecar caption as one line (line breaks and other white space become single spaces)."""
+def read_caption(path: Path, flag: str = "--references") -> str | None:
+    """A reference's sidecar caption as one line (line breaks and other white space become single spaces; a
+    byte-order mark is dropped)."""
     if not path.exists():
         return None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
-        raise GalError(f"--references {path}: cannot read the caption as UTF-8 text ({e.__class__.__name__}); "
+        raise GalError(f"{flag} {path}: cannot read the caption as UTF-8 text ({e.__class__.__name__}); "
                        "expected one line of text, the image's non-subject content") from None
     if any(unicodedata.category(ch) == "Cc" and not ch.isspace() for ch in text):
-        raise GalError(f"--references {path}: the caption holds control characters; expected one line of text")
-    return " ".join(text.split()) or None
+        raise GalError(f"{flag} {path}: the caption holds control characters; expected one line of text")
+    text = " ".join(text.replace("\ufeff", " ").split())
+    if len(text) > MAX_CAPTION:
+        raise GalError(f"{flag} {path}: a caption of {len(text)} characters; expected one line of at most "
+                       f"{MAX_CAPTION}, the image's non-subject content")
+    return text or None
 
 
 def _reason(e: Exception) -> str:

@@ -69,7 +69,12 @@ def create_app(run_dir: Path, token: str) -> Starlette:
 
     def file(request: Request) -> Response:
         relative = request.path_params["path"]
-        target = (run_dir / relative).resolve()  # follows symlinks: a link out of the run is refused below
+        if any(ord(ch) < 32 for ch in relative) or len(relative) > 1000:  # a NUL byte cannot name a file
+            return Response("not found", status_code=404)
+        try:
+            target = (run_dir / relative).resolve()  # follows symlinks: a link out of the run is refused below
+        except (OSError, ValueError):
+            return Response("not found", status_code=404)
         if Path(relative).is_absolute() or not target.is_relative_to(run_dir) or not target.is_file():
             return Response("not found", status_code=404)
         if target.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp"}:

@@ -57,6 +57,21 @@ def remove_leftovers(folder: Path) -> None:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
+def pause_point(name: str) -> None:
+    """For tests that make a race happen: with GAL_PAUSE_AT=NAME:FILE, this process writes FILE.waiting here and
+    waits (up to a minute) until FILE.go exists. Without the variable (always, outside tests), nothing."""
+    wanted = os.environ.get("GAL_PAUSE_AT", "")
+    if not wanted.startswith(name + ":"):
+        return
+    import time
+
+    barrier = Path(wanted[len(name) + 1:])
+    Path(f"{barrier}.waiting").write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not Path(f"{barrier}.go").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 class RunLock:
     """An exclusive lock on a run folder. The OS drops it when the holder dies, so a stale lock
     from a killed run never blocks the next one."""

@@ -155,12 +155,13 @@ def evaluated(run_dir: Path, prompts: Path, n: int, subject: world.Subject, judg
     """Every round's CLIP-like metrics on the world's test prompts, and (with a judge) the ground truth of the same
     images: the share where the judge sees the subject (`kept`), every other stated attribute (`followed`), both
     (`faithful`); with `validation`, the round's metrics on the validation split too (what `gal show` chooses on)."""
-    from gal.metrics import evaluate_run
+    from gal.metrics import evaluate_splits
 
-    out = evaluate_run(run_dir, n=n, prompts_file=str(prompts), lora_scale=lora_scale, rounds=rounds, log=_quiet)
-    if validation:
-        for r, v in zip(out, evaluate_run(run_dir, n=n, split="validation", rounds=rounds, log=_quiet)):
-            r["validation"] = {k: v[k] for k in ("txt_aln", "img_aln", "ovf")}
+    found = evaluate_splits(run_dir, n=n, prompts_file=str(prompts), lora_scale=lora_scale, rounds=rounds, log=_quiet,
+                            splits=("test", "validation") if validation else ("test",))
+    out = found["test"]
+    for r, v in zip(out, found.get("validation", [])):
+        r["validation"] = {k: v[k] for k in ("txt_aln", "img_aln", "ovf")}
     if judge is not None:
         templates = [line for line in prompts.read_text().splitlines() if line.strip()]
         for r in out:

@@ -1,0 +1,392 @@
+"""The classes of what a real folder, disk, second terminal or typo can do to a run (issue 23): each ends in exit 0
+with the run intact, or in one line and exit 2 with nothing written or changed; never a traceback, never lost or
+silently changed data."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from test_hostile import one_line_error, png_bytes
+
+from gal.cli import main
+
+from conftest import run_args
+
+pytestmark = pytest.mark.hostile
+
+# the cheapest complete run: one fine-tune step, no query
+ONE_STEP = ["--rounds", "1", "--strategy", "none", "--train-steps", "1"]
+
+
+def gal(*argv, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """`gal` in a process of its own."""
+    return subprocess.run([sys.executable, "-m", "gal", *map(str, argv)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+            and p.name != ".lock"}
+
+
+# ---- 1. every check under the lock: two processes race on one folder ----------------------------------------
+
+def test_a_run_that_lost_the_race_refuses_and_leaves_the_finished_run_intact(tiny, tmp_path):
+    """B checks the folder (new), loads its models and waits at a barrier before the lock; A runs and finishes;
+    then B goes on. B must not carry on A's run with its own settings (here: one round more)."""
+    out, barrier = tmp_path / "run", tmp_path / "barrier"
+    second = subprocess.Popen([sys.executable, "-m", "gal", *run_args(tiny, out, "--strategy", "random"), "--rounds", "3"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "GAL_PAUSE_AT": f"before-lock:{barrier}"})
+    try:
+        for _ in range(3000):  # B has examined the folder and loaded its models
+            if Path(f"{barrier}.waiting").exists() or second.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert Path(f"{barrier}.waiting").exists(), second.communicate()
+        first = gal(*run_args(tiny, out, "--rounds", "2", "--strategy", "random"))
+        assert first.returncode == 0, first.stderr
+        before = snapshot(out)
+        Path(f"{barrier}.go").write_text("")
+        _, err = second.communicate(timeout=300)
+    finally:
+        second.kill()
+    assert second.returncode == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("gal: ")]
+    assert len(lines) == 1 and "another gal process changed this folder" in lines[0] and "a finished run" in lines[0]
+    assert "Traceback" not in err
+    assert snapshot(out) == before  # one intact run, two rounds, nothing of B's in it
+    assert json.loads(gal("show", out, "--json").stdout)["config"]["rounds"] == 2
+
+
+# ---- 3. what a resume depends on is the run's own copy --------------------------------------------------------
+
+def test_class_images_are_copied_into_the_run_and_a_changed_folder_changes_nothing(tiny, tmp_path, capsys):
+    from gal.ledger import Ledger
+
+    given_images = tmp_path / "class"
+    given_images.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(given_images / f"{i}.png")
+    out = tmp_path / "run"
+    args = [a for a in run_args(tiny, out, "--rounds", "2", "--strategy", "human") if a != "--no-prior"]
+    args += ["--prior", "--class-images", str(given_images)]
+    assert main(args) == 0  # round 1 trained on the class images, then waits for its review
+    ledger = Ledger(out)
+    copies = ledger.class_images()
+    assert [seed for _, seed, _ in copies] == [-1, -1, -1]
+    assert [np.asarray(Image.open(out / p)).tolist() for _, _, p in copies] == [
+        np.asarray(Image.open(given_images / f"{i}.png")).tolist() for i in range(3)]
+    r = 1
+    ledger.submit_review(r, [(s.anchor_idx, s.j) for s in ledger.samples(r)[:1]], [])
+    ledger.close()
+    shutil.rmtree(given_images)  # the user's folder is gone (or changed): the run trains on its own copies
+    assert main(args) == 0
+    assert json.loads(_show(out, capsys))["status"] == "finished"
+
+
+def _show(out, capsys) -> str:
+    capsys.readouterr()
+    assert main(["show", str(out), "--json"]) == 0
+    return capsys.readouterr().out
+
+
+# ---- 4. every value checked before the first write -----------------------------------------------------------
+
+def _strip(tiny, tmp_path):
+    refs = tmp_path / "strip"
+    refs.mkdir()
+    Image.new("RGB", (1, 600), (9, 9, 9)).save(refs / "strip.png")
+    return refs
+
+
+LATE = {  # flags, or a function of (tiny, tmp_path) giving --references: the error's words
+    "an empty --non-soi": (["--non-soi", ""], "--non-soi: empty text"),
+    "a negative --seed": (["--seed", "-1"], "--seed -1: expected at least 0"),
+    "fp16 on the CPU": (["--mixed-precision", "fp16"], "needs a CUDA GPU"),
+    "cuda without a GPU": (["--device", "cuda"], "has no CUDA GPU"),
+    "cuda:7": (["--device", "cuda:7"], "has no CUDA GPU"),
+    "a device gal does not know": (["--device", "tpu"], "unknown device"),
+    "a huge --resolution": (["--resolution", "100000"], "--resolution 100000: expected at most 4096"),
+    "a huge --m": (["--m", "1000000"], "--m 1000000: expected at most"),
+    "a huge --gen-batch-size": (["--gen-batch-size", "100000"], "expected 1 to 1024"),
+    "a 1 x 600 image": (_strip, "the long side more than 8 times the short one"),
+}
+
+
+@pytest.mark.parametrize("case", LATE)
+def test_values_checked_before_the_first_write(case, tiny, tmp_path, capsys):
+    change, expected = LATE[case]
+    out = tmp_path / "out"
+    args = run_args(tiny, out)
+    if callable(change):
+        args[args.index("--references") + 1] = str(change(tiny, tmp_path))
+    else:
+        for flag, value in zip(change[::2], change[1::2]):
+            if flag in args:
+                args[args.index(flag) + 1] = value
+            else:
+                args += [flag, value]
+    assert main(args) == 2
+    assert expected in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_a_reference_whose_name_is_not_utf8_runs_with_a_plain_copy_name(tiny, tmp_path, capsys):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    name = os.fsdecode(b"chat-\xe9t\xe9.png")  # Latin-1 bytes: not UTF-8, read with surrogate escapes
+    (refs / name).write_bytes(png_bytes())
+    out = tmp_path / "run"
+    args = run_args(tiny, out, *ONE_STEP)
+    args[args.index("--references") + 1] = str(refs)
+    assert main(args) == 0
+    copies = [p.name for p in (out / "references").iterdir()]
+    assert copies == ["00-chat-_t_.png"]
+
+
+# ---- 5. damaged files named -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def waiting(tiny, tmp_path_factory):
+    """A human run after round 1's query: resuming it loads round 1's checkpoint and trains on the references."""
+    from gal.ledger import Ledger
+
+    out = tmp_path_factory.mktemp("damaged") / "run"
+    args = run_args(tiny, out, "--rounds", "2", "--strategy", "human")
+    assert main(args) == 0
+    ledger = Ledger(out)
+    ledger.submit_review(1, [(s.anchor_idx, s.j) for s in ledger.samples(1)[:1]], [])
+    ledger.close()
+    return out, args
+
+
+def _copy(waiting, tmp_path):
+    out, args = waiting
+    run = Path(shutil.copytree(out, tmp_path / "run"))
+    return run, [str(run) if a == str(out) else a for a in args]
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 3])
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "reference"])
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_a_truncated_file_of_the_run_is_named(what, command, waiting, tmp_path, capsys):
+    run, args = _copy(waiting, tmp_path)
+    path = (run / "rounds" / "1" / "checkpoint" / "pytorch_lora_weights.safetensors" if what == "checkpoint"
+            else sorted((run / "references").iterdir())[0])
+    _truncate(path)
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main(args if command == "run" else ["eval", str(run), "--n", "1"]) == 2
+    line = one_line_error(capsys)
+    assert str(path.parent if what == "checkpoint" else path) in line and "cannot" in line
+    assert ("round 1" in line) if what == "checkpoint" else ("copy the reference image back" in line)
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("command", ["show", "eval", "report", "run"])
+def test_a_ledger_that_is_a_folder_is_named(command, tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "gal.sqlite").mkdir(parents=True)
+    argv = run_args(tiny, run) if command == "run" else [command, str(run)]
+    assert main(argv) == 2
+    assert "gal.sqlite: is a folder" in one_line_error(capsys)
+
+
+def test_odd_model_folders_and_lora_folders_are_named(tiny, tmp_path, capsys):
+    odd = tmp_path / "odd"
+    shutil.copytree(tiny / "pipeline", odd)
+    for content, words in (("[1, 2]", "holds a list"), ('{"_class_name": ["x"]}', "does not personalize")):
+        (odd / "model_index.json").write_text(content)
+        assert main(run_args(tiny, tmp_path / "out") + ["--base", str(odd)]) == 2
+        assert words in one_line_error(capsys)
+        assert not (tmp_path / "out").exists()
+    empty = tmp_path / "no-lora"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no weights here")
+    assert main(["eval", "--base", str(tiny / "pipeline"), "--scorer", str(tiny / "clip"), "--references",
+                 str(tiny / "references"), "--subject", "a <sks> ball", "--non-soi", "a ball", "--steps", "2",
+                 "--lora", str(empty)]) == 2
+    assert f"--lora {empty}: no LoRA weights" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("value", ["３", "²", "١٠", "1_0", "0x10", "  "])
+@pytest.mark.parametrize("flag", ["--m", "--gen-batch-size", "--lr"])
+def test_digit_like_characters_in_numbers_are_refused(flag, value, tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = run_args(tiny, out)
+    args = args[:args.index(flag)] + args[args.index(flag) + 2:] if flag in args else args
+    assert main(args + [flag, value]) == 2
+    line = one_line_error(capsys)
+    assert flag in line and ("expected" in line or "invalid" in line)
+    assert not out.exists()
+
+
+def test_a_nul_byte_in_a_review_url_is_not_found(waiting, tmp_path):
+    from starlette.testclient import TestClient
+
+    from gal.review import create_app
+
+    run, _ = _copy(waiting, tmp_path)
+    client = TestClient(create_app(run, "t0k3n"))
+    for path in ("/file/rounds%00/x.png?token=t0k3n", "/file/rounds/1/samples/a000-j00.png%00.png?token=t0k3n"):
+        assert client.get(path).status_code == 404
+
+
+# ---- 6. nonsense is refused, odd but meaningful input is read as meant ---------------------------------------
+
+NONSENSE = {  # flag changes: the error's words
+    "an empty --out": (["--out", ""], "--out: empty"),
+    "a newline in --out": (["--out", "runs/a\nb"], "--out: a control character"),
+    "a subject that is only a placeholder": (["--subject", "<sks>"], "only a placeholder"),
+    "an unclosed placeholder": (["--subject", "a <sks ball"], "without its other half"),
+    "an empty --subject-plain": (["--subject-plain", " "], "--subject-plain: empty text"),
+    "a 10,000-character subject": (["--subject", "a <sks> " + "ball " * 2000], "expected at most 1000"),
+    "a zero-width character in the subject": (["--subject", "a <sks>\u200b ball"], "a control character"),
+}
+
+
+@pytest.mark.parametrize("case", NONSENSE)
+def test_nonsense_is_refused(case, tiny, tmp_path, capsys, monkeypatch):
+    change, expected = NONSENSE[case]
+    monkeypatch.chdir(tmp_path)  # an empty --out would be this folder
+    args = run_args(tiny, tmp_path / "out")
+    for flag, value in zip(change[::2], change[1::2]):
+        args = args[:args.index(flag)] + args[args.index(flag) + 2:] if flag in args else args
+        args += [flag, value]
+    assert main(args) == 2
+    assert expected in one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_duplicate_yaml_keys_are_refused_with_their_lines(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("m: 4\nk: 2\nm: 8\n")
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert "'m' is given twice (line 1 and line 3)" in one_line_error(capsys)
+
+
+def test_byte_order_marks_are_dropped_from_anchors_and_captions(tiny, tmp_path):
+    from gal.ledger import Ledger
+
+    anchors = tmp_path / "anchors.txt"
+    anchors.write_bytes("\ufeff{} in a museum\n{} on a boat\n\ufeff{} in a garden\n".encode())
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    (refs / "a.png").write_bytes(png_bytes())
+    (refs / "a.txt").write_bytes("\ufeffa ball on grass\n".encode())
+    out = tmp_path / "run"
+    args = run_args(tiny, out, *ONE_STEP, "--k", "1")
+    args[args.index("--anchors") + 1], args[args.index("--references") + 1] = str(anchors), str(refs)
+    assert main(args) == 0
+    ledger = Ledger(out)
+    assert [a.template for a in ledger.anchors()] == ["{} in a museum", "{} on a boat", "{} in a garden"]
+    assert ledger.added(0)[0].caption == "a ball on grass"
+    ledger.close()
+
+
+def test_a_float_tiff_is_converted_not_clipped_to_black(tmp_path):
+    from gal.references import load_rgb
+
+    Image.fromarray(np.full((16, 16), 0.5, dtype=np.float32), mode="F").save(tmp_path / "x.tif")
+    assert 120 <= load_rgb(tmp_path / "x.tif").getpixel((0, 0))[0] <= 135
+
+
+def test_a_megabyte_caption_is_refused(tmp_path):
+    from gal.errors import GalError
+    from gal.references import read_references
+
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    (tmp_path / "a.txt").write_text("a ball " * 150_000)
+    with pytest.raises(GalError, match=r"a caption of 1049999 characters; expected one line of at most 1000"):
+        read_references(tmp_path)
+
+
+def test_gal_eval_of_a_run_refuses_a_lora(waiting, tmp_path, capsys):
+    run, _ = _copy(waiting, tmp_path)
+    assert main(["eval", str(run), "--lora", str(run / "rounds" / "1" / "checkpoint")]) == 2
+    assert "gal eval RUN evaluates the run's own rounds" in one_line_error(capsys)
+
+
+# ---- 7. messages that say what happened ----------------------------------------------------------------------
+
+def test_a_missing_class_images_folder_is_named_as_such(tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [a for a in run_args(tiny, out) if a != "--no-prior"] + ["--prior", "--class-images", str(tmp_path / "nope")]
+    assert main(args) == 2
+    line = one_line_error(capsys)
+    assert line.startswith(f"gal: error: --class-images {tmp_path / 'nope'}: not a folder")
+    assert not out.exists()
+
+
+def test_an_avif_reference_is_read(tmp_path):
+    from gal.references import image_suffixes, read_references
+
+    if ".avif" not in image_suffixes():
+        pytest.skip("this Pillow has no AVIF plugin")
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "a.avif")
+    (ref,) = read_references(tmp_path)
+    assert ref.image.size == (32, 32)
+
+
+def test_a_file_size_limit_is_named_not_taken_for_a_damaged_ledger(tiny, tmp_path):
+    import resource
+
+    out = tmp_path / "run"
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)); "
+    done = subprocess.run([sys.executable, "-c", limit + "from gal.cli import entry; entry()", *run_args(tiny, out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    line = [l for l in done.stderr.splitlines() if l.startswith("gal: error")][-1]
+    assert "file-size limit" in line and "damaged" not in line
+    assert resource.getrlimit(resource.RLIMIT_FSIZE)  # this process is not limited
+
+
+# ---- the CLI's flags, any value -------------------------------------------------------------------------------
+
+TEXT_FLAGS = ["--subject", "--subject-plain", "--non-soi", "--out", "--device", "--gen-batch-size"]
+NUMBER_FLAGS = ["--m", "--k", "--rounds", "--seed", "--lr", "--guidance", "--resolution", "--lambda",
+                "--lora-rank", "--steps", "--batch-size", "--prior-loss-weight"]
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(flag=st.sampled_from(TEXT_FLAGS + NUMBER_FLAGS),
+       value=st.one_of(st.text(max_size=30), st.integers(-2**70, 2**70).map(str),
+                       st.floats(allow_nan=True, allow_infinity=True).map(repr)))
+def test_any_flag_value_runs_or_is_refused_in_one_line(flag, value, tiny, tmp_path_factory):
+    import contextlib
+    import io
+
+    work = tmp_path_factory.mktemp("fuzz")
+    out = work / "out"
+    args = run_args(tiny, out, *ONE_STEP)
+    args = args[:args.index(flag)] + args[args.index(flag) + 2:] if flag in args else args
+    err = io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(work)  # a relative --out lands here
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = main(args + [f"{flag}={value}"])
+            except SystemExit as e:  # argparse's own refusal (gal.cli.Parser: one line)
+                code = e.code
+    finally:
+        os.chdir(cwd)
+    assert code in (0, 2), err.getvalue()
+    lines = [line for line in err.getvalue().splitlines() if line.startswith("gal: error")]
+    if code == 2:
+        assert len(lines) == 1
+        assert sorted(p.name for p in work.iterdir()) == []  # no folder left after a refusal
