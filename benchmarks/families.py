@@ -36,7 +36,7 @@ def build(family: str, full: bool, device: torch.device, dtype: torch.dtype):
     """The family's pipeline with random weights, initialised on `device`, frozen parts in `dtype` (an SDXL VAE
     stays fp32, as gal.models.load_pipeline keeps it)."""
     from gal import builders
-    from gal.family import family_for
+    from gal.family import family_of
     from gal.models import use_query_sampler
 
     work = Path(tempfile.mkdtemp(prefix="gal-bench-tokenizers-"))
@@ -49,7 +49,7 @@ def build(family: str, full: bool, device: torch.device, dtype: torch.dtype):
             pipe = builders.flux_pipeline(tokenizer, builders.write_t5_tokenizer(work / "t5"), dev=True, full=full)
     pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)  # its tensors back on the CPU
     pipe.to(dtype)
-    if family_for(pipe).vae_fp32:
+    if family_of(pipe).vae_fp32:
         pipe.vae.to(torch.float32)
     pipe.vae.enable_slicing()
     pipe.set_progress_bar_config(disable=True)
@@ -58,7 +58,7 @@ def build(family: str, full: bool, device: torch.device, dtype: torch.dtype):
 
 
 def measure_query(pipe, a, device, dtype) -> dict:
-    from gal.family import family_for
+    from gal.family import family_of
     from gal.generate import auto_batch_size, generate, sample_seed
 
     anchors = PROMPTS[:a.anchors]
@@ -75,7 +75,7 @@ def measure_query(pipe, a, device, dtype) -> dict:
         for i, prompt in enumerate(anchors):
             pipe(prompt, num_images_per_prompt=m, num_inference_steps=a.steps, guidance_scale=a.guidance,
                  height=a.resolution, width=a.resolution, generator=torch.Generator(device).manual_seed(i),
-                 **family_for(pipe).call_kwargs)
+                 **family_of(pipe).call_kwargs)
 
     out = {"images": len(anchors) * a.m, "batch_size": batch}
     for name, side in (("project", ours), ("plain", plain)):
@@ -136,9 +136,9 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     pipe = build(a.family, full=not a.dry_run, device=device, dtype=dtype)
     built_s = time.perf_counter() - started
-    from gal.family import family_for
+    from gal.family import family_of
 
-    family = family_for(pipe)  # gal's sampler defaults for it (Flux: dev's, the layout built here)
+    family = family_of(pipe)  # gal's sampler defaults for it (Flux: dev's, the layout built here)
     a.steps = a.steps or (2 if a.dry_run else family.steps)
     a.guidance = family.guidance if a.guidance is None else a.guidance
     result = {

@@ -180,8 +180,8 @@ def main() -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gal-kill-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.miniature:
-        from gal.demo import inputs
         from gal.miniature import SETTINGS as BUNDLED
+        from gal.miniature.inputs import inputs
 
         fields, _ = inputs(workdir / "inputs", args.miniature)
         values = {**fields, **BUNDLED, **MINIATURE}

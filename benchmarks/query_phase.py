@@ -4,7 +4,7 @@ All sides make the same images (anchors x m per round, for `--rounds` rounds) wi
 (DPMSolverMultistepScheduler), steps, guidance, resolution and LoRA adapter, and score each image against
 its anchor text and the non-SoI texts with the same CLIP model (Eq. 8):
 
-- project: `gal.loop.query_samples`, the very function `gal run`'s query calls, on `gal.components.Components`
+- project: `gal.query.Query.scored`, the very method `gal run`'s query calls, on `gal.components.Components`
   built from a `gal.Config` as a run builds them (so the round's LoRA adapter is attached, unfused, as in a
   run). Images in batches across anchors and samples, per-sample seeds, CLIP per batch, texts cached.
 - authors: the authors' loop as they wrote it. Every round the pipeline is rebuilt around the modules
@@ -70,7 +70,6 @@ def project_side(a) -> dict:
     from gal.components import Components
     from gal.config import Config, resolved
     from gal.generate import sample_seed
-    from gal.loop import query_samples
 
     device = harness.pick_device(a.device)
     start = time.perf_counter()
@@ -86,7 +85,8 @@ def project_side(a) -> dict:
     pool = anchors(a.anchors)
     if a.warmup == "on":  # one short batch: kernels chosen, caches allocated (no text of the run is cached here)
         n = min(parts.gen_batch_size, 4)
-        for _ in query_samples(parts, [pool[0].prompt] * n, ["warm-up"] * n, list(range(n)), 2, GUIDANCE, "warm-up"):
+        for _ in parts.query.scored([pool[0].prompt] * n, ["warm-up"] * n, parts.non_soi_texts, list(range(n)),
+                                    steps=2, guidance=GUIDANCE, desc="warm-up"):
             pass
         parts.scorer._text_cache.clear()
     scores = []
@@ -95,8 +95,9 @@ def project_side(a) -> dict:
             todo = [(anchor, j) for anchor in pool for j in range(a.m)]
             seeds = [sample_seed(a.seed, r, anchor.idx, j) for anchor, j in todo]
             with parts.personalizer.merged():
-                for _, _, _, s_a, s_n in query_samples(parts, [x.prompt for x, _ in todo], [x.text for x, _ in todo],
-                                                      seeds, a.steps, GUIDANCE, f"round {r}: query"):
+                for _, _, _, s_a, s_n in parts.query.scored([x.prompt for x, _ in todo], [x.text for x, _ in todo],
+                                                            parts.non_soi_texts, seeds, steps=a.steps,
+                                                            guidance=GUIDANCE, desc=f"round {r}: query"):
                     scores += list(zip(s_a, s_n))
     n = len(scores)
     out = {"seconds": timer.seconds, "images": n, "images_per_s": n / timer.seconds, "load_s": load_s,

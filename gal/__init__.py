@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from gal.config import Config
+from gal.config import N_EVAL, Config
 from gal.errors import GalError
 from gal.view import Run, open_run
 
@@ -33,7 +33,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
     return run_loop(config, log=log, force=force)
 
 
-def evaluate(run_dir: str | Path, *, rounds: list[int] | None = None, n: int = 4, seed: int = 0,
+def evaluate(run_dir: str | Path, *, rounds: list[int] | None = None, n: int = N_EVAL, seed: int = 0,
              prompts_file: str | None = None, image_model: str | None = None, lora_scale: float = 1.0,
              split: str = "test", device: str = "auto") -> list[dict]:
     """TXT-ALN, IMG-ALN and OVF of every round's checkpoint (or `rounds`) on the test prompts (`split="validation"`:
@@ -45,7 +45,7 @@ def evaluate(run_dir: str | Path, *, rounds: list[int] | None = None, n: int = 4
                         image_model=image_model, lora_scale=lora_scale, split=split, device=device)
 
 
-def evaluate_model(config: Config, *, lora: str | None = None, n: int = 4, seed: int = 0, prompts_file: str | None = None,
+def evaluate_model(config: Config, *, lora: str | None = None, n: int = N_EVAL, seed: int = 0, prompts_file: str | None = None,
                    image_model: str | None = None, lora_scale: float = 1.0, device: str = "auto") -> dict:
     """The same metrics for one model without a run (`gal eval --base ...`): `config`'s base (plus `lora`),
     scorer, references, subject, non-SoI texts and sampler."""

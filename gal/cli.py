@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from gal.config import Config, integer, key_of, load_yaml, make_config, number
+from gal.config import N_EVAL, Config, integer, key_of, load_yaml, make_config, number
 from gal.errors import GalError
 
 
@@ -75,7 +75,7 @@ def _eval_parser(sub) -> None:
                                    "gal eval --base MODEL [--lora DIR] --references DIR --subject ...: one model.")
     p.add_argument("run", nargs="?", metavar="RUN", help="run folder")
     p.add_argument("--round", type=integer, action="append", help="only this round (repeatable)")
-    p.add_argument("--n", type=integer, default=4, help="images per test prompt (default: 4)")
+    p.add_argument("--n", type=integer, default=N_EVAL, help=f"images per test prompt (default: {N_EVAL})")
     p.add_argument("--seed", type=integer, default=0)
     p.add_argument("--prompts", metavar="FILE", help="test prompts, one per line, {} for the subject (default: the paper's)")
     p.add_argument("--image-model", metavar="DIR", help="a second image model (e.g. DINO) for another IMG-ALN column")
@@ -132,6 +132,8 @@ def _demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="GAL on the bundled miniature world for a held-out style, evaluated and reported")
     p.add_argument("--out", default="gal-demo", metavar="DIR", help="run folder (default: gal-demo)")
     p.add_argument("--subject", default="mosaic", help="held-out subject: mosaic, neon, twotone_star, spotted_ring")
+    p.add_argument("--base", help=argparse.SUPPRESS)  # tests: other (tiny) models, few steps
+    p.add_argument("--scorer", help=argparse.SUPPRESS)
 
 
 def _report_parser(sub) -> None:
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         if command == "demo":
             from gal.demo import main as demo
 
-            return demo(Path(args["out"]), args["subject"])
+            models = {"base": args["base"], "scorer": args["scorer"], "steps": 3, "train_steps": 10} if args["base"] else None
+            return demo(Path(args["out"]), args["subject"], models)
         if command == "miniature":
             return _miniature(args["action"], args["rest"])
         if command == "review":
@@ -200,48 +203,22 @@ def _run(args: dict) -> int:
 
 
 def _bench(a: dict) -> int:
-    from gal import suite
-
     if a["suite"] is None:
-        import platform
         import shlex
 
         from gal.miniature import table1
 
-        # hidden flags for tests: other (tiny) models, few steps
-        models = {"base": a["base"], "scorer": a["scorer"], "steps": 3, "train_steps": 10} if a["base"] else None
         rows = [r for x in a["rows"] for r in x.split(",") if r] if a["rows"] else None
-        summary = table1.bench(Path(a["out"]), quick=a["quick"], models=models,
-                                        judge_dir=Path(a["judge"]) if a["judge"] else None, only=a["only"],
-                                        seeds=a["seed"], rows=rows)
-        if a["summary"]:  # also for a part of a bench (--only, --seed), e.g. to --merge it later
-            from gal.storage import write_text
-
-            write_text(Path(a["summary"]), json.dumps(summary, indent=1))
-        for path in a["merge"] or []:
-            try:
-                summary = table1.merge(summary, json.loads(Path(path).read_text()), path)
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise GalError(f"--merge {path}: cannot read it as a bench summary ({e.__class__.__name__}); "
-                               "expected a bench.json written by gal bench") from None
-        if a["results"]:
-            machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-            table1.write_results(summary, Path(a["results"]), "gal " + shlex.join(sys.argv[1:]), machine)
+        table1.main(Path(a["out"]), quick=a["quick"], only=a["only"], seeds=a["seed"], rows=rows,
+                    results=a["results"], summary=a["summary"], merge=a["merge"], base=a["base"], scorer=a["scorer"],
+                    judge=a["judge"], command="gal " + shlex.join(sys.argv[1:]))
         return 0
+    from gal import suite
+
     data = Path(a["data"]) if a["data"] else None
     if a["dry_run"]:
         return suite.dry_run(a["suite"], data, Path(a["out"]))
-    if data is None:
-        raise GalError(f"--suite {a['suite']}: expected --data DIR with the suite's images (see --dry-run)")
-    problems = suite.check_data(a["suite"], data)
-    if problems:
-        raise GalError(f"--data {data}: {problems[0]} ({len(problems)} problem(s); --dry-run lists them)")
-    import gal
-
-    for concept, row, cfg in suite.runs(a["suite"], data, Path(a["out"])):
-        print(f"== {concept}: {row}", flush=True)
-        if gal.run(cfg)["status"] == "finished":  # a human row waits for `gal review`, then the suite again
-            gal.evaluate(cfg.out, n=suite.N_EVAL)
+    suite.run_suite(a["suite"], data, Path(a["out"]))
     return 0
 
 

@@ -1,5 +1,5 @@
 """The loaded components of a run, kept across rounds: the pipeline (with its LoRA or full weights), the
-trainer, the CLIP scorer and the accelerate state. Loaded once; nothing is re-read from disk per round."""
+trainer, the CLIP scorer, the query (gal.query) and the accelerate state. Loaded once; nothing is re-read from disk per round."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from gal.models import (
     use_query_sampler,
 )
 from gal.personalize import Personalizer
+from gal.query import Query
 from gal.score import ClipScorer
 
 
@@ -44,4 +45,6 @@ class Components:
         use_query_sampler(self.pipe)
         self.gen_batch_size = (auto_batch_size(self.accelerator.device, self.resolution)
                                if cfg.gen_batch_size == "auto" else int(cfg.gen_batch_size))
+        self.query = Query(self.pipe, self.scorer, self.accelerator, self.gen_batch_size, self.resolution,
+                           self.autocast_dtype)
         self.non_soi_texts: list[str] = []  # filled from the ledger's references

@@ -291,26 +291,33 @@ class Machine(NamedTuple):
 def this_machine() -> Machine:
     import torch
 
-    from gal.miniature import bundled
+    from gal.locations import bundled
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return Machine(cpu_only=gpus == 0, miniature=bundled() is not None, gpus=gpus)
 
 
 def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[str], Any] | None = None) -> Config:
-    """Fill the values left open with the authors' settings and check every value: a pure function. Without
+    """Check every value and fill the values left open with the authors' settings: a pure function. Without
     `--base` or `--scorer`, their defaults depend on `machine` (required then): the paper's models, or the
     bundled miniature world on a machine without a GPU. `family_of(base)` names the base's model family
-    (gal.models.base_family), whose sampler defaults and trainable methods apply; without it, SD's. (The
+    (gal.family.family_of), whose sampler defaults and trainable methods apply; without it, SD's. (The
     model-dependent resolution is filled in later, from the loaded model.)"""
     c = dataclasses.replace(cfg, non_soi=list(cfg.non_soi))
-    _choice("kind", c.kind, KINDS)
-    _choice("method", c.method, METHODS)
-    _choice("oracle", c.oracle, ORACLE_TEXTS)
-    _choice("balance", c.balance, BALANCES)
-    _choice("sampling", c.sampling, SAMPLINGS)
-    _choice("pick", c.pick, PICKS)
-    _choice("optimizer", c.optimizer, OPTIMIZERS)
+    validate(c, machine)
+    fill_defaults(c, machine)
+    from gal.family import SD
+
+    fill_family_defaults(c, family_of(c.base) if family_of else SD())
+    return c
+
+
+def validate(c: Config, machine: Machine | None = None) -> None:
+    """Every value's choice, type, range, text and path, and the device (with `machine`): one GalError line for the
+    first one that is wrong."""
+    for key, choices in (("kind", KINDS), ("method", METHODS), ("oracle", ORACLE_TEXTS), ("balance", BALANCES),
+                         ("sampling", SAMPLINGS), ("pick", PICKS), ("optimizer", OPTIMIZERS)):
+        _choice(key, getattr(c, key), choices)
     if c.strategy not in STRATEGIES:
         raise GalError(f"--strategy: unknown strategy '{c.strategy}'; expected one of {', '.join(STRATEGIES)}")
     if c.sampling == "adaptive" and c.strategy != "uncertainty":
@@ -319,19 +326,27 @@ def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[s
     _check_finite(c)
     _check_texts(c)
     _check_paths(c)
-    if c.subject_plain is None:
-        c.subject_plain = plain_subject(c.subject)
     _check_ranges(c)
     _choice("mixed_precision", c.mixed_precision, PRECISIONS)
     if machine is not None:
         _check_device(c, machine)
-    # The authors' DreamBooth settings: style 500 steps batch 2, object 800 steps batch 1.
-    if c.train_steps is None:
-        c.train_steps = 800 if c.kind == "object" else 500
-    if c.batch_size is None:
-        c.batch_size = 1 if c.kind == "object" else 2
-    if c.prior is None:
-        c.prior = c.kind == "object"
+
+
+# The authors' DreamBooth settings per kind (shared/docs/algorithm.md): style 500 steps batch 2, object 800 steps
+# batch 1 with prior preservation; their learning rate for the whole UNet, diffusers' DreamBooth-LoRA scripts' for
+# LoRA.
+AUTHORS = {"object": {"train_steps": 800, "batch_size": 1, "prior": True},
+           "style": {"train_steps": 500, "batch_size": 2, "prior": False}}
+LR = {"full": 5e-6, "lora": 1e-4}
+
+
+def fill_defaults(c: Config, machine: Machine | None = None) -> None:
+    """The values left open that follow from the kind, the method and the machine."""
+    if c.subject_plain is None:
+        c.subject_plain = plain_subject(c.subject)
+    for key, value in AUTHORS[c.kind].items():
+        if getattr(c, key) is None:
+            setattr(c, key, value)
     if c.base is None or c.scorer is None:
         if machine is None:
             raise ValueError("resolved: --base or --scorer left open; pass the machine (config.this_machine())")
@@ -340,14 +355,14 @@ def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[s
         c.scorer = c.scorer or ("miniature" if miniature else PAPER_SCORER)
     if c.lr is None:
         c.lr = default_lr(c.method, miniature=c.base == "miniature")
-    from gal.family import SD
 
-    family = family_of(c.base) if family_of else SD()
+
+def fill_family_defaults(c: Config, family) -> None:
+    """What the base's family decides: whether it trains whole, its sampler's usual setting (SD: DPM-Solver, 50 steps
+    at 7.5); the miniature model's query needs fewer and less."""
     if c.method == "full" and not family.full_fine_tune:
         raise GalError(f"--method full: gal fine-tunes {family.label} (--base {c.base}) with LoRA only; "
                        "expected --method lora")
-    # The sampler's usual setting for the family (SD: DPM-Solver, 50 steps at 7.5); the miniature model's query
-    # needs fewer and less
     steps, guidance = (20, 4.0) if c.base == "miniature" else family.sampling_defaults(c.base)
     if c.steps is None:
         c.steps = steps
@@ -355,7 +370,6 @@ def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[s
         c.guidance = guidance
     c.query_steps = c.query_steps or c.steps
     c.query_guidance = c.guidance if c.query_guidance is None else c.query_guidance
-    return c
 
 
 MAX_TEXT = 1000  # characters of a subject phrase or non-SoI text; the text encoders read 77 to 512 tokens
@@ -472,9 +486,10 @@ def check_device(device: str, mixed_precision: str, machine: Machine) -> None:
 def default_lr(method: str, miniature: bool = False) -> float:
     """full: the authors' 5e-6; LoRA: diffusers' DreamBooth-LoRA default 1e-4. The miniature model is ~30x
     smaller than SD and 500 LoRA steps at 1e-4 left its samples unstyled (docs/miniature.md): 10x for it."""
-    return (5e-6 if method == "full" else 1e-4) * (10 if miniature else 1)
+    return LR[method] * (10 if miniature else 1)
 
 
+N_EVAL = 4  # images per test prompt: the paper's evaluation (`gal eval --n`)
 PAPER_BASE = "CompVis/stable-diffusion-v1-4"  # the paper's base model
 PAPER_SCORER = "openai/clip-vit-base-patch32"  # the paper's CLIP ViT-B/32
 

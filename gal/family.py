@@ -19,6 +19,7 @@ the strategies, the ledger, the report and the review do not know which family t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -99,12 +100,24 @@ class SD:
     def predict(self, pipe, denoiser, schedule, noisy: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
         return denoiser(noisy, t, encoder_hidden_states=cond["encoder_hidden_states"]).sample
 
-    # ---- LoRA files ----
+    # ---- weights on disk ----
     def save_lora(self, folder, peft_state: dict) -> None:
         from diffusers.utils import convert_state_dict_to_diffusers
 
         self.pipeline_class().save_lora_weights(folder, unet_lora_layers=convert_state_dict_to_diffusers(peft_state),
                                                 safe_serialization=True)
+
+    def kohya_state(self, peft_state: dict) -> dict:
+        """The same LoRA in kohya's layout (AUTOMATIC1111, ComfyUI, sd-scripts), by diffusers' conversion (the SDXL
+        script's --output_kohya_format); None for a family with no such copy."""
+        from diffusers.utils import convert_state_dict_to_kohya
+
+        return convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()}) if self.kohya_copy else None
+
+    def load_denoiser(self, pipe, folder):
+        """A full fine-tune's saved denoiser (a pipeline folder the family's pipeline class wrote)."""
+        cls = type(getattr(pipe, self.denoiser))
+        return cls.from_pretrained(folder, subfolder=self.denoiser, use_safetensors=True)
 
 
 class SDXL(SD):
@@ -128,26 +141,57 @@ class SDXL(SD):
                         added_cond_kwargs={"text_embeds": cond["text_embeds"], "time_ids": cond["time_ids"]}).sample
 
 
-class Flux(SD):
+class FlowMatching(SD):
+    """What FLUX.1 and SD 3 share: a transformer denoiser trained by flow matching (timesteps drawn by diffusers'
+    `compute_density_for_timestep_sampling`), the pipeline's own flow-matching Euler sampler, shifted latents,
+    LoRA only, its files in diffusers' `transformer.*` layout (no kohya copy: ComfyUI and Forge read this layout as
+    it is, their comfy/lora.py maps `transformer.*` keys)."""
+    denoiser = "transformer"
+    load_kwargs: dict = {}
+    gradient_checkpointing = True
+    full_fine_tune = False
+    kohya_copy = False
+    weighting = "none"  # the scripts' --weighting_scheme
+
+    def native_resolution(self, pipe):
+        return int(pipe.default_sample_size * pipe.vae_scale_factor)
+
+    def use_query_sampler(self, pipe):
+        """The pipeline's own flow-matching Euler sampler."""
+
+    def training_schedule(self, pipe):
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        return FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+
+    def to_latents(self, sample, vae_config):
+        return (sample - (vae_config.shift_factor or 0.0)) * vae_config.scaling_factor
+
+    def timesteps(self, schedule, n, g):
+        from diffusers.training_utils import compute_density_for_timestep_sampling
+
+        u = compute_density_for_timestep_sampling(self.weighting, n, logit_mean=0.0, logit_std=1.0, generator=g)
+        return (u * schedule.config.num_train_timesteps).long()  # as the scripts index the schedule
+
+    def save_lora(self, folder, peft_state):
+        self.pipeline_class().save_lora_weights(folder, transformer_lora_layers=peft_state, safe_serialization=True)
+
+
+class Flux(FlowMatching):
     """FLUX.1 (dev and schnell): a flow-matching transformer on packed 2x2 latent patches, conditioned on T5's
     sequence and CLIP's pooled output, and (dev) on the guidance scale it was distilled from. Trained as
     diffusers' `train_dreambooth_lora_flux.py` trains it: uniform timesteps and unweighted loss (its default
-    weighting scheme "none"), the target noise - x0, the guidance embedding at 3.5; LoRA only."""
+    weighting scheme "none"), the target noise - x0, the guidance embedding at 3.5; LoRA only (12B parameters and
+    their AdamW state do not fit an 80 GB GPU)."""
     name = "flux"
     label = "FLUX.1 (dev, schnell)"
     pipeline = "FluxPipeline"
-    denoiser = "transformer"
     text_encoders = ("text_encoder", "text_encoder_2")
     # the script's default: attention of both streams and the double blocks' feed-forwards
     lora_targets = ("attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0", "attn.add_k_proj", "attn.add_q_proj",
                     "attn.add_v_proj", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
                     "ff_context.net.2")
-    load_kwargs: dict = {}
-    gradient_checkpointing = True
-    full_fine_tune = False  # 12B parameters and their AdamW state do not fit an 80 GB GPU
-    # ComfyUI and Forge read diffusers' Flux layout as it is (comfy/lora.py maps `transformer.*` keys); kohya's own
-    # Flux layout fuses q, k and v, and the OneTrainer layout does not load back into diffusers (its feed-forwards)
-    kohya_copy = False
+    # (kohya's own Flux layout fuses q, k and v, and OneTrainer's does not load back into diffusers: its feed-forwards)
     max_sequence_length = 512  # T5's tokens, as the pipeline's and the script's default
     call_kwargs = {"max_sequence_length": max_sequence_length}
     train_guidance = 3.5  # the script's --guidance_scale, for the layouts that embed it (dev)
@@ -160,14 +204,8 @@ class Flux(SD):
         config = FluxTransformer2DModel.load_config(name_or_path, subfolder="transformer")
         return (self.steps, self.guidance) if config.get("guidance_embeds") else (4, 0.0)
 
-    def native_resolution(self, pipe):
-        return int(pipe.default_sample_size * pipe.vae_scale_factor)
-
     def resolution_multiple(self, pipe):
         return pipe.vae_scale_factor * 2
-
-    def use_query_sampler(self, pipe):
-        """The pipeline's own flow-matching Euler sampler (with dev's resolution-dependent shift)."""
 
     def initial_noise(self, pipe, generators, resolution):
         """Each sample's latents drawn as the pipeline draws them for a list of generators, then packed."""
@@ -176,21 +214,10 @@ class Flux(SD):
         latents = torch.stack([torch.randn((channels, side, side), generator=g) for g in generators])
         return pipe._pack_latents(latents, len(generators), channels, side, side)
 
-    def training_schedule(self, pipe):
-        from diffusers import FlowMatchEulerDiscreteScheduler
-
-        return FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
-
-    def to_latents(self, sample, vae_config):
-        return (sample - vae_config.shift_factor) * vae_config.scaling_factor
-
     def condition(self, pipe, prompts, sizes, crops, resolution, device):
         embeds, pooled, _ = pipe.encode_prompt(list(prompts), device=device, num_images_per_prompt=1,
                                                max_sequence_length=self.max_sequence_length)
         return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
-
-    def timesteps(self, schedule, n, g):
-        return (torch.rand(n, generator=g) * schedule.config.num_train_timesteps).long()  # weighting "none": uniform
 
     def noised(self, schedule, x0, noise, t):
         sigma = schedule.sigmas[t.cpu()].to(x0.device, x0.dtype)[:, None, None, None]
@@ -209,11 +236,8 @@ class Flux(SD):
         s = pipe.vae_scale_factor
         return pipe._unpack_latents(pred, h * s, w * s, s)
 
-    def save_lora(self, folder, peft_state):
-        self.pipeline_class().save_lora_weights(folder, transformer_lora_layers=peft_state, safe_serialization=True)
 
-
-class SD3(Flux):
+class SD3(FlowMatching):
     """Stable Diffusion 3 and 3.5: a flow-matching MMDiT on unpacked latents, conditioned on CLIP-L's and
     CLIP-G's penultimate states beside T5's and on their pooled projections, sampled with classifier-free
     guidance. Trained as diffusers' `train_dreambooth_lora_sd3.py` trains it: logit-normal timesteps, unweighted
@@ -225,7 +249,7 @@ class SD3(Flux):
     text_encoders = ("text_encoder", "text_encoder_2", "text_encoder_3")
     lora_targets = ("attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out", "attn.to_k",
                     "attn.to_out.0", "attn.to_q", "attn.to_v")  # the script's default
-    full_fine_tune = False  # gal's full fine-tune saves and reloads a UNet
+    weighting = "logit_normal"  # the script's default
     max_sequence_length = 256
     call_kwargs = {"max_sequence_length": max_sequence_length}
     vae_fp32 = True  # as the script keeps it (its config asks for it: force_upcast)
@@ -256,9 +280,6 @@ class SD3(Flux):
                                                   max_sequence_length=self.max_sequence_length)
         return {"encoder_hidden_states": embeds, "pooled_projections": pooled}
 
-    def timesteps(self, schedule, n, g):
-        return (torch.sigmoid(torch.randn(n, generator=g)) * schedule.config.num_train_timesteps).long()  # logit-normal
-
     def noised(self, schedule, x0, noise, t):
         sigma = schedule.sigmas[t.cpu()].to(x0.device, x0.dtype)[:, None, None, None]
         return (1.0 - sigma) * x0 + sigma * noise, x0  # preconditioned: the target is x0
@@ -274,10 +295,17 @@ class SD3(Flux):
 FAMILIES = {f.pipeline: f for f in (SD(), SDXL(), Flux(), SD3())}
 
 
-def family_of(name_or_path: str, flag: str = "--base") -> SD:
-    """The family of a pipeline folder or hub id, from its `model_index.json`."""
+def family_of(base, flag: str = "--base") -> SD:
+    """The family of a loaded pipeline, or of a pipeline folder or hub id (or `miniature`) from its
+    `model_index.json`, without loading its weights."""
+    if not isinstance(base, (str, Path)):
+        return FAMILIES[type(base).__name__]
     from diffusers import DiffusionPipeline
 
+    from gal.locations import check_model_folder, locate
+
+    name_or_path = locate(str(base), flag)
+    check_model_folder(name_or_path, flag, allow_pickle=True)  # its weights are checked when they load
     try:
         config = DiffusionPipeline.load_config(name_or_path)
     except (OSError, ValueError, TypeError, AttributeError) as e:  # a model_index.json that is not a JSON mapping too
@@ -293,8 +321,3 @@ def family_of(name_or_path: str, flag: str = "--base") -> SD:
         supported = ", ".join(f"{f.pipeline} ({f.label})" for f in FAMILIES.values())
         raise GalError(f"{flag} {name_or_path}: a {name}, which gal does not personalize yet; expected one of: {supported}")
     return FAMILIES[name]
-
-
-def family_for(pipe) -> SD:
-    """The family of a loaded pipeline."""
-    return FAMILIES[type(pipe).__name__]

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import torch
 from PIL import Image
 
-from gal.family import family_for
+from gal.family import family_of
 
 
 def sample_seed(run_seed: int, *key: int | str) -> int:
@@ -37,7 +37,7 @@ def generate(pipe, prompts: Sequence[str], seeds: Sequence[int], *, steps: int, 
              resolution: int, batch_size: int, autocast_dtype: torch.dtype | None = None,
              ) -> Iterator[tuple[int, list[Image.Image]]]:
     """Yield (start, images) per batch of `prompts`, each image made from its own seed."""
-    family = family_for(pipe)
+    family = family_of(pipe)
     denoiser = getattr(pipe, family.denoiser)
     autocast = torch.autocast(denoiser.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     for start in range(0, len(prompts), batch_size):

@@ -4,115 +4,84 @@
     -> openness Δ (Eq. 9) -> stop (Eq. 10) -> add the top-k directions' best images to T -> next round
 
 Every step's result goes to the ledger before the next step starts, so a killed run resumes where it
-stopped: a round with a checkpoint is not trained again, a sample on record is not generated again.
+stopped: a round with a checkpoint is not trained again, a sample on record is not generated again. The parts
+(`Components`: the trainer, the query, the scorer) do the work; the ledger's `Writer` records it from the main
+process of an `accelerate launch`, so nothing here knows how many processes there are.
 """
 
 from __future__ import annotations
 
-import errno
-import sqlite3
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 import numpy as np
-from accelerate.utils import gather_object
 
 from gal import preflight, sampling, strategy
-from gal.anchors import make_anchors
 from gal.components import Components
-from gal.config import Config, resolved, result_dict, strategy_label, this_machine
+from gal.config import Config, resolved, strategy_label, this_machine
 from gal.errors import GalError
-from gal.generate import generate, sample_seed
-from gal.ledger import Anchor, Ledger, Record, Reference, Sample, open_record
-from gal.models import base_family
+from gal.family import family_of
+from gal.generate import sample_seed
+from gal.ledger import Anchor, Ledger, Reference, Sample, Writer, open_record
 from gal.personalize import Example, Term
-from gal.progress import progress
-from gal.storage import folder_in_place, write_png
+from gal.query import Job, Made
+from gal.storage import disk_errors, folder_in_place
 
 
 def run(config: Config, log: Callable[[str], None] = print, force: bool = False) -> dict:
     """Run (or resume) GAL into `config.out`; returns the ledger's summary."""
-    cfg = resolved(config, this_machine(), base_family)
+    cfg = resolved(config, this_machine(), family_of)
     run_dir = Path(cfg.out)
     found = preflight.examine(run_dir, cfg, force)  # new (its inputs read and checked), unfinished or finished
     if found.state == "finished":
         log(f"{run_dir}: this run has already finished (result: {found.summary['result']}); nothing to do")
         return found.summary
     parts = Components(cfg)  # loads the models: a bad --base or --scorer fails here, before anything is written
+    with disk_errors(run_dir), open_record(run_dir, parts.accelerator,
+                                           lambda ledger: preflight.prepare(ledger, found, cfg, parts, force)) as (ledger, writer):
+        parts.non_soi_texts = preflight.non_soi_texts(cfg, ledger)
+        writer.log(f"{run_dir}: {len(ledger.added(0))} reference(s), {len(ledger.anchors())} anchors, "
+                   f"{strategy_label(cfg.strategy, cfg.balance)}, m={cfg.m} k={cfg.k} λ={cfg.lambda_}, "
+                   f"{cfg.method} on {cfg.base}, {parts.accelerator.device}", log)
+        _rounds(cfg, ledger, writer, parts, lambda line: writer.log(line, log))
+        from gal.view import ledger_summary
 
-    def prepare(ledger: Ledger) -> None:  # the main process, holding the folder's lock
-        preflight.confirm(ledger, found, cfg, force)  # what was decided about the folder, decided again
-        if found.state == "new":
-            anchors = make_anchors(found.inputs.templates, cfg.subject, cfg.subject_plain)
-            preflight.warn_about_inputs(cfg, found.inputs.references, anchors, parts.pipe.tokenizer, parts.resolution)
-            preflight.start(ledger, cfg, found.inputs)
-        elif force:
-            ledger.set("config", result_dict(cfg))
-        preflight.keep_class_images(ledger, cfg)  # a resumed run of an earlier gal copies them now
-        if ledger.reference_features().size == 0:  # for the report's map of each round
-            images = [preflight.read_image(run_dir / t.path, "reference") for t in ledger.added(0)]
-            ledger.set_reference_features([_blob(f) for f in parts.scorer.image_features(images)])
-        preflight.check_files(ledger)
-        ledger.set("status", "running")
-
-    try:
-        with open_record(run_dir, parts.accelerator, prepare) as ledger:
-            parts.non_soi_texts = preflight.non_soi_texts(cfg, ledger)
-            log = ledger.main_only(log)
-            log(f"{run_dir}: {len(ledger.added(0))} reference(s), {len(ledger.anchors())} anchors, "
-                f"{strategy_label(cfg.strategy, cfg.balance)}, m={cfg.m} k={cfg.k} λ={cfg.lambda_}, "
-                f"{cfg.method} on {cfg.base}, {parts.accelerator.device}")
-            _rounds(cfg, ledger, parts, log)
-            return ledger.summary()
-    except (OSError, sqlite3.OperationalError) as e:
-        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(e):
-            raise GalError(f"--out {run_dir}: no space left on the device; everything recorded so far is kept: "
-                           "free some space and run the same command to resume") from None
-        if getattr(e, "errno", None) == errno.EFBIG:
-            raise GalError(f"--out {run_dir}: a file grew past this process's file-size limit (ulimit -f); everything "
-                           "recorded so far is kept: raise the limit and run the same command to resume") from None
-        raise
+        return ledger_summary(ledger)
 
 
-def _rounds(cfg: Config, ledger: Record, parts: Components, log) -> None:
+def _rounds(cfg: Config, ledger: Ledger, writer: Writer, parts: Components, log) -> None:
     """Algorithm 1, from the first round not yet closed in the ledger."""
-    prior = _prior_examples(cfg, ledger, parts) if cfg.prior else []
+    prior = _class_images(cfg, ledger, writer, parts) if cfg.prior else []
     rule = strategy.RULES[cfg.strategy]
     for r in range(1, cfg.rounds + 1):
         state = ledger.round(r)
         if state and state["closed"]:
             continue
-        loss = _fine_tune(cfg, ledger, parts, r, prior)  # f_θ on T, Eq. 2 (or the round's recorded weights)
+        loss = _fine_tune(cfg, ledger, writer, parts, r, prior)  # f_θ on T, Eq. 2 (or the round's recorded weights)
         pool = ledger.pool(r)
         reason = ("strategy none: the DreamBooth baseline" if not rule.queries else
                   f"round budget spent ({cfg.rounds} rounds)" if r == cfg.rounds else
                   f"only {len(pool)} anchor(s) left in the pool, fewer than k = {cfg.k}" if len(pool) < cfg.k else None)
         if reason:  # the last round fine-tunes and stops: its query could only feed a round that will not run
-            ledger.close_round(r, openness=None, directions=[], added=[], stop_reason=reason)
+            writer.close_round(r, openness=None, directions=[], added=[], stop_reason=reason)
             log(f"round {r}: fine-tuned (loss {loss:.4f}); {reason}; result: {ledger.round(r)['checkpoint']}")
             return
         with parts.personalizer.merged():  # the LoRA merged for generation, the exact base weights back after
-            _query(cfg, ledger, parts, r, pool, log)  # I_ij for every anchor in the pool (Eq. 4), verified by the oracle (Eq. 8)
+            _query(cfg, ledger, writer, parts, r, pool, log)  # I_ij for every anchor in the pool (Eq. 4), Φ (Eq. 8)
         scores, beta, omega, delta = score_directions(ledger.samples(r), pool, cfg.lambda_)  # Eq. 8, 7, 6, 9
         if cfg.pick != "best":  # a pick that also reads how much of the subject each sample shows
             scores = scores._replace(identity=_identity(ledger, parts, r, pool))
-        choice = strategy.choose(cfg.strategy, scores, cfg.k, np.random.default_rng([cfg.seed, r]),
-                                 _reviewed(ledger.review(r), pool) if rule.person else None, pick=cfg.pick)
         directions = [(a.idx, float(beta[i]), float(omega[i]), 0) for i, a in enumerate(pool)]
-        if choice is None:  # a person picks any images of any directions (`gal review`)
-            ledger.record_directions(r, delta, directions)
-            ledger.set("status", "waiting for review")
+        if rule.person and ledger.review(r) is None:  # a person picks any images of any directions (`gal review`)
+            writer.wait_for_review(r, delta, directions)
             log(f"round {r}: waiting for review: run `gal review {ledger.run_dir}`, then this command again")
             return
-        # Update T with the chosen directions' images, weighted by the balance scheme (section 3.3)
-        samples = {(s.anchor_idx, s.j): s for s in ledger.samples(r)}
-        weight = strategy.reference_weight(delta, cfg.balance)
-        added = [Reference(samples[pool[p.row].idx, p.j].path, pool[p.row].prompt, weight, r, pool[p.row].idx)
-                 for p in choice.picks]
+        choice = strategy.choose(cfg.strategy, scores, cfg.k, np.random.default_rng([cfg.seed, r]),
+                                 _reviewed(ledger.review(r), pool) if rule.person else None, pick=cfg.pick)
+        added = _new_references(ledger, r, pool, choice.picks, strategy.reference_weight(delta, cfg.balance))
         chosen = {pool[p.row].idx for p in choice.picks}
-        ledger.close_round(r, openness=delta, directions=[(*d[:3], int(d[0] in chosen)) for d in directions],
-                           added=added, stop_reason=choice.stop)
+        writer.close_round(r, openness=delta, directions=[(*d[:3], int(d[0] in chosen)) for d in directions],
+                           added=added, stop_reason=choice.stop)  # T updated with the picks (section 3.3)
         log(_round_line(r, loss, pool, beta, omega, delta, choice.picks, choice.stop))
         if choice.stop:
             log(f"result: {ledger.round(r)['checkpoint']}")
@@ -140,7 +109,7 @@ def _padded(rows: list[list[float]], fill: float) -> np.ndarray:
     return np.array([row + [fill] * (width - len(row)) for row in rows], dtype=np.float64)
 
 
-def _identity(ledger: Record, parts: Components, r: int, pool: list[Anchor]) -> np.ndarray:
+def _identity(ledger: Ledger, parts: Components, r: int, pool: list[Anchor]) -> np.ndarray:
     """(n, m) how much of the references' subject each of round r's samples shows (`ClipScorer.identity`), from
     the features on record; padded like s_a."""
     import torch
@@ -155,14 +124,20 @@ def _identity(ledger: Record, parts: Components, r: int, pool: list[Anchor]) -> 
     return _padded([[next(values) for _ in row] for row in rows], -np.inf)
 
 
-def _reviewed(review: dict | None, pool: list[Anchor]) -> list[strategy.Pick] | None:
-    if review is None:
-        return None
+def _reviewed(review: dict, pool: list[Anchor]) -> list[strategy.Pick]:
     row_of = {a.idx: i for i, a in enumerate(pool)}
     return [strategy.Pick(row_of[a], j) for a, j in review["accepted"]]
 
 
-def _fine_tune(cfg: Config, ledger: Record, parts: Components, r: int, prior: list[Example]) -> float:
+def _new_references(ledger: Ledger, r: int, pool: list[Anchor], picks: list[strategy.Pick], weight: float
+                    ) -> list[Reference]:
+    """The picked samples as new references of T, with their anchor's prompt and the balance scheme's weight."""
+    samples = {(s.anchor_idx, s.j): s for s in ledger.samples(r)}
+    return [Reference(samples[pool[p.row].idx, p.j].path, pool[p.row].prompt, weight, r, pool[p.row].idx)
+            for p in picks]
+
+
+def _fine_tune(cfg: Config, ledger: Ledger, writer: Writer, parts: Components, r: int, prior: list[Example]) -> float:
     """Train round r from the base model (or the previous round's weights) and record its checkpoint; a round
     with a checkpoint on record loads it instead (or, where its folder is gone, trains it again: the same data
     and seeds give the same weights)."""
@@ -172,8 +147,8 @@ def _fine_tune(cfg: Config, ledger: Record, parts: Components, r: int, prior: li
         preflight.load_checkpoint(parts.personalizer, run_dir / recorded, r)
         return state["train_loss"]
     if recorded:
-        ledger.on_main(lambda: preflight.warn(f"{run_dir / recorded}: missing; training round {r} again (the same "
-                                              "data and seeds: the same weights on this machine)"))
+        writer.log(f"{run_dir / recorded}: missing; training round {r} again (the same data and seeds: the same "
+                   "weights on this machine)", preflight.warn)
     if cfg.from_previous_round and r > 1:
         preflight.load_checkpoint(parts.personalizer, run_dir / ledger.round(r - 1)["checkpoint"], r - 1)
     else:
@@ -186,9 +161,9 @@ def _fine_tune(cfg: Config, ledger: Record, parts: Components, r: int, prior: li
                                     batch_size=cfg.batch_size, seed=sample_seed(cfg.seed, "train", r),
                                     desc=f"round {r}: fine-tune")
     checkpoint = recorded or f"rounds/{r}/checkpoint"
-    ledger.on_main(lambda: _save(parts, run_dir / checkpoint))
+    writer.files(lambda: _save(parts, run_dir / checkpoint))
     if not recorded:
-        ledger.record_checkpoint(r, checkpoint, loss)
+        writer.record_checkpoint(r, checkpoint, loss)
     return loss
 
 
@@ -214,105 +189,60 @@ def training_terms(cfg: Config, T: list[Example], added_in_round: list[int], pri
     return [Term(references), prior_term, Term(added, cfg.added_weight)]
 
 
-def _query(cfg: Config, ledger: Record, parts: Components, r: int, pool: list[Anchor], log) -> None:
+def _query(cfg: Config, ledger: Ledger, writer: Writer, parts: Components, r: int, pool: list[Anchor], log) -> None:
     """The round's m samples per anchor (Eq. 4), or with `--sampling adaptive` as many as its choice needs:
     waves recorded in the ledger before they are made (a resumed run finishes the last one and decides the
     next from the same samples), each with the full query's seeds (gal/sampling.py)."""
     if cfg.sampling == "full":
-        return _sample(cfg, ledger, parts, r, [(a, j) for a in pool for j in range(cfg.m)])
+        return _sample(cfg, ledger, writer, parts, r, [(a, j) for a in pool for j in range(cfg.m)])
 
     made: list[list[int]] = [[0] * len(pool)]
 
     def make(wave: int, targets: list[int]) -> list[list[int]]:
-        ledger.record_wave(r, wave, {a.idx: t for a, t in zip(pool, targets)})  # on record before it is made
+        writer.record_wave(r, wave, {a.idx: t for a, t in zip(pool, targets)})  # on record before it is made
         made.append(targets)
         for before, after in zip(made, made[1:]):  # each wave's own samples, in its own batches
-            _sample(cfg, ledger, parts, r, [(a, j) for a, b, t in zip(pool, before, after) for j in range(b, t)])
-        return _phi_rows(ledger.samples(r), pool)
+            _sample(cfg, ledger, writer, parts, r, [(a, j) for a, b, t in zip(pool, before, after) for j in range(b, t)])
+        return [[s.overfit for s in row] for row in _by_direction(ledger.samples(r), pool)]  # Φ, in j order
 
     waves = sampling.waves(len(pool), cfg.m, cfg.k, cfg.seed, r, make)
     log(f"round {r}: adaptive sampling made {sum(waves[-1])} of {len(pool) * cfg.m} images in {len(waves)} wave(s)")
 
 
-def _phi_rows(samples: list[Sample], pool: list[Anchor]) -> list[list[int]]:
-    """Φ of each direction's samples (Eq. 8), in j order."""
-    return [[s.overfit for s in samples if s.anchor_idx == a.idx] for a in pool]
+def _sample(cfg: Config, ledger: Ledger, writer: Writer, parts: Components, r: int,
+            wanted: list[tuple[Anchor, int]]) -> None:
+    """The `wanted` samples not yet on record, made and scored by the query (Eq. 4, 8) and recorded batch by batch."""
+    run_dir = ledger.run_dir
+    jobs = [Job((a.idx, j), a.prompt, sample_seed(cfg.seed, r, a.idx, j),
+                run_dir / f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png", a.text) for a, j in wanted]
+
+    def record(made: list[Made]) -> None:
+        writer.add_samples([Sample(r, *m.job.key, m.job.seed, m.job.path.relative_to(run_dir).as_posix(), m.s_a, m.s_n,
+                                   int(strategy.overfit(m.s_a, m.s_n)), _blob(m.features)) for m in made])
+
+    parts.query.make(jobs, steps=cfg.query_steps, guidance=cfg.query_guidance, desc=f"round {r}: query",
+                     on_batch=record, skip={(s.anchor_idx, s.j) for s in ledger.samples(r)},
+                     non_soi=parts.non_soi_texts)
 
 
-def _sample(cfg: Config, ledger: Record, parts: Components, r: int, wanted: list[tuple[Anchor, int]]) -> None:
-    """Generate the `wanted` samples not yet on record, score each batch with CLIP and record it: files first,
-    then one transaction per batch. PNG encoding runs in a writer thread while the next batch generates. The
-    batches are always cut from the whole `wanted` list, so a sample made again (after a kill, or because its
-    file went missing) is made in the very batch it was first made in: the same bytes, not only the same seed."""
-    done = {(s.anchor_idx, s.j) for s in ledger.samples(r)}
-    needed = [i for i, (a, j) in enumerate(wanted) if (a.idx, j) not in done]
-    seeds = [sample_seed(cfg.seed, r, a.idx, j) for a, j in wanted]
-
-    def record(written: Future, rows: list[Sample]) -> None:
-        written.result()  # the files exist before the rows that name them
-        ledger.add_samples(gather_object(rows))
-
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        previous = None
-        for mine, images, features, s_a, s_n in query_samples(parts, [a.prompt for a, _ in wanted],
-                                                              [a.text for a, _ in wanted], seeds, cfg.query_steps,
-                                                              cfg.query_guidance, f"round {r}: query", needed):
-            rows, files = [], []
-            for i, image, sa, sn, f in zip(mine, images, s_a, s_n, features):
-                a, j = wanted[i]
-                if (a.idx, j) in done:
-                    continue  # made again only to keep its batch as it was
-                path = f"rounds/{r}/samples/a{a.idx:03d}-j{j:02d}.png"
-                files.append((ledger.run_dir / path, image))
-                rows.append(Sample(r, a.idx, j, seeds[i], path, sa, sn, int(strategy.overfit(sa, sn)), _blob(f)))
-            written = writer.submit(lambda files=files: [write_png(path, image) for path, image in files])
-            if previous is not None:
-                record(*previous)
-            previous = (written, rows)
-        if previous is not None:
-            record(*previous)
-
-
-def query_samples(parts: Components, prompts: Sequence[str], texts: Sequence[str], seeds: Sequence[int], steps: int,
-                  guidance: float, desc: str, needed: Sequence[int] | None = None,
-                  ) -> Iterator[tuple[list[int], list, list, list[float], list[float]]]:
-    """The query's work apart from writing: this process's share of each batch generated from its seeds (Eq. 4) and
-    verified by the oracle against each sample's anchor text and the non-SoI texts (Eq. 8): yields (indices,
-    images, CLIP image features, s_a, s_n); only the batches holding a `needed` index (default: all).
-    benchmarks/query_phase.py times this function."""
-    for mine, images in _generate_shared(parts, prompts, seeds, steps, guidance, desc, needed):
-        if not mine:
-            yield mine, [], [], [], []
-            continue
-        features = parts.scorer.image_features(images)
-        s_a, s_n = parts.scorer.oracle(features, [texts[i] for i in mine], parts.non_soi_texts)
-        yield mine, images, list(features), s_a.tolist(), s_n.tolist()
-
-
-def _generate_shared(parts: Components, prompts: Sequence[str], seeds: Sequence[int], steps: int, guidance: float,
-                     desc: str, needed: Sequence[int] | None = None) -> Iterator[tuple[list[int], list]]:
-    """Yield (indices, images) of this process's share of each global batch of `prompts` that holds a `needed`
-    index (default: every batch). With `accelerate launch` the prompts are split across processes; every
-    process sees the same batches."""
-    acc, size = parts.accelerator, parts.gen_batch_size
-    needed = set(range(len(prompts)) if needed is None else needed)
-    bar = progress(total=len(needed), desc=desc, unit="img", disable=not acc.is_main_process or not needed)
-    step = size * acc.num_processes
-    for start in range(0, len(prompts), step):
-        chunk = needed.intersection(range(start, start + step))
-        if not chunk:
-            continue
-        first = start + acc.process_index * size
-        mine = list(range(first, min(first + size, len(prompts))))
-        images: list = []
-        if mine:
-            for _, images in generate(parts.pipe, [prompts[i] for i in mine], [seeds[i] for i in mine],
-                                      steps=steps, guidance=guidance, resolution=parts.resolution,
-                                      batch_size=size, autocast_dtype=parts.autocast_dtype):
-                pass  # one batch
-        yield mine, images
-        bar.update(len(chunk))
-    bar.close()
+def _class_images(cfg: Config, ledger: Ledger, writer: Writer, parts: Components) -> list[Example]:
+    """Class images for prior preservation: the user's (copied into the run when it started), or made by the base
+    model into the run before round 1 trains."""
+    class_prompt = cfg.subject_plain
+    have = {i for i, _, _ in ledger.class_images()}
+    todo = [] if cfg.class_images else [i for i in range(cfg.num_class_images) if i not in have]
+    if todo and ledger.round(1) is not None:
+        raise GalError(f"{ledger.run_dir}: class images are missing after training started; expected "
+                       f"{cfg.num_class_images} in class_images/")
+    if not cfg.class_images:
+        parts.personalizer.reset(seed=0)  # the base model makes the class images
+        jobs = [Job((i,), class_prompt, sample_seed(cfg.seed, "class", i), ledger.run_dir / f"class_images/{i:04d}.png")
+                for i in range(cfg.num_class_images)]
+        parts.query.make(jobs, steps=cfg.steps, guidance=cfg.guidance, desc="class images", skip={(i,) for i in have},
+                         on_batch=lambda made: writer.add_class_images(
+                             [(m.job.key[0], m.job.seed, f"class_images/{m.job.key[0]:04d}.png") for m in made]))
+    return [Example(preflight.read_image(ledger.run_dir / p, "class image"), class_prompt, 1.0)
+            for _, _, p in ledger.class_images()]
 
 
 def _blob(feature) -> bytes:
@@ -324,29 +254,3 @@ def _round_line(r, loss, pool, beta, omega, delta, picks, reason) -> str:
     line = (f"round {r}: loss {loss:.4f} | anchor overfit {float(beta.mean()):.2f} over {len(pool)} directions | "
             f"{int((omega > 0).sum())} uncertain | openness Δ {delta:.5f}")
     return line + (f" | stop: {reason}" if reason else f" | chose {chosen}")
-
-
-def _prior_examples(cfg: Config, ledger: Record, parts: Components) -> list[Example]:
-    """Class images for prior preservation: the user's (copied into the run when it started), or generated by the
-    base model into the run."""
-    class_prompt = cfg.subject_plain
-    have = {i for i, _, _ in ledger.class_images()}
-    todo = [] if cfg.class_images else [i for i in range(cfg.num_class_images) if i not in have]
-    if todo and ledger.round(1) is not None:
-        raise GalError(f"{ledger.run_dir}: class images are missing after training started; expected "
-                       f"{cfg.num_class_images} in class_images/")
-    if not cfg.class_images:
-        parts.personalizer.reset(seed=0)  # the base model makes the class images
-    seeds = [sample_seed(cfg.seed, "class", i) for i in range(cfg.num_class_images)]
-    for mine, images in _generate_shared(parts, [class_prompt] * cfg.num_class_images, seeds, cfg.steps, cfg.guidance,
-                                         "class images", todo):  # batches as in an uninterrupted run (_sample)
-        rows = []
-        for i, image in zip(mine, images):
-            if i in have:
-                continue
-            path = f"class_images/{i:04d}.png"
-            write_png(ledger.run_dir / path, image)
-            rows.append((i, seeds[i], path))
-        ledger.add_class_images(gather_object(rows))
-    return [Example(preflight.read_image(ledger.run_dir / p, "class image"), class_prompt, 1.0)
-            for _, _, p in ledger.class_images()]

@@ -22,11 +22,11 @@ import torch
 from PIL import Image
 
 from gal import strategy
-from gal.config import Config
+from gal.config import N_EVAL, Config
 from gal.errors import GalError
-from gal.generate import generate, sample_seed
-from gal.models import check_model_folder, quiet_transformers
-from gal.progress import progress
+from gal.generate import sample_seed
+from gal.locations import check_model_folder
+from gal.models import quiet_transformers
 from gal.score import ClipScorer
 from gal.storage import write_png
 
@@ -102,33 +102,29 @@ class ImageEmbedder:
         return torch.nn.functional.normalize(pooled.float(), dim=-1).cpu()
 
 
-def evaluate(pipe, scorer: ClipScorer, prompts: Sequence[TestPrompt], references: list[Image.Image],
-             non_soi: list[str], *, n: int, seed: int, steps: int, guidance: float, resolution: int,
-             batch_size: int, autocast_dtype=None, image_model: ImageEmbedder | None = None,
+def evaluate(query, prompts: Sequence[TestPrompt], references: list[Image.Image], non_soi: list[str], *, n: int,
+             seed: int, steps: int, guidance: float, image_model: ImageEmbedder | None = None,
              save_dir: Path | None = None, desc: str = "eval") -> dict:
-    """Generate `n` images per test prompt and score them. Returns the three metrics (and the second
-    model's IMG-ALN if given)."""
+    """Generate `n` images per test prompt through the query (gal.query: the same batches, seeds and oracle as a
+    run's) and score them. Returns the three metrics (and the second model's IMG-ALN if given)."""
     jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
     seeds = [sample_seed(seed, "eval", i, j) for i, j in jobs]
-    ref_clip = scorer.image_features(references)
+    ref_clip = query.scorer.image_features(references)
     ref_extra = image_model.features(references) if image_model else None
     txt, img, ovf, extra = [], [], [], []
-    bar = progress(total=len(jobs), desc=desc, unit="img")
-    for start, images in generate(pipe, [prompts[i].prompt for i, _ in jobs], seeds, steps=steps, guidance=guidance,
-                                  resolution=resolution, batch_size=batch_size, autocast_dtype=autocast_dtype):
-        batch = jobs[start:start + len(images)]
-        f = scorer.image_features(images)
-        s_a, s_n = scorer.oracle(f, [prompts[i].text for i, _ in batch], non_soi)
-        txt += s_a.tolist()
+    for mine, images, features, s_a, s_n in query.scored([prompts[i].prompt for i, _ in jobs],
+                                                         [prompts[i].text for i, _ in jobs], non_soi, seeds,
+                                                         steps=steps, guidance=guidance, desc=desc):
+        f = torch.stack(features)
+        txt += s_a
         img += (f @ ref_clip.T).mean(dim=1).tolist()
-        ovf += strategy.overfit(s_a.numpy(), s_n.numpy()).tolist()  # Eq. 8 on test prompts
+        ovf += strategy.overfit(s_a, s_n).tolist()  # Eq. 8 on test prompts
         if image_model:
             extra += (image_model.features(images) @ ref_extra.T).mean(dim=1).tolist()
         if save_dir is not None:
-            for (i, j), image in zip(batch, images):
+            for k, image in zip(mine, images):
+                i, j = jobs[k]
                 write_png(save_dir / f"p{i:03d}-j{j:02d}.png", image)
-        bar.update(len(images))
-    bar.close()
     result = {"txt_aln": float(np.mean(txt)), "img_aln": float(np.mean(img)), "ovf": float(np.mean(ovf)),
               "images": len(jobs)}
     if image_model:
@@ -162,7 +158,7 @@ def _file_digest(path: str) -> str:
         raise GalError(f"--prompts {path}: cannot read it ({e.__class__.__name__}); expected a text file") from None
 
 
-def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, seed: int = 0,
+def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = N_EVAL, seed: int = 0,
                  prompts_file: str | None = None, image_model: str | None = None, lora_scale: float = 1.0,
                  split: str = "test", device: str = "auto", log=print) -> list[dict]:
     """Evaluate every round's checkpoint of a run (or `rounds`), each once per setting: results are kept
@@ -173,7 +169,7 @@ def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, 
                            lora_scale=lora_scale, splits=(split,), device=device, log=log)[split]
 
 
-def evaluate_splits(run_dir: Path, *, rounds: list[int] | None = None, n: int = 4, seed: int = 0,
+def evaluate_splits(run_dir: Path, *, rounds: list[int] | None = None, n: int = N_EVAL, seed: int = 0,
                     prompts_file: str | None = None, image_model: str | None = None, lora_scale: float = 1.0,
                     splits: Sequence[str] = ("test",), device: str = "auto", log=print) -> dict[str, list[dict]]:
     """`evaluate_run` for several splits at once, each round's weights loaded once for all of them (`prompts_file`
@@ -247,10 +243,8 @@ def evaluate_splits(run_dir: Path, *, rounds: list[int] | None = None, n: int = 
                             continue
                         folder = f"{evaluation_folder(settings)}/round-{r['round']}"
                         with parts.personalizer.merged(lora_scale):
-                            metrics = evaluate(parts.pipe, parts.scorer, prompts, references, non_soi_texts(cfg, ledger),
-                                               n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
-                                               resolution=parts.resolution, batch_size=parts.gen_batch_size,
-                                               autocast_dtype=parts.autocast_dtype, image_model=embedder,
+                            metrics = evaluate(parts.query, prompts, references, non_soi_texts(cfg, ledger), n=n,
+                                               seed=seed, steps=cfg.steps, guidance=cfg.guidance, image_model=embedder,
                                                save_dir=run_dir / folder, desc=f"round {r['round']}: eval ({split})")
                         metrics["folder"] = folder
                         if digest and split == "test":
@@ -267,16 +261,17 @@ def check_lora_scale(scale: float) -> None:
         raise GalError(f"--lora-scale {scale}: expected a number in (0, 2] (1: the LoRA as trained)")
 
 
-def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = 4, seed: int = 0, prompts_file: str | None = None,
+def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = N_EVAL, seed: int = 0, prompts_file: str | None = None,
                    image_model: str | None = None, lora_scale: float = 1.0, device: str = "auto") -> dict:
     """TXT-ALN, IMG-ALN and OVF of one model without a run: `cfg`'s base (and `lora`, at `lora_scale`), scorer,
     references, subject, non-SoI texts and sampler."""
     from gal import models
     from gal.config import check_device, resolved, this_machine
+    from gal.family import family_of
     from gal.generate import auto_batch_size
     from gal.references import read_references
 
-    cfg = resolved(cfg, this_machine(), models.base_family)
+    cfg = resolved(cfg, this_machine(), family_of)
     check_device(device, cfg.mixed_precision, this_machine())
     check_lora_scale(lora_scale)
     if not cfg.non_soi:
@@ -304,10 +299,15 @@ def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = 4, seed: in
     models.use_query_sampler(pipe)
     resolution = models.image_resolution(pipe, cfg.resolution)
     embedder = ImageEmbedder(image_model, torch_device) if image_model else None
-    return evaluate(pipe, scorer, test_prompts(cfg.kind, cfg.subject, cfg.subject_plain, prompts_file),
+    from accelerate import PartialState
+
+    from gal.query import Query
+
+    query = Query(pipe, scorer, PartialState(), auto_batch_size(torch_device, resolution), resolution,
+                  dtype if precision != "no" else None)
+    return evaluate(query, test_prompts(cfg.kind, cfg.subject, cfg.subject_plain, prompts_file),
                     [r.image for r in refs], cfg.non_soi, n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
-                    resolution=resolution, image_model=embedder, batch_size=auto_batch_size(torch_device, resolution),
-                    autocast_dtype=dtype if precision != "no" else None)
+                    image_model=embedder)
 
 
 def rows_text(rows: list[dict]) -> str:

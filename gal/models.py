@@ -2,48 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 
 from gal.errors import GalError
-
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-PICKLE_SUFFIXES = {".bin", ".ckpt", ".pt", ".pth", ".pkl"}
-
-
-def locate(name_or_path: str, flag: str) -> str:
-    """`miniature` names the bundled miniature world's model (`--base`) or scorer (`--scorer`)."""
-    if name_or_path != "miniature":
-        return name_or_path
-    from gal.miniature import bundled
-
-    found = bundled()
-    if found is None:
-        raise GalError(f"{flag} miniature: the bundled miniature model is not in this installation; train it with "
-                       "`gal miniature train OUT` and pass OUT/model and OUT/scorer")
-    return str(found[0] if flag == "--base" else found[1])
-
-
-def check_model_folder(name_or_path: str, flag: str, allow_pickle: bool = False) -> None:
-    """A model is a local folder or a hub id (`owner/name`); anything else is a typo worth a clear line.
-    A folder whose weights are only pickles is refused: unpickling can run code."""
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise GalError(f"{flag} {name_or_path}: is a file; expected a model folder (diffusers/transformers layout)")
-        files = [p for p in path.rglob("*") if p.is_file()]
-        safe = {p.parent for p in files if p.suffix == ".safetensors"}
-        pickles = [p for p in files if p.suffix in PICKLE_SUFFIXES and p.parent not in safe]  # per component
-        if pickles and not allow_pickle:
-            raise GalError(f"{flag} {name_or_path}: holds only pickle weights ({pickles[0].relative_to(path)}), which can run "
-                           "code when loaded; expected .safetensors weights (convert them, or pass --allow-pickle "
-                           "if you trust this folder)")
-        return
-    if not HUB_ID.match(name_or_path):
-        raise GalError(f"{flag} {name_or_path}: folder not found; expected a model folder or a hub id like owner/name")
+from gal.locations import check_model_folder, locate
 
 
 @contextmanager
@@ -91,38 +55,28 @@ def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32,
 
 def use_query_sampler(pipe) -> None:
     """The query and evaluation sampler of the pipeline's family (SD, SDXL: DPM-Solver, as the authors' code)."""
-    from gal.family import family_for
+    from gal.family import family_of
 
-    family_for(pipe).use_query_sampler(pipe)
+    family_of(pipe).use_query_sampler(pipe)
 
 
 def native_resolution(pipe) -> int:
-    from gal.family import family_for
+    from gal.family import family_of
 
-    return family_for(pipe).native_resolution(pipe)
+    return family_of(pipe).native_resolution(pipe)
 
 
 def image_resolution(pipe, requested: int | None) -> int:
     """`--resolution`, or the model's own; refused in one line when the family cannot work at it (Flux packs 2x2
     latent pixels: with its 8x VAE, sides are multiples of 16)."""
-    from gal.family import family_for
+    from gal.family import family_of
 
-    family = family_for(pipe)
+    family = family_of(pipe)
     resolution, multiple = requested or family.native_resolution(pipe), family.resolution_multiple(pipe)
     if resolution % multiple:
         raise GalError(f"--resolution {resolution}: {family.label} works on sides that are multiples of {multiple}; "
                        f"expected e.g. --resolution {max(multiple, resolution // multiple * multiple)}")
     return resolution
-
-
-def base_family(name_or_path: str):
-    """The family (gal.family) of `--base`, read from its model_index.json without loading its weights."""
-    from gal.family import family_of
-
-    name_or_path = locate(name_or_path, "--base")
-    check_model_folder(name_or_path, "--base", allow_pickle=True)  # its weights are checked when they load
-    with quiet_transformers():
-        return family_of(name_or_path)
 
 
 def pick_device(name: str) -> torch.device:

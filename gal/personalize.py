@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from gal.errors import GalError
-from gal.family import family_for
+from gal.family import family_of
 from gal.progress import progress
 
 KOHYA_FILE = "lora_kohya.safetensors"
@@ -65,7 +65,7 @@ class Personalizer:
         """`trains=False` (evaluation): checkpoints load and generate, but no optimizer and, for `full`, no copy
         of the base weights is made."""
         self.pipe, self.accelerator, self.method = pipe, accelerator, method
-        self.family = family_for(pipe)
+        self.family = family_of(pipe)
         self.resolution = resolution
         # The base model's training noise schedule (the pipeline's sampler may be swapped for queries).
         self.noise_scheduler = self.family.training_schedule(pipe)
@@ -77,10 +77,10 @@ class Personalizer:
             from peft import LoraConfig
 
             denoiser.requires_grad_(False)
+            from diffusers.training_utils import cast_training_params
+
             denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(self.family.lora_targets)))
-            for p in denoiser.parameters():
-                if p.requires_grad:
-                    p.data = p.data.float()  # trainable LoRA weights in fp32 even when the UNet is half precision
+            cast_training_params(denoiser, dtype=torch.float32)  # trainable LoRA weights in fp32 under a half-precision UNet
             self.base_state = None
         else:
             denoiser.requires_grad_(trains)
@@ -138,14 +138,13 @@ class Personalizer:
     def save(self, folder: Path) -> None:
         denoiser = self.accelerator.unwrap_model(self.denoiser)
         if self.method == "lora":
-            from diffusers.utils import convert_state_dict_to_kohya
             from peft.utils import get_peft_model_state_dict
             from safetensors.torch import save_file
 
             peft_state = get_peft_model_state_dict(denoiser)
             self.family.save_lora(folder, peft_state)
-            if self.family.kohya_copy:  # the same weights in kohya's layout, for AUTOMATIC1111, ComfyUI, sd-scripts
-                kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
+            kohya = self.family.kohya_state(peft_state)  # the same weights for AUTOMATIC1111, ComfyUI, sd-scripts
+            if kohya is not None:
                 save_file({k: v.contiguous() for k, v in kohya.items()}, Path(folder) / KOHYA_FILE)
         else:
             self.pipe.save_pretrained(folder, safe_serialization=True)
@@ -165,10 +164,7 @@ class Personalizer:
             if getattr(result, "unexpected_keys", None):
                 raise GalError(f"{folder}: LoRA weights do not match this model ({result.unexpected_keys[0]} ...)")
         else:
-            from diffusers import UNet2DConditionModel
-
-            trained = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", use_safetensors=True)
-            denoiser.load_state_dict(trained.state_dict())
+            denoiser.load_state_dict(self.family.load_denoiser(self.pipe, folder).state_dict())
 
     # ---- training ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -249,21 +245,16 @@ class Personalizer:
 
     @contextmanager
     def _text_encoders_aside(self) -> Iterator[None]:
-        """On a GPU the frozen text encoders wait in CPU memory while the UNet trains: the round's prompt
-        embeddings are cached, and the GPU memory they hold is a step's."""
-        device = self.accelerator.device
-        encoders = [getattr(self.pipe, name) for name in self.family.text_encoders]
-        if device.type != "cuda":
+        """On a GPU the frozen text encoders wait in CPU memory while the UNet trains (diffusers' `offload_models`):
+        the round's prompt embeddings are cached, and the GPU memory they hold is a step's."""
+        from diffusers.training_utils import offload_models
+
+        on_gpu = self.accelerator.device.type == "cuda"
+        with offload_models(*[getattr(self.pipe, name) for name in self.family.text_encoders], device="cpu",
+                            offload=on_gpu):
+            if on_gpu:
+                torch.cuda.empty_cache()
             yield
-            return
-        for encoder in encoders:
-            encoder.to("cpu")
-        torch.cuda.empty_cache()
-        try:
-            yield
-        finally:
-            for encoder in encoders:
-                encoder.to(device)
 
 
 def _adamw(name: str, params, lr: float, device: torch.device):

@@ -53,7 +53,9 @@ def examine(run_dir: Path, cfg: Config, force: bool) -> Found:
     ledger = Ledger(run_dir)
     try:
         finished = ledger.get("status") == "finished"
-        return Found("finished" if finished else "unfinished", stored, None, ledger.summary() if finished else None)
+        from gal.view import ledger_summary
+
+        return Found("finished" if finished else "unfinished", stored, None, ledger_summary(ledger) if finished else None)
     finally:
         ledger.close()
 
@@ -72,6 +74,26 @@ def confirm(ledger: Ledger, found: Found, cfg: Config, force: bool) -> None:
                        "run the command again to see what to do with it")
     if config is not None:
         check_same_config(config, cfg, force, quiet=True)
+
+
+def prepare(ledger: Ledger, found: Found, cfg: Config, parts, force: bool) -> None:
+    """The run's folder made ready by the main process, holding its lock, before anything else happens in it:
+    `examine`'s decision confirmed, a new run's inputs copied in and recorded, the files a resume reads checked."""
+    import numpy as np
+
+    confirm(ledger, found, cfg, force)  # what was decided about the folder, decided again
+    if found.state == "new":
+        anchors = make_anchors(found.inputs.templates, cfg.subject, cfg.subject_plain)
+        warn_about_inputs(cfg, found.inputs.references, anchors, parts.pipe.tokenizer, parts.resolution)
+        start(ledger, cfg, found.inputs)
+    elif force:
+        ledger.set("config", result_dict(cfg))
+    keep_class_images(ledger, cfg)  # a resumed run of an earlier gal copies them now
+    if ledger.reference_features().size == 0:  # for the report's map of each round
+        images = [read_image(ledger.run_dir / t.path, "reference") for t in ledger.added(0)]
+        ledger.set_reference_features([f.numpy().astype(np.float16).tobytes() for f in parts.scorer.image_features(images)])
+    check_files(ledger)
+    ledger.set("status", "running")
 
 
 def read_image(path: Path, what: str) -> Image.Image:

@@ -15,6 +15,7 @@ from gal.config import strategy_label
 from gal.keep import recommendation
 from gal.ledger import Ledger
 from gal.storage import write_text
+from gal.view import ledger_summary
 
 TEMPLATES = Environment(loader=PackageLoader("gal", "templates"), autoescape=select_autoescape())
 
@@ -119,7 +120,7 @@ def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     ledger = Ledger(run_dir)
     try:
-        summary = ledger.summary()
+        summary = ledger_summary(ledger)
         ref_features = ledger.reference_features()
         rounds = []
         for r in summary["rounds"]:

@@ -89,21 +89,21 @@ def create_app(run_dir: Path, token: str) -> Starlette:
                 return JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)
         try:
             body = json.loads(data)
-            accepted, overfit = list(body.get("accepted", [])), list(body.get("overfit", []))
+            accepted = list(body.get("accepted", []))
             round_ = int(body["round"])
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
-            return JSONResponse({"error": "expected JSON {round, accepted: [ids], overfit: [ids]}"}, status_code=400)
+            return JSONResponse({"error": "expected JSON {round, accepted: [ids]}"}, status_code=400)
         ledger = Ledger(run_dir)
         try:
             pending = pending_round(ledger)
             if pending is None or round_ != pending:
                 return JSONResponse({"error": f"round {round_} is not waiting for review"}, status_code=409)
             known = {sample_id(s.anchor_idx, s.j): (s.anchor_idx, s.j) for s in ledger.samples(round_)}
-            unknown = [i for i in accepted + overfit if not isinstance(i, str) or i not in known]
+            unknown = [i for i in accepted if not isinstance(i, str) or i not in known]
             if unknown:
                 return JSONResponse({"error": f"unknown sample id(s) for round {round_}: {unknown[:3]}"}, status_code=400)
             try:
-                ledger.submit_review(round_, [known[i] for i in accepted], [known[i] for i in overfit])
+                ledger.submit_review(round_, [known[i] for i in accepted])
             except ValueError as e:
                 return JSONResponse({"error": str(e)}, status_code=409)
         finally:

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from gal.errors import GalError
-from gal.models import check_model_folder, locate, quiet_transformers
+from gal.locations import check_model_folder, locate
+from gal.models import quiet_transformers
 
 
 class ClipScorer:

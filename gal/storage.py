@@ -3,10 +3,12 @@ folder is locked while a `gal run` works in it."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import os
 import shutil
+import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,6 +51,22 @@ def folder_in_place(path: Path):
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
+
+
+@contextmanager
+def disk_errors(run_dir: Path):
+    """A full disk or a file-size limit met while a run writes: one line that says so and how to go on (what was
+    recorded so far is kept: the same command resumes)."""
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as e:
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(e):
+            raise GalError(f"--out {run_dir}: no space left on the device; everything recorded so far is kept: "
+                           "free some space and run the same command to resume") from None
+        if getattr(e, "errno", None) == errno.EFBIG:
+            raise GalError(f"--out {run_dir}: a file grew past this process's file-size limit (ulimit -f); everything "
+                           "recorded so far is kept: raise the limit and run the same command to resume") from None
+        raise
 
 
 def remove_leftovers(folder: Path) -> None:

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
-from gal.config import PAPER_BASE, PAPER_SCORER, Config, command_line
+from gal.config import AUTHORS, LR, N_EVAL, PAPER_BASE, PAPER_SCORER, Config, command_line
 from gal.errors import GalError
 
 
@@ -71,11 +71,10 @@ def _concepts(suite: str) -> list[Concept]:
 
 
 # The authors' settings (shared/docs/algorithm.md): SD v1.4, full UNet DreamBooth, lr 5e-6.
-SETTINGS = {
-    "paper-object": dict(method="full", lr=5e-6, train_steps=800, batch_size=1, prior=True),
-    "paper-style": dict(method="full", lr=5e-6, train_steps=500, batch_size=2, prior=False),
-}
-ROUNDS, M, K, LAMBDA, N_EVAL, ANCHORS, CLASS_IMAGES = 4, 10, 3, 0.005, 4, 18, 100
+SETTINGS = {f"paper-{kind}": dict(method="full", lr=LR["full"], **AUTHORS[kind]) for kind in AUTHORS}
+_PAPER = Config()  # the paper's m, k, λ, rounds and class images are gal run's defaults
+ROUNDS, M, K, LAMBDA, CLASS_IMAGES = _PAPER.rounds, _PAPER.m, _PAPER.k, _PAPER.lambda_, _PAPER.num_class_images
+ANCHORS = 18  # the authors' anchor sets (gal/data/anchors)
 
 
 def runs(suite: str, data: Path, out: Path) -> list[tuple[str, str, Config]]:
@@ -155,3 +154,18 @@ def dry_run(suite: str, data: Path | None, out: Path, log=print) -> int:
         log(f"  missing: {line}")
     log(f"  data {data}: " + ("ready" if not problems else f"{len(problems)} problem(s)"))
     return 0 if not problems else 2
+
+
+def run_suite(suite: str, data: Path | None, out: Path, log=print) -> None:
+    """`gal bench --suite`: every run of the suite (resumed where it stopped), each evaluated once it finished."""
+    import gal
+
+    if data is None:
+        raise GalError(f"--suite {suite}: expected --data DIR with the suite's images (see --dry-run)")
+    problems = check_data(suite, data)
+    if problems:
+        raise GalError(f"--data {data}: {problems[0]} ({len(problems)} problem(s); --dry-run lists them)")
+    for concept, row, cfg in runs(suite, data, out):
+        log(f"== {concept}: {row}")
+        if gal.run(cfg)["status"] == "finished":  # a human row waits for `gal review`, then the suite again
+            gal.evaluate(cfg.out, n=N_EVAL)

@@ -70,6 +70,34 @@ class Run:
         return {r.number: [d for d in r.directions if d.selected] for r in self.rounds}
 
 
+def ledger_summary(ledger) -> dict:
+    """The whole run as plain data (`gal show --json`; paths relative to the run folder)."""
+    anchors = {a.idx: a for a in ledger.anchors()}
+    rounds = []
+    for r in ledger.rounds():
+        samples: dict[int, list[dict]] = {}
+        for s in ledger.samples(r["round"]):
+            samples.setdefault(s.anchor_idx, []).append(
+                {"j": s.j, "seed": s.seed, "path": s.path, "sim_anchor": s.sim_anchor,
+                 "sim_non_soi": s.sim_non_soi, "overfit": s.overfit})
+        directions = [
+            {"index": d["anchor_idx"], "prompt": anchors[d["anchor_idx"]].prompt, "beta": d["beta"],
+             "entropy": d["entropy"], "selected": bool(d["selected"]), "samples": samples.get(d["anchor_idx"], [])}
+            for d in ledger.directions(r["round"])]
+        rounds.append({
+            "round": r["round"], "openness": r["openness"], "stopped": bool(r["stopped"]),
+            "stop_reason": r["stop_reason"], "checkpoint": r["checkpoint"], "train_loss": r["train_loss"],
+            "anchors": directions, "evaluations": ledger.evaluations(r["round"]),
+            "added": [{"path": a.path, "prompt": a.prompt, "weight": a.weight, "anchor_index": a.anchor_idx}
+                      for a in ledger.added(r["round"])],
+        })
+    return {
+        "config": ledger.recorded_config(), "status": ledger.get("status"), "result": ledger.get("result"),
+        "references": [{"path": a.path, "prompt": a.prompt, "weight": a.weight} for a in ledger.added(0)],
+        "rounds": rounds,
+    }
+
+
 def run_summary(folder: str | Path) -> dict:
     """The ledger's summary (`gal show --json`; paths relative to the run folder) with the round to keep."""
     from gal.ledger import Ledger
@@ -79,7 +107,7 @@ def run_summary(folder: str | Path) -> dict:
         raise GalError(f"{folder}: no gal run here (no {Ledger.FILE}); expected a folder made by `gal run --out`")
     ledger = Ledger(folder)
     try:
-        summary = ledger.summary()
+        summary = ledger_summary(ledger)
     finally:
         ledger.close()
     return {**summary, "recommended": recommendation(summary)}

@@ -137,7 +137,7 @@ def test_frontier_is_the_upper_envelope_of_training_less():
     assert all(abs(d["above"]) < 1e-12 for d in mb.distances(summary) if d["row"] != "GAL")  # on the frontier
     # an earlier bench's rows join the table where this one lacks them, measured against this frontier
     earlier = {"results": [result("GAL", 0.1, 0.1, 0.0), result("Random", 0.26, 0.40, 0.3)]}
-    merged = mb.merge(summary, earlier, "earlier.json")
+    merged = mb.merge_summaries(summary, earlier, "earlier.json")
     assert [e["row"] for e in merged["results"]][-1] == "Random" and len(merged["results"]) == 5
     assert [d["above"] for d in mb.distances(merged) if d["row"] == "Random"] == [pytest.approx(-0.02)]
 

@@ -1,8 +1,8 @@
 """`gal demo`'s inputs come from the miniature world; `--base miniature` names the bundled model."""
 
 from gal.cli import main
-from gal.demo import prepare
-from gal.miniature import bundled
+from gal.locations import bundled
+from gal.miniature.inputs import prepare
 
 
 def test_demo_inputs_for_a_held_out_style(tmp_path):
@@ -27,12 +27,18 @@ def test_miniature_names_the_bundled_model_or_says_it_is_missing(tiny, tmp_path,
         assert main(argv[:4] + ["miniature"] + argv[5:]) == 0
 
 
-def test_demo_runs_end_to_end_on_tiny_models_without_the_bundled_weights(tmp_path, monkeypatch, capsys):
-    """`make demo`'s code path through the Python API: run, evaluate, show, report (tiny random models)."""
-    import gal.miniature
+def test_demo_runs_end_to_end_through_the_python_api(tiny, tmp_path, capsys):
+    """`make demo`'s code path (run, evaluate, show, report) on tiny random models (`gal demo`'s hidden --base and
+    --scorer, as `gal bench`'s)."""
+    assert main(["demo", "--out", str(tmp_path / "run"), "--base", str(tiny / "pipeline"),
+                 "--scorer", str(tiny / "clip")]) == 0
+    out = capsys.readouterr().out
+    assert "TXT-ALN" in out and "keep: round" in out and (tmp_path / "run" / "report.html").exists()
 
-    monkeypatch.setattr(gal.miniature, "bundled", lambda: None)
-    assert main(["demo", "--out", str(tmp_path / "run")]) == 0
-    out = capsys.readouterr()
-    assert "bundled miniature model is not in this installation" in out.err
-    assert "TXT-ALN" in out.out and "keep: round" in out.out and (tmp_path / "run" / "report.html").exists()
+
+def test_demo_without_the_bundled_weights_says_how_to_make_them(tmp_path, monkeypatch, capsys):
+    import gal.locations
+
+    monkeypatch.setattr(gal.locations, "bundled", lambda: None)
+    assert main(["demo", "--out", str(tmp_path / "run")]) == 2
+    assert "gal miniature train OUT" in capsys.readouterr().err and not (tmp_path / "run").exists()

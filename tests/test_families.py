@@ -158,11 +158,10 @@ def test_a_family_gal_does_not_personalize_is_named_in_one_line(tiny, tmp_path, 
 def test_the_family_and_its_sampler_defaults_are_read_from_the_folder(tiny, bases):
     from gal.config import resolved
     from gal.family import family_of
-    from gal.models import base_family
 
     assert [family_of(str(bases[f])).name for f in PIPELINES] == ["sd", "sdxl", "flux", "flux", "sd3"]
     defaults = {f: resolved(gal.Config(references="r", subject="a <sks> ball", base=str(bases[f]), scorer="s"),
-                            family_of=base_family) for f in PIPELINES}
+                            family_of=family_of) for f in PIPELINES}
     assert [(c.steps, c.guidance) for c in defaults.values()] == [(50, 7.5), (50, 7.5), (28, 3.5), (4, 0.0), (28, 7.0)]
 
 

@@ -300,7 +300,7 @@ def waiting_run(tiny, tmp_path_factory):
     assert main(args) == 0
     ledger = Ledger(out)
     r = pending_round(ledger)
-    ledger.submit_review(r, [(s.anchor_idx, s.j) for s in ledger.samples(r)[:8:4]], [])
+    ledger.submit_review(r, [(s.anchor_idx, s.j) for s in ledger.samples(r)[:8:4]])
     ledger.close()
     assert main(args) == 0
     return out, args

@@ -87,7 +87,7 @@ def test_class_images_are_copied_into_the_run_and_a_changed_folder_changes_nothi
     assert [np.asarray(Image.open(out / p)).tolist() for _, _, p in copies] == [
         np.asarray(Image.open(given_images / f"{i}.png")).tolist() for i in range(3)]
     r = 1
-    ledger.submit_review(r, [(s.anchor_idx, s.j) for s in ledger.samples(r)[:1]], [])
+    ledger.submit_review(r, [(s.anchor_idx, s.j) for s in ledger.samples(r)[:1]])
     ledger.close()
     shutil.rmtree(given_images)  # the user's folder is gone (or changed): the run trains on its own copies
     assert main(args) == 0
@@ -165,7 +165,7 @@ def waiting(tiny, tmp_path_factory):
     args = run_args(tiny, out, "--rounds", "2", "--strategy", "human")
     assert main(args) == 0
     ledger = Ledger(out)
-    ledger.submit_review(1, [(s.anchor_idx, s.j) for s in ledger.samples(1)[:1]], [])
+    ledger.submit_review(1, [(s.anchor_idx, s.j) for s in ledger.samples(1)[:1]])
     ledger.close()
     return out, args
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from gal.cli import main
-from gal.demo import prepare
 from gal.miniature import bundled, check, world
+from gal.miniature.inputs import prepare
 from gal.models import load_pipeline
 from gal.score import ClipScorer
 

@@ -27,7 +27,7 @@ def human_run(tiny, out, capsys, *extra):
 
 def reviews(out):
     return sqlite3.connect(out / "gal.sqlite").execute(
-        "SELECT round, anchor_idx, j, accepted, overfit FROM review ORDER BY round, anchor_idx, j").fetchall()
+        "SELECT round, anchor_idx, j, accepted FROM review ORDER BY round, anchor_idx, j").fetchall()
 
 
 @pytest.fixture
@@ -39,8 +39,7 @@ def waiting(tiny, tmp_path, capsys):
 
 def test_human_run_waits_then_continues_with_the_picked_images(waiting, tiny, capsys):
     app = TestClient(create_app(waiting, "secret"))
-    assert app.post("/submit?token=secret", json={"round": 1, "accepted": ["a0-j1", "a3-j2", "a3-j0"],
-                                                  "overfit": ["a1-j0"]}).status_code == 200
+    assert app.post("/submit?token=secret", json={"round": 1, "accepted": ["a0-j1", "a3-j2", "a3-j0"]}).status_code == 200
     assert main(run_args(tiny, waiting, "--rounds", "3", "--strategy", "human", "--balance")) == 0
     summary = json.loads(_last_json(waiting, capsys))
     r1 = summary["rounds"][0]
@@ -88,7 +87,7 @@ def test_submissions_are_checked_against_the_pending_round(waiting):
     assert (waiting / "gal.sqlite").read_bytes() == before
     assert app.post("/submit?token=t", json={"round": 1, "accepted": ["a0-j1"]}).status_code == 200
     assert app.post("/submit?token=t", json={"round": 1, "accepted": ["a2-j1"]}).status_code == 409  # closed
-    assert reviews(waiting) == [(1, 0, 1, 1, 0)]
+    assert reviews(waiting) == [(1, 0, 1, 1)]
 
 
 def test_review_refuses_runs_of_other_strategies(tiny, tmp_path, capsys):
@@ -121,7 +120,6 @@ def test_review_in_a_real_browser(waiting, tiny, capsys):
             assert page.locator("figure").count() == 6 * 4
             page.click("figure[data-id='a2-j3']")
             page.click("figure[data-id='a5-j0']")
-            page.check("input.overfit[value='a1-j1']")
             assert page.locator("#count").inner_text() == "2"
             page.click("#submit")
             page.wait_for_selector("text=Submitted")
@@ -129,7 +127,7 @@ def test_review_in_a_real_browser(waiting, tiny, capsys):
     finally:
         server.terminate()
         server.wait(10)
-    assert reviews(waiting) == [(1, 1, 1, 0, 1), (1, 2, 3, 1, 0), (1, 5, 0, 1, 0)]
+    assert reviews(waiting) == [(1, 2, 3, 1), (1, 5, 0, 1)]
     assert main(run_args(tiny, waiting, "--rounds", "3", "--strategy", "human", "--balance")) == 0
     summary = json.loads(_last_json(waiting, capsys))
     assert [a["path"] for a in summary["rounds"][0]["added"]] == [

@@ -12,16 +12,7 @@ The anchors, test prompts and reference set-up follow the GAL paper's (Zhang et 
 of the authors' public code), translated into this world's vocabulary.
 """
 
-from pathlib import Path
+from gal.locations import WEIGHTS, bundled  # noqa: F401  (where the bundled weights are: gal.locations)
 
-WEIGHTS = Path(__file__).parent / "weights"  # where the bundled model and scorer live (safetensors)
 # `gal run` settings for the bundled model (its sampler's steps and guidance follow from the base: config.resolved)
 SETTINGS = {"base": "miniature", "scorer": "miniature"}
-
-
-def bundled() -> tuple[Path, Path] | None:
-    """(model folder, scorer folder) of the bundled miniature world, or None where they are not installed."""
-    model, scorer = WEIGHTS / "model", WEIGHTS / "scorer"
-    if (model / "model_index.json").exists() and (scorer / "config.json").exists():
-        return model, scorer
-    return None

@@ -96,7 +96,7 @@ def phenomenon(model_dir: str | Path, scorer_dir: str | Path, subject: str = "mo
 
     import gal
     from gal.config import default_lr
-    from gal.demo import inputs
+    from gal.miniature.inputs import inputs
 
     work = Path(work or tempfile.mkdtemp(prefix="gal-phenomenon-"))
     fields, _ = inputs(work / "inputs", subject)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.model_dir is None or args.scorer_dir is None:
         from gal.errors import GalError
-        from gal.miniature import bundled
+        from gal.locations import bundled
 
         if bundled() is None:
             raise GalError("gal miniature check: no MODEL SCORER given and the bundled miniature weights are not in "

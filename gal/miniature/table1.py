@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from gal.config import N_EVAL, Config
 from gal.miniature import judge as judges
 from gal.miniature import world
 from gal.storage import folder_in_place, write_png, write_text
@@ -56,7 +57,9 @@ EXPOSURE = "DreamBooth, exposure-matched"
 FRONTIER = (0.125, 0.25, 0.5, 0.75)  # shares of the default step count; 1x is the baseline
 SCALES = (0.25, 0.5, 0.75)  # LoRA scales of the 1x DreamBooth; 1 is the baseline
 ROW_KEYS = ["frontier", "scale", "exposure"] + [r.key for r in ROWS + PERFECT_ROWS]
-FULL = {"subjects": ["mosaic", "neon", "twotone_star", "spotted_ring"], "seeds": [0, 1, 2], "rounds": 4, "m": 10, "n": 4}
+_PAPER = Config()  # the paper's round budget and m (gal run's defaults), and its evaluation's n
+FULL = {"subjects": ["mosaic", "neon", "twotone_star", "spotted_ring"], "seeds": [0, 1, 2], "rounds": _PAPER.rounds,
+        "m": _PAPER.m, "n": N_EVAL}
 # --quick: one style, one object, shorter fine-tunes (the full bench keeps the paper's 500 / 800 steps)
 QUICK = {"subjects": ["mosaic", "twotone_star"], "seeds": [0], "rounds": 2, "m": 4, "n": 1,
          "train_steps": {"style": 300, "object": 500}}
@@ -143,7 +146,7 @@ def run_one(cfg, player: Player | None = None) -> None:
             picks = player(Path(cfg.out), cfg.k)
             ledger = Ledger(Path(cfg.out))
             try:
-                ledger.submit_review(pending, picks, [])
+                ledger.submit_review(pending, picks)
             finally:
                 ledger.close()
         if status == "finished":
@@ -224,13 +227,13 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
                  judge: judges.Judge | None, work: Path, log=print) -> list[dict]:
     """Every run of one subject and seed (see the module's docstring), evaluated per round."""
     from gal.config import Config, resolved
-    from gal.demo import inputs
     from gal.ledger import Ledger
+    from gal.miniature.inputs import inputs
 
     subject = world.SUBJECTS[subject_name]
     fields, prompts = inputs(work / "inputs" / subject_name, subject_name)
     steps = settings.get("train_steps", {}).get(subject.kind)
-    base = Config(**{**fields, "rounds": settings["rounds"], "m": settings["m"], "k": 3, "seed": seed,
+    base = Config(**{**fields, "rounds": settings["rounds"], "m": settings["m"], "seed": seed,
                      **({"train_steps": steps} if steps else {}), **models})  # the models' settings win
     settled = resolved(base)
     full_steps = settled.train_steps
@@ -332,7 +335,8 @@ def bench(out: Path, quick: bool = False, models: dict | None = None, judge_dir:
           only: list[str] | None = None, seeds: list[int] | None = None, rows: list[str] | None = None,
           log=print) -> dict:
     from gal.errors import GalError
-    from gal.miniature import SETTINGS, WEIGHTS, bundled
+    from gal.locations import WEIGHTS, bundled
+    from gal.miniature import SETTINGS
 
     settings = dict(QUICK if quick else FULL)
     for name, chosen, known in (("--only", only, settings["subjects"]), ("--seed", seeds, settings["seeds"]),
@@ -365,7 +369,35 @@ def bench(out: Path, quick: bool = False, models: dict | None = None, judge_dir:
     return summary
 
 
-def merge(summary: dict, other: dict, source: str) -> dict:
+def main(out: Path, *, quick: bool = False, only: list[str] | None = None, seeds: list[int] | None = None,
+         rows: list[str] | None = None, results: str | None = None, summary: str | None = None,
+         merge: list[str] | None = None, base: str | None = None, scorer: str | None = None, judge: str | None = None,
+         command: str = "gal bench", log=print) -> dict:
+    """`gal bench`: run (or resume) the bench's part that is asked for, write its summary, merge other benches'
+    runs into it and write the results page. `base`, `scorer`, `judge`: other models (tests: tiny ones, few steps)."""
+    import os
+    import platform
+
+    from gal.errors import GalError
+
+    models = {"base": base, "scorer": scorer, "steps": 3, "train_steps": 10} if base else None
+    found = bench(out, quick=quick, models=models, judge_dir=Path(judge) if judge else None, only=only, seeds=seeds,
+                  rows=rows, log=log)
+    if summary:  # also for a part of a bench (--only, --seed), e.g. to --merge it later
+        write_text(Path(summary), json.dumps(found, indent=1))
+    for path in merge or []:
+        try:
+            found = merge_summaries(found, json.loads(Path(path).read_text()), path)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise GalError(f"--merge {path}: cannot read it as a bench summary ({e.__class__.__name__}); "
+                           "expected a bench.json written by gal bench") from None
+    if results:
+        machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        write_results(found, Path(results), command, machine)
+    return found
+
+
+def merge_summaries(summary: dict, other: dict, source: str) -> dict:
     """`summary` with the runs of another bench's summary (e.g. an earlier bench with rows not run here)
     that it lacks, by subject, seed and row; each marked with its source."""
     have = {(e["subject"], e["seed"], e["row"]) for e in summary["results"]}

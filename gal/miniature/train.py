@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from gal.builders import clip_processor, sd_pipeline, text_config, write_clip_tokenizer
 from gal.miniature import check as quality
+from gal.miniature.layout import clip_processor, sd_pipeline, text_config, write_clip_tokenizer
 from gal.miniature.world import SIZE, Scene, caption, is_held_out, one_off_captions, render, sample_scenes, world_words
 from gal.score import ClipScorer
 from gal.storage import RunLock, folder_in_place, write_text
