@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # GAL on the bundled miniature world (a held-out style), evaluated per round and reported in
-# .demo/run/report.html. Without the bundled weights, `gal demo` says so and uses tiny random models.
+# .demo/run/report.html. Without the bundled weights, `gal demo` says how to train them.
 demo: venv
 	rm -rf $(DEMO)
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(VENV)/bin/gal demo --out $(DEMO)/run

@@ -22,7 +22,7 @@ from gal.errors import GalError
 from gal.view import Run, open_run
 
 __version__ = "0.1.0"
-__all__ = ["Config", "GalError", "Run", "evaluate", "evaluate_model", "open_run", "run"]
+__all__ = ["Config", "GalError", "Run", "evaluate", "evaluate_checkpoints", "evaluate_model", "open_run", "run"]
 
 
 def run(config: Config, log: Callable[[str], None] = print, force: bool = False) -> dict:
@@ -35,21 +35,32 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
 
 def evaluate(run_dir: str | Path, *, rounds: list[int] | None = None, n: int = N_EVAL, seed: int = 0,
              prompts_file: str | None = None, image_model: str | None = None, lora_scale: float = 1.0,
-             split: str = "test", device: str = "auto") -> list[dict]:
+             split: str = "test", validation: bool = True, device: str = "auto") -> list[dict]:
     """TXT-ALN, IMG-ALN and OVF of every round's checkpoint (or `rounds`) on the test prompts (`split="validation"`:
-    on the run's anchors that no round added an image for, what `gal show` chooses the round to keep on); computed
-    once per setting and kept in the run's ledger."""
-    from gal.metrics import evaluate_run
+    on the run's anchors that no round added an image for); computed once per setting and kept in the run's ledger.
+    With `validation` (the default) the validation split is evaluated too, in the same pass: the round `gal show`
+    and `open_run(...).recommended` name is then chosen on it, not on the test prompts these rows report."""
+    from gal.metrics import evaluate_splits
 
-    return evaluate_run(Path(run_dir), rounds=rounds, n=n, seed=seed, prompts_file=prompts_file,
-                        image_model=image_model, lora_scale=lora_scale, split=split, device=device)
+    splits = (split, "validation") if validation and split == "test" else (split,)
+    return evaluate_splits(Path(run_dir), rounds=rounds, n=n, seed=seed, prompts_file=prompts_file,
+                           image_model=image_model, lora_scale=lora_scale, splits=splits, device=device)[split]
+
+
+def evaluate_checkpoints(config: Config, loras: list[str], scales: list[float] = (1.0,), **options) -> dict:
+    """Each checkpoint of any trainer's LoRA (files, folders, a folder of a trainer's checkpoints, a gal run) at each
+    scale: the paper's metrics on the test prompts, where it copies (per-anchor β) and the (checkpoint, scale) to keep
+    (`gal eval --base ... --lora ...`; gal.compare)."""
+    from gal.compare import evaluate_checkpoints as evaluate_all
+
+    return evaluate_all(config, loras, scales, **options)
 
 
 def evaluate_model(config: Config, *, lora: str | None = None, n: int = N_EVAL, seed: int = 0, prompts_file: str | None = None,
                    image_model: str | None = None, lora_scale: float = 1.0, device: str = "auto") -> dict:
     """The same metrics for one model without a run (`gal eval --base ...`): `config`'s base (plus `lora`),
     scorer, references, subject, non-SoI texts and sampler."""
-    from gal.metrics import evaluate_model as evaluate_one
+    from gal.compare import evaluate_model as evaluate_one
 
     return evaluate_one(config, lora=lora, n=n, seed=seed, prompts_file=prompts_file, image_model=image_model,
                         lora_scale=lora_scale, device=device)

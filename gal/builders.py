@@ -299,6 +299,25 @@ def build_clip(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Path:
     return folder
 
 
+def build_clipseg(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny `CLIPSegForImageSegmentation` folder with random weights, its tokenizer and processor (`gal eval
+    --masked`'s segmenter in tests)."""
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessor
+
+    folder = Path(folder)
+    tokenizer = write_clip_tokenizer(folder)
+    config = CLIPSegConfig(text_config=text_config(tokenizer, **TINY_TEXT), projection_dim=32, reduce_dim=16,
+                           vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
+                                              num_hidden_layers=3, num_attention_heads=4),
+                           extract_layers=[0, 1], decoder_num_attention_heads=2, decoder_intermediate_size=32)
+    torch.manual_seed(seed)
+    CLIPSegForImageSegmentation(config).save_pretrained(folder, safe_serialization=True)
+    images = ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406],
+                               image_std=[0.229, 0.224, 0.225])
+    CLIPSegProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
 def build_miniature(pipeline_folder: str | Path, clip_folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
     """The miniature world's architecture (its default TrainConfig) with random weights, saved as its trainer
     saves its final folders."""

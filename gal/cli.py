@@ -70,9 +70,12 @@ def _show_parser(sub) -> None:
 
 
 def _eval_parser(sub) -> None:
-    p = sub.add_parser("eval", help="TXT-ALN, IMG-ALN and OVF on test prompts, per round of a run or for one model",
+    p = sub.add_parser("eval", help="TXT-ALN, IMG-ALN and OVF on test prompts, per round of a run or per checkpoint of "
+                                    "any trainer's LoRA",
                        description="gal eval RUN: every round's checkpoint (stored in the run, computed once). "
-                                   "gal eval --base MODEL [--lora DIR] --references DIR --subject ...: one model.")
+                                   "gal eval --base MODEL --lora PATH [--lora PATH ...] [--lora-scale X ...] "
+                                   "--references DIR --subject ... --non-soi ...: each checkpoint of any trainer at each "
+                                   "scale, where it copies (per-anchor overfit rate) and the one to keep.")
     p.add_argument("run", nargs="?", metavar="RUN", help="run folder")
     p.add_argument("--round", type=integer, action="append", help="only this round (repeatable)")
     p.add_argument("--n", type=integer, default=N_EVAL, help=f"images per test prompt (default: {N_EVAL})")
@@ -81,14 +84,23 @@ def _eval_parser(sub) -> None:
     p.add_argument("--image-model", metavar="DIR", help="a second image model (e.g. DINO) for another IMG-ALN column")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
-    p.add_argument("--lora", metavar="DIR", help="one model: a LoRA folder loaded with pipe.load_lora_weights")
-    p.add_argument("--lora-scale", type=number, default=1.0, metavar="X",
-                   help="the LoRA's strength, as a user of the file can turn it down (default: 1, as trained)")
+    p.add_argument("--lora", metavar="PATH", action="append",
+                   help="with --base: a LoRA file, a folder with one, a folder of a trainer's checkpoints (kohya's "
+                        "name-000010.safetensors, ai-toolkit's name_000001000.safetensors, checkpoint-N/ folders) or a "
+                        "gal run (repeatable); read with the base's pipe.load_lora_weights")
+    p.add_argument("--lora-scale", type=number, nargs="+", default=[1.0], metavar="X",
+                   help="the LoRA's strength, as a user of the file can turn it down; several: each (default: 1)")
+    p.add_argument("--masked", action="store_true", help="with --lora: IMG-ALN on the subject's region too (CLIPSeg "
+                                                         "prompted with the class word; NAME.mask.png or an alpha "
+                                                         "channel gives a reference's own)")
+    p.add_argument("--segmenter", metavar="DIR", help="with --masked: a CLIPSeg folder or hub id (default: "
+                                                      "CIDAS/clipseg-rd64-refined)")
+    p.add_argument("--report", metavar="FILE", help="with --lora: also write a self-contained HTML page here")
     add_config_flags(p, only=MODEL_EVAL_FIELDS)  # one model, without a run: the `gal run` flags that describe it
 
 
-MODEL_EVAL_FIELDS = ("base", "scorer", "references", "kind", "subject", "subject_plain", "non_soi", "steps", "guidance",
-                     "resolution")
+MODEL_EVAL_FIELDS = ("base", "scorer", "references", "kind", "subject", "subject_plain", "non_soi", "anchors", "m",
+                     "steps", "guidance", "resolution")
 
 
 def _review_parser(sub) -> None:
@@ -278,39 +290,82 @@ def _eval(a: dict) -> int:
         raise GalError(f"--n {a['n']}: expected 1 to 1000 images per test prompt")
     if not 0 <= a["seed"] < 2**63:
         raise GalError(f"--seed {a['seed']}: expected 0 or more")
-    options = dict(n=a["n"], seed=a["seed"], prompts_file=a["prompts"], image_model=a["image_model"],
-                   lora_scale=a["lora_scale"], device=a["device"])
     if a["run"]:
         if a["lora"]:
-            raise GalError(f"--lora {a['lora']}: gal eval RUN evaluates the run's own rounds; expected either RUN or "
-                           "--base MODEL --lora DIR ...")
+            raise GalError(f"--lora {a['lora'][0]}: gal eval RUN evaluates the run's own rounds; expected either RUN "
+                           "or --base MODEL --lora PATH ...")
         from gal.metrics import evaluate_splits
         from gal.view import run_summary
 
-        # the test prompts, and the validation split on which `gal show` chooses the round to keep
-        found = evaluate_splits(Path(a["run"]), rounds=a["round"], splits=("test", "validation"), **options)
-        rows, validation = found["test"], found["validation"]
-        recommended = run_summary(Path(a["run"]))["recommended"] if a["lora_scale"] == 1 else None
+        out = []
+        for scale in a["lora_scale"]:  # the test prompts, and the validation split `gal show` chooses the round on
+            found = evaluate_splits(Path(a["run"]), rounds=a["round"], splits=("test", "validation"), n=a["n"],
+                                    seed=a["seed"], prompts_file=a["prompts"], image_model=a["image_model"],
+                                    lora_scale=scale, device=a["device"])
+            out.append({"lora_scale": scale, "rounds": found["test"], "validation": found["validation"]})
+        recommended = run_summary(Path(a["run"]))["recommended"]
         if a["json"]:
-            print(json.dumps({"rounds": rows, "validation": validation, "recommended": recommended}, indent=1))
+            body = out[0] if len(out) == 1 else {"scales": out}
+            print(json.dumps({**body, "recommended": recommended}, indent=1))
             return 0
-        print(rows_text(rows))
-        if validation:
-            print("validation split (the anchors no round added an image for):")
-            print(rows_text(validation))
+        for part in out:
+            if len(out) > 1:
+                print(f"LoRA scale {part['lora_scale']:g}:")
+            print(rows_text(part["rounds"]))
+            if part["validation"]:
+                print("validation split (the anchors no round added an image for):")
+                print(rows_text(part["validation"]))
         if recommended:
             print(f"keep: round {recommended['round']} ({recommended['checkpoint']}): {recommended['why']}")
         return 0
-    elif a.get("base"):
-        cfg = make_config({k: a[k] for k in MODEL_EVAL_FIELDS if k in a}, source="flags")
-        rows = [{"round": None, **gal.evaluate_model(cfg, lora=a["lora"], **options)}]
-    else:
+    if not a.get("base"):
         raise GalError("gal eval: expected a run folder (gal eval RUN) or a model (gal eval --base MODEL ...)")
+    cfg = make_config({k: a[k] for k in MODEL_EVAL_FIELDS if k in a}, source="flags")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as images:
+        result = gal.evaluate_checkpoints(cfg, a["lora"] or [], a["lora_scale"], n=a["n"], seed=a["seed"],
+                                          prompts_file=a["prompts"], masked=a["masked"], segmenter=a["segmenter"],
+                                          image_model=a["image_model"], device=a["device"],
+                                          save_dir=Path(images) if a["report"] else None,
+                                          log=lambda line: print(line, file=sys.stderr))
+        if a["report"]:
+            from gal.compare import write_report
+
+            write_report(result, Path(a["report"]), cfg.base or "-", a["n"], cfg.m)
     if a["json"]:
-        print(json.dumps({"rounds": rows}, indent=1))
+        print(json.dumps({**result, "rounds": [{"round": None, **r} for r in result["rows"]]}, indent=1))
         return 0
-    print(rows_text(rows))
+    print(checkpoints_text(result))
     return 0
+
+
+def checkpoints_text(result: dict) -> str:
+    """`gal eval --base ... --lora ...`'s table: a line per (checkpoint, scale), and the one to keep."""
+    from gal.compare import copying_line
+
+    rows = result["rows"]
+    masked = bool(rows and "img_aln_masked" in rows[0])
+    lines = [f"{'checkpoint':<28} {'scale':>5}  {'TXT-ALN':>7}  {'IMG-ALN':>7}" + ("  IMG-ALN(subject)" if masked else "")
+             + f"  {'OVF':>6}  copies"]
+    for r in rows:
+        lines.append(f"{(r['checkpoint'] or 'base')[:28]:<28} {r['scale']:>5g}  {r['txt_aln']:7.4f}  {r['img_aln']:7.4f}"
+                     + (f"  {r['img_aln_masked']:16.4f}" if masked else "") + f"  {r['ovf']:6.3f}  "
+                     + (f"{r['copies']} of {len(r['beta'])}" + _worst(result, r) if "copies" in r else "-"))
+    rec = result["recommended"]
+    if rec:
+        row = next(r for r in rows if r["label"] == rec["label"])
+        lines.append(f"keep: {rec['label']} ({rec['lora']}, scale {rec['scale']:g}): {rec['why']}; it "
+                     f"{copying_line(result, row)}")
+    return "\n".join(lines)
+
+
+def _worst(result: dict, row: dict) -> str:
+    """The direction with the highest β (Eq. 7), where it copies most."""
+    if not row["beta"] or max(row["beta"]) == 0:
+        return ""
+    i = max(range(len(row["beta"])), key=lambda i: row["beta"][i])
+    return f" (worst: {result['anchors'][i]}, β {row['beta'][i]:.2f})"
 
 
 def entry() -> None:

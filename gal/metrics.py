@@ -22,12 +22,11 @@ import torch
 from PIL import Image
 
 from gal import strategy
-from gal.config import N_EVAL, Config
+from gal.config import N_EVAL
 from gal.errors import GalError
 from gal.generate import sample_seed
 from gal.locations import check_model_folder
 from gal.models import quiet_transformers
-from gal.score import ClipScorer
 from gal.storage import write_png
 
 
@@ -259,55 +258,6 @@ def evaluate_splits(run_dir: Path, *, rounds: list[int] | None = None, n: int = 
 def check_lora_scale(scale: float) -> None:
     if not (0 < scale <= 2):
         raise GalError(f"--lora-scale {scale}: expected a number in (0, 2] (1: the LoRA as trained)")
-
-
-def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = N_EVAL, seed: int = 0, prompts_file: str | None = None,
-                   image_model: str | None = None, lora_scale: float = 1.0, device: str = "auto") -> dict:
-    """TXT-ALN, IMG-ALN and OVF of one model without a run: `cfg`'s base (and `lora`, at `lora_scale`), scorer,
-    references, subject, non-SoI texts and sampler."""
-    from gal import models
-    from gal.config import check_device, resolved, this_machine
-    from gal.family import family_of
-    from gal.generate import auto_batch_size
-    from gal.references import read_references
-
-    cfg = resolved(cfg, this_machine(), family_of)
-    check_device(device, cfg.mixed_precision, this_machine())
-    check_lora_scale(lora_scale)
-    if not cfg.non_soi:
-        raise GalError("--non-soi: missing; OVF (Eq. 8) needs the references' non-subject content")
-    torch_device = models.pick_device(device)
-    refs = read_references(cfg.references)
-    scorer = ClipScorer(cfg.scorer, device=torch_device)
-    precision = models.mixed_precision(cfg.mixed_precision, torch_device)  # bf16 on GPUs, as `gal run`
-    dtype = models.precision_dtype(precision)
-    pipe = models.load_pipeline(cfg.base, dtype, dtype).to(torch_device)
-    if lora:
-        if not Path(lora).is_dir():
-            raise GalError(f"--lora {lora}: folder not found; expected a folder with pytorch_lora_weights.safetensors")
-        try:
-            pipe.load_lora_weights(lora)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
-            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else e.__class__.__name__
-            raise GalError(f"--lora {lora}: no LoRA weights {type(pipe).__name__}.load_lora_weights can read ({first}); "
-                           "expected a folder with pytorch_lora_weights.safetensors (or a LoRA file diffusers "
-                           "converts)") from None
-        if lora_scale != 1.0:
-            pipe.set_adapters(pipe.get_active_adapters(), adapter_weights=[lora_scale] * len(pipe.get_active_adapters()))
-    elif lora_scale != 1.0:
-        raise GalError(f"--lora-scale {lora_scale}: there is no --lora to scale; expected a --lora folder with it")
-    models.use_query_sampler(pipe)
-    resolution = models.image_resolution(pipe, cfg.resolution)
-    embedder = ImageEmbedder(image_model, torch_device) if image_model else None
-    from accelerate import PartialState
-
-    from gal.query import Query
-
-    query = Query(pipe, scorer, PartialState(), auto_batch_size(torch_device, resolution), resolution,
-                  dtype if precision != "no" else None)
-    return evaluate(query, test_prompts(cfg.kind, cfg.subject, cfg.subject_plain, prompts_file),
-                    [r.image for r in refs], cfg.non_soi, n=n, seed=seed, steps=cfg.steps, guidance=cfg.guidance,
-                    image_model=embedder)
 
 
 def rows_text(rows: list[dict]) -> str:

@@ -58,8 +58,8 @@ def read_references(folder: str | Path, flag: str = "--references") -> list[Refe
         raise GalError(f"{flag} {folder}: not a folder; expected a folder of images")
     refs, skipped, suffixes = [], [], image_suffixes()
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.is_dir():
-            continue
+        if path.name.startswith(".") or path.is_dir() or path.name.lower().endswith(".mask.png"):
+            continue  # NAME.mask.png: the subject's mask of NAME (gal eval --masked), not an image
         if path.suffix.lower() not in suffixes:
             if path.suffix.lower() != ".txt":
                 skipped.append(path.name)

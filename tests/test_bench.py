@@ -136,10 +136,16 @@ def test_frontier_is_the_upper_envelope_of_training_less():
     assert gal[0]["above"] == pytest.approx(0.03) and gal[0]["ovf_above"] == pytest.approx(-0.05)
     assert all(abs(d["above"]) < 1e-12 for d in mb.distances(summary) if d["row"] != "GAL")  # on the frontier
     # an earlier bench's rows join the table where this one lacks them, measured against this frontier
-    earlier = {"results": [result("GAL", 0.1, 0.1, 0.0), result("Random", 0.26, 0.40, 0.3)]}
+    earlier = {"settings": {"rows": ["frontier", "scale", "random"]},
+               "results": [result("GAL", 0.1, 0.1, 0.0), result("Random", 0.26, 0.40, 0.3)]}
     merged = mb.merge_summaries(summary, earlier, "earlier.json")
     assert [e["row"] for e in merged["results"]][-1] == "Random" and len(merged["results"]) == 5
     assert [d["above"] for d in mb.distances(merged) if d["row"] == "Random"] == [pytest.approx(-0.02)]
+    # a bench from before the rows were renamed: its Random had the weight Δ, its oracle is now Human + Balance
+    older = {"settings": {"rows": ["frontier", "random", "oracle"]},
+             "results": [result("Random", 0.26, 0.40, 0.3), result("Oracle + Balance", 0.2, 0.5, 0.0)]}
+    rows = [e["row"] for e in mb.merge_summaries(summary, older, "older.json")["results"][4:]]
+    assert rows == [mb.RENAMED["Random"], "Human + Balance"]
 
 
 def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_runs():

@@ -289,19 +289,26 @@ def test_foreign_files_in_a_run_folder_are_left_alone(finished_run, tiny, tmp_pa
     assert (run / "notes.txt").read_text() == "my notes" and (run / "extra").is_dir()
 
 
-@pytest.fixture(scope="module")
-def waiting_run(tiny, tmp_path_factory):
-    """A run waiting for its second review: round 1 closed with two added images, round 2 queried."""
+def reviewed_run(tiny, out: Path, rounds: int) -> list[str]:
+    """A --strategy human run after round 1's query, with a review of two of its images submitted (round 1 is not
+    closed yet: the next `gal run` closes it); returns its command line."""
     from gal.ledger import Ledger
     from gal.review import pending_round
 
-    out = tmp_path_factory.mktemp("waiting") / "run"
-    args = run_args(tiny, out, "--rounds", "3", "--strategy", "human")
+    args = run_args(tiny, out, "--rounds", str(rounds), "--strategy", "human")
     assert main(args) == 0
     ledger = Ledger(out)
     r = pending_round(ledger)
     ledger.submit_review(r, [(s.anchor_idx, s.j) for s in ledger.samples(r)[:8:4]])
     ledger.close()
+    return args
+
+
+@pytest.fixture(scope="module")
+def waiting_run(tiny, tmp_path_factory):
+    """A run waiting for its second review: round 1 closed with two added images, round 2 queried."""
+    out = tmp_path_factory.mktemp("waiting") / "run"
+    args = reviewed_run(tiny, out, 3)
     assert main(args) == 0
     return out, args
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from test_hostile import one_line_error, png_bytes
+from test_hostile import one_line_error, png_bytes, reviewed_run
 
 from gal.cli import main
 
@@ -159,15 +159,8 @@ def test_a_reference_whose_name_is_not_utf8_runs_with_a_plain_copy_name(tiny, tm
 @pytest.fixture(scope="module")
 def waiting(tiny, tmp_path_factory):
     """A human run after round 1's query: resuming it loads round 1's checkpoint and trains on the references."""
-    from gal.ledger import Ledger
-
     out = tmp_path_factory.mktemp("damaged") / "run"
-    args = run_args(tiny, out, "--rounds", "2", "--strategy", "human")
-    assert main(args) == 0
-    ledger = Ledger(out)
-    ledger.submit_review(1, [(s.anchor_idx, s.j) for s in ledger.samples(1)[:1]])
-    ledger.close()
-    return out, args
+    return out, reviewed_run(tiny, out, 2)
 
 
 def _copy(waiting, tmp_path):
@@ -220,7 +213,7 @@ def test_odd_model_folders_and_lora_folders_are_named(tiny, tmp_path, capsys):
     assert main(["eval", "--base", str(tiny / "pipeline"), "--scorer", str(tiny / "clip"), "--references",
                  str(tiny / "references"), "--subject", "a <sks> ball", "--non-soi", "a ball", "--steps", "2",
                  "--lora", str(empty)]) == 2
-    assert f"--lora {empty}: no LoRA weights" in one_line_error(capsys)
+    assert f"--lora {empty}: no LoRA checkpoints in this folder" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize("value", ["３", "²", "١٠", "1_0", "0x10", "  "])

@@ -397,9 +397,16 @@ def main(out: Path, *, quick: bool = False, only: list[str] | None = None, seeds
     return found
 
 
+# Rows of earlier benches under the names they have now; their Random had the weight Δ, not the paper's weight 1
+RENAMED = {"Oracle + Balance": "Human + Balance", "Random": "Random, weight Δ (an earlier bench's)"}
+
+
 def merge_summaries(summary: dict, other: dict, source: str) -> dict:
     """`summary` with the runs of another bench's summary (e.g. an earlier bench with rows not run here)
-    that it lacks, by subject, seed and row; each marked with its source."""
+    that it lacks, by subject, seed and row; each marked with its source. An earlier bench's rows are renamed
+    (`RENAMED`) where the row's name changed; its runs have no judge's metrics."""
+    if not other.get("settings", {}).get("rows") or "scale" not in other["settings"]["rows"]:  # before the renames
+        other = {**other, "results": [{**e, "row": RENAMED.get(e["row"], e["row"])} for e in other["results"]]}
     have = {(e["subject"], e["seed"], e["row"]) for e in summary["results"]}
     extra = [{**e, "source": source} for e in other["results"] if (e["subject"], e["seed"], e["row"]) not in have]
     return {**summary, "results": summary["results"] + extra, "merged": summary.get("merged", []) + [source]}
