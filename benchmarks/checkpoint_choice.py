@@ -71,18 +71,33 @@ def one(bench: Path, out: Path, subject: str, seed: int, scales: list[float], m:
                                      prompts_file=str(prompts), save_dir=work / "images", log=lambda *_: None)
     rows = found["rows"]
     judged(rows, prompts, subject, judge)
-    rec = found["recommended"]
-    chosen = next(r for r in rows if r["label"] == rec["label"])
-    best = max(rows, key=lambda r: r["faithful"])
-    last = next(r for r in rows if r["checkpoint"] == rows[-1]["checkpoint"] and r["scale"] == 1.0)
-    result = {"subject": subject, "seed": seed, "m": m, "scales": scales, "recommended": rec["label"],
-              "why": rec["why"], "best": best["label"], "recommended_faithful": chosen["faithful"],
-              "best_faithful": best["faithful"], "last_faithful": last["faithful"],
-              "regret": best["faithful"] - chosen["faithful"], "regret_last": best["faithful"] - last["faithful"],
+    result = {"subject": subject, "seed": seed, "m": m, "scales": scales, "recommended": found["recommended"]["label"],
+              "why": found["recommended"]["why"],
               "rows": [{k: r[k] for k in ("label", "step", "scale", "txt_aln", "img_aln", "ovf", "copies", "validation",
                                           "kept", "followed", "faithful")} for r in rows]}
     done.write_text(json.dumps(result, indent=1))
     return result
+
+
+# The judge's reading of "best": every image both keeps the subject and follows the prompt (`faithful`), or, as that
+# share is small for every checkpoint of a 32 px model, the mean of the two shares (`balanced`)
+CRITERIA = {"faithful": lambda r: r["faithful"], "balanced": lambda r: (r["kept"] + r["followed"]) / 2}
+
+
+def scored(result: dict, criterion: str) -> dict:
+    """The recommended pair's judge score against the best pair's, and those of the choices a user has without gal:
+    the last checkpoint at scale 1, and (leaking) the same rule read on the test prompts."""
+    from gal.compare import recommended
+
+    score, rows = CRITERIA[criterion], result["rows"]
+    by_label = {r["label"]: r for r in rows}
+    best = max(rows, key=score)
+    last = next(r for r in rows if r["step"] == rows[-1]["step"] and r["scale"] == 1.0)
+    leaky = recommended([{**r, "checkpoint": r["step"], "lora": None, "validation": r} for r in rows])["label"]
+    chosen = by_label[result["recommended"]]
+    return {"hit": chosen is best or score(chosen) == score(best), "regret": score(best) - score(chosen),
+            "regret_last": score(best) - score(last), "regret_test": score(best) - score(by_label[leaky]),
+            "best": best["label"], "best_score": score(best), "chosen_score": score(chosen)}
 
 
 def main() -> None:
@@ -107,14 +122,19 @@ def main() -> None:
                 continue
             r = one(a.bench, a.out, subject, seed, a.scales, a.m, judge)
             results.append(r)
-            print(f"{subject} seed {seed}: keep {r['recommended']} (faithful {r['recommended_faithful']:.3f}); judge's "
-                  f"best {r['best']} ({r['best_faithful']:.3f}); last at 1: {r['last_faithful']:.3f}", flush=True)
-    hits = [r["recommended"] == r["best"] for r in results]
-    regret, regret_last = [r["regret"] for r in results], [r["regret_last"] for r in results]
-    print(f"recommended = judge's best in {sum(hits)} of {len(hits)}; mean regret {np.mean(regret):.3f} "
-          f"(the last checkpoint at scale 1: {np.mean(regret_last):.3f})")
+            f = scored(r, "faithful")
+            print(f"{subject} seed {seed}: keep {r['recommended']} (faithful {f['chosen_score']:.3f}); the judge's best "
+                  f"{f['best']} ({f['best_score']:.3f})", flush=True)
+    from gal.miniature.table1 import interval
+
+    for criterion in CRITERIA:
+        s = [scored(r, criterion) for r in results]
+        cells = {k: interval([x[k] for x in s]) for k in ("regret", "regret_last", "regret_test")}
+        print(f"{criterion}: recommended = the judge's best in {sum(x['hit'] for x in s)} of {len(s)}; regret (best - "
+              "chosen, mean [95% interval]): " + "; ".join(f"{k} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for k, v in cells.items()))
     if a.json:
-        a.json.write_text(json.dumps({"results": results}, indent=1) + "\n")
+        a.json.write_text(json.dumps({"results": results, "scored": {c: [scored(r, c) for r in results] for c in CRITERIA}},
+                                     indent=1) + "\n")
 
 
 if __name__ == "__main__":

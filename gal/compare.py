@@ -32,7 +32,8 @@ def evaluate_checkpoints(cfg: Config, loras: Sequence[str], scales: Sequence[flo
                          seed: int = 0, m: int | None = None, prompts_file: str | None = None, masked: bool = False,
                          segmenter: str | None = None, image_model: str | None = None, anchors: bool = True,
                          device: str = "auto", save_dir: Path | None = None, log=print) -> dict:
-    """{"rows": one per (checkpoint, scale), by step then scale; "anchors": the anchor templates; "recommended":
+    """{"rows": one per (checkpoint, scale), by step then scale; "anchors": the anchor templates; "prompts": the test
+    prompts; "recommended":
     {"lora", "scale", "why"}}. Each row: lora, label, step, scale, txt_aln, img_aln, ovf (and img_aln_masked), images,
     beta (per anchor), copies (the number of anchors with β > 0.5), validation (TXT-ALN, IMG-ALN, OVF on the
     anchors). `save_dir`: the test images, one folder per row (the report's grid)."""
@@ -107,7 +108,7 @@ def evaluate_checkpoints(cfg: Config, loras: Sequence[str], scales: Sequence[flo
                 (f"; copies in {row['copies']} of {len(directions)} directions" if directions else ""))
         if name:
             pipe.delete_adapters(name)
-    return {"rows": rows, "anchors": [a.template for a in directions],
+    return {"rows": rows, "anchors": [a.template for a in directions], "prompts": [p.prompt for p in prompts],
             "recommended": recommended(rows) if loras and directions else None}
 
 
@@ -276,7 +277,8 @@ def write_report(result: dict, path: Path, base: str, n: int, m: int) -> Path:
     if rows and rows[0]["images_dir"]:
         files = sorted(Path(rows[0]["images_dir"]).glob("p*-j00.png"))
         for f in files[:12]:
-            grid.append({"prompt": f.stem.split("-")[0],
+            i = int(f.stem[1:4])
+            grid.append({"prompt": result["prompts"][i] if i < len(result.get("prompts", [])) else f.stem[:4],
                          "images": [thumbnail(Path(r["images_dir"]) / f.name) for r in rows]})
     page = Environment(loader=PackageLoader("gal", "templates"), autoescape=select_autoescape()).get_template(
         "compare.html").render(title=path.stem, base=base, rows=rows, anchors=result["anchors"], n=n, m=m,
