@@ -86,7 +86,8 @@ CRITERIA = {"faithful": lambda r: r["faithful"], "balanced": lambda r: (r["kept"
 
 def scored(result: dict, criterion: str) -> dict:
     """The recommended pair's judge score against the best pair's, and those of the choices a user has without gal:
-    the last checkpoint at scale 1, and (leaking) the same rule read on the test prompts."""
+    the last checkpoint at scale 1, a pair drawn at random (the mean), and (leaking) the same rule read on the test
+    prompts."""
     from gal.compare import recommended
 
     score, rows = CRITERIA[criterion], result["rows"]
@@ -97,6 +98,7 @@ def scored(result: dict, criterion: str) -> dict:
     chosen = by_label[result["recommended"]]
     return {"hit": chosen is best or score(chosen) == score(best), "regret": score(best) - score(chosen),
             "regret_last": score(best) - score(last), "regret_test": score(best) - score(by_label[leaky]),
+            "regret_random": score(best) - sum(map(score, rows)) / len(rows),
             "best": best["label"], "best_score": score(best), "chosen_score": score(chosen)}
 
 
@@ -129,7 +131,7 @@ def main() -> None:
 
     for criterion in CRITERIA:
         s = [scored(r, criterion) for r in results]
-        cells = {k: interval([x[k] for x in s]) for k in ("regret", "regret_last", "regret_test")}
+        cells = {k: interval([x[k] for x in s]) for k in ("regret", "regret_last", "regret_test", "regret_random")}
         print(f"{criterion}: recommended = the judge's best in {sum(x['hit'] for x in s)} of {len(s)}; regret (best - "
               "chosen, mean [95% interval]): " + "; ".join(f"{k} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for k, v in cells.items()))
     if a.json:

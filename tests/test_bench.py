@@ -140,6 +140,7 @@ def test_frontier_is_the_upper_envelope_of_training_less():
                "results": [result("GAL", 0.1, 0.1, 0.0), result("Random", 0.26, 0.40, 0.3)]}
     merged = mb.merge_summaries(summary, earlier, "earlier.json")
     assert [e["row"] for e in merged["results"]][-1] == "Random" and len(merged["results"]) == 5
+    assert merged["settings"]["rows"] == ["frontier", "scale", "random"]  # the tables name what either bench ran
     assert [d["above"] for d in mb.distances(merged) if d["row"] == "Random"] == [pytest.approx(-0.02)]
     # a bench from before the rows were renamed: its Random had the weight Δ, its oracle is now Human + Balance
     older = {"settings": {"rows": ["frontier", "random", "oracle"]},

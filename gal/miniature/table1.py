@@ -409,7 +409,12 @@ def merge_summaries(summary: dict, other: dict, source: str) -> dict:
         other = {**other, "results": [{**e, "row": RENAMED.get(e["row"], e["row"])} for e in other["results"]]}
     have = {(e["subject"], e["seed"], e["row"]) for e in summary["results"]}
     extra = [{**e, "source": source} for e in other["results"] if (e["subject"], e["seed"], e["row"]) not in have]
-    return {**summary, "results": summary["results"] + extra, "merged": summary.get("merged", []) + [source]}
+    settings = dict(summary.get("settings", {}))  # the tables' subjects, seeds and rows: those of both
+    for key in ("subjects", "seeds", "rows"):
+        if key in settings or key in other.get("settings", {}):
+            settings[key] = list(dict.fromkeys(settings.get(key, []) + other.get("settings", {}).get(key, [])))
+    return {**summary, "settings": settings, "results": summary["results"] + extra,
+            "merged": summary.get("merged", []) + [source]}
 
 
 # ---- the analysis: the frontier, distances to it, intervals ------------------------------------------
@@ -657,7 +662,8 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
               "| Pick | Weight | Kind | Gain over the paper's pick ↑ | Perfect images' gain | Closed | Gain, judge ↑ | Perfect, judge | Closed, judge |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in ROWS:
-        if row.name not in names or row.balance not in PAPER_PICK or row.strategy != "uncertainty":
+        if row.name not in names or row.balance not in PAPER_PICK or row.strategy != "uncertainty" \
+                or row.name == PAPER_PICK[row.balance]:  # the paper's pick is what the others are measured against
             continue
         for kind in ("object", "style"):
             c, j = (gap_closed(summary, row.name, row.balance, space, kind) for space in SPACES)
@@ -685,7 +691,8 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
             continue
         cells = [interval([x["above"] for x in distances(summary, p) if x["row"] == name])
                  for p in (last_round, recommended_on("test"), recommended_on("validation"))]
-        judge = interval([x["above"] for x in distances(summary, recommended_on("validation"), "judge") if x["row"] == name])
+        judged = [x["above"] for x in distances(summary, recommended_on("validation"), "judge") if x["row"] == name]
+        judge = interval(judged) if judged else None
         lines.append(f"| {name} | " + " | ".join(_signed(c) for c in cells) +
                      f" | {_signed(paired(summary, name, name, recommended_on('validation'), pick_b=last_round))} | {_signed(judge)} |")
     lines += ["", "## Is there a good image to pick?", "",
