@@ -16,9 +16,9 @@ from conftest import run_args
 
 @pytest.fixture(scope="module")
 def trained(tiny, tmp_path_factory):
-    """A finished 3-round run: three LoRAs, each in diffusers' layout and kohya's."""
+    """A finished 2-round run: two LoRAs, each in diffusers' layout and kohya's."""
     out = tmp_path_factory.mktemp("series") / "run"
-    assert main(run_args(tiny, out, "--rounds", "3", "--strategy", "random")) == 0
+    assert main(run_args(tiny, out, "--rounds", "2", "--strategy", "random")) == 0
     return out
 
 
@@ -27,7 +27,7 @@ def layouts(trained, tmp_path_factory):
     """The run's LoRAs as trainers leave them: kohya's numbered files (and its final, unnumbered one), ai-toolkit's,
     the diffusers scripts' checkpoint-N/ folders."""
     root = tmp_path_factory.mktemp("layouts")
-    rounds = [trained / "rounds" / str(r) / "checkpoint" for r in (1, 2, 3)]
+    rounds = [trained / "rounds" / str(r) / "checkpoint" for r in (1, 2)]
     kohya, toolkit, scripts = root / "kohya", root / "ai-toolkit", root / "diffusers"
     for folder in (kohya, toolkit, scripts):
         folder.mkdir()
@@ -36,7 +36,7 @@ def layouts(trained, tmp_path_factory):
         shutil.copy(ckpt / "pytorch_lora_weights.safetensors", toolkit / f"cat_{step * 100:09d}.safetensors")
         (scripts / f"checkpoint-{step * 100}").mkdir()
         shutil.copy(ckpt / "pytorch_lora_weights.safetensors", scripts / f"checkpoint-{step * 100}")
-    shutil.copy(rounds[2] / "lora_kohya.safetensors", kohya / "cat.safetensors")  # the final one, unnumbered
+    shutil.copy(rounds[1] / "lora_kohya.safetensors", kohya / "cat.safetensors")  # the final one, unnumbered
     return {"kohya": kohya, "ai-toolkit": toolkit, "diffusers": scripts}
 
 
@@ -50,7 +50,7 @@ def test_the_layouts_are_found_in_step_order(layouts, trained):
     assert [(c.label, c.step) for c in find(layouts["kohya"])] == [("cat-000010", 10), ("cat-000020", 20), ("cat", None)]
     assert [c.step for c in find(layouts["ai-toolkit"])] == [1000, 2000]
     assert [c.label for c in find(layouts["diffusers"])] == ["checkpoint-1000", "checkpoint-2000"]
-    assert [c.label for c in find(trained)] == ["round 1", "round 2", "round 3"]
+    assert [c.label for c in find(trained)] == ["round 1", "round 2"]
     assert [c.label for c in find(layouts["kohya"] / "cat-000010.safetensors")] == ["cat-000010"]
 
 

@@ -27,11 +27,12 @@ def test_the_readme_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
     (photos / "painting.txt").write_text(captions[0] + "\n")
 
     # The style test prompts are 190 PartiPrompts x 4 images: 760 images, ~15 minutes on 2 cores. The example runs
-    # as written; its evaluation reads only the first 6 prompts here.
+    # as written; its evaluation reads only the first 6 prompts here (of the validation split too).
     from gal import metrics
 
-    every = metrics.test_prompts
+    every, anchors = metrics.test_prompts, metrics.validation_prompts
     monkeypatch.setattr(metrics, "test_prompts", lambda *a, **kw: every(*a, **kw)[:6])
+    monkeypatch.setattr(metrics, "validation_prompts", lambda *a, **kw: anchors(*a, **kw)[:6])  # and the split's
     scope = {}
     exec(compile(api_example(), "README.md", "exec"), scope)
 
