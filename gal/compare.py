@@ -74,25 +74,26 @@ def evaluate_checkpoints(cfg: Config, loras: Sequence[str], scales: Sequence[flo
     resolution = models.image_resolution(pipe, cfg.resolution)
     query = Query(pipe, scorer, PartialState(), auto_batch_size(torch_device, resolution), resolution,
                   dtype if precision != "no" else None)
-    regions = _Regions(segmenter, torch_device, cfg, refs) if masked else None
+    regions = _Regions(segmenter, torch_device, cfg, refs, scorer) if masked else None
     from gal.metrics import ImageEmbedder
 
     embedder = ImageEmbedder(image_model, torch_device) if image_model else None
+    second = (embedder, embedder.features([r.image for r in refs])) if embedder else None
     reference_features = scorer.image_features([r.image for r in refs])
-    shape = None
-    for i, checkpoint in enumerate(c for c in found if c):  # every file readable, one training's, before any image
-        shape = _same_shape(pipe, checkpoint, _load(pipe, checkpoint, f"c{i}"), shape)
-        pipe.delete_adapters(f"c{i}")
+    names, shape = [], None
+    for i, checkpoint in enumerate(found):  # every file readable, one training's, before any image
+        names.append(_load(pipe, checkpoint, f"c{i}") if checkpoint else None)
+        if checkpoint:
+            shape = _same_shape(pipe, checkpoint, names[-1], shape)
     rows = []
-    for i, checkpoint in enumerate(found):
-        name = _load(pipe, checkpoint, f"c{i}") if checkpoint else None
+    for checkpoint, name in zip(found, names):
         for scale in scales if checkpoint else [1.0]:
             if name:
                 pipe.set_adapters([name], adapter_weights=[scale])
             label = f"{checkpoint.label} @ {scale:g}" if checkpoint else "base"
             folder = save_dir / _slug(label) if save_dir else None
             test = _scored(query, prompts, non_soi, reference_features, n, seed, cfg, f"{label}: test", folder,
-                           regions, embedder, [r.image for r in refs])
+                           regions, second)
             test.pop("beta")
             row = {"lora": str(checkpoint.path) if checkpoint else None, "label": label,
                    "checkpoint": checkpoint.label if checkpoint else None,
@@ -106,8 +107,8 @@ def evaluate_checkpoints(cfg: Config, loras: Sequence[str], scales: Sequence[flo
             rows.append(row)
             log(f"{label}: TXT-ALN {test['txt_aln']:.4f} IMG-ALN {test['img_aln']:.4f} OVF {test['ovf']:.3f}" +
                 (f"; copies in {row['copies']} of {len(directions)} directions" if directions else ""))
-        if name:
-            pipe.delete_adapters(name)
+    if any(names):
+        pipe.delete_adapters([name for name in names if name])
     return {"rows": rows, "anchors": [a.template for a in directions], "prompts": [p.prompt for p in prompts],
             "recommended": recommended(rows) if loras and directions else None}
 
@@ -154,7 +155,7 @@ def copying_line(result: dict, row: dict, worst: int = 2) -> str:
 class _Regions:
     """Subject masks: the user's for the references where given, CLIPSeg's (prompted with the class word) else."""
 
-    def __init__(self, segmenter: str | None, device, cfg: Config, refs):
+    def __init__(self, segmenter: str | None, device, cfg: Config, refs, scorer):
         from gal.masks import DEFAULT_SEGMENTER, Segmenter, given_mask, on_grey
 
         self.segmenter = Segmenter(segmenter or DEFAULT_SEGMENTER, device)
@@ -162,7 +163,8 @@ class _Regions:
         self.prompt = words.split()[-1] if cfg.kind == "object" and words else words
         given = [given_mask(r.source) for r in refs]
         found = self.segmenter.masks([r.image for r in refs], self.prompt)
-        self.references = [on_grey(r.image, g if g is not None else f) for r, g, f in zip(refs, given, found)]
+        self.features = scorer.image_features([on_grey(r.image, g if g is not None else f)
+                                               for r, g, f in zip(refs, given, found)])  # the references' subject
         self.on_grey = on_grey
 
     def subject(self, images):
@@ -170,8 +172,7 @@ class _Regions:
 
 
 def _scored(query, prompts: Sequence[TestPrompt], non_soi, reference_features, n: int, seed: int, cfg: Config,
-            desc: str, folder: Path | None, regions: _Regions | None, embedder=None, references=(),
-            salt: str = "eval") -> dict:
+            desc: str, folder: Path | None, regions: _Regions | None, second=None, salt: str = "eval") -> dict:
     """TXT-ALN, IMG-ALN, OVF (and the masked IMG-ALN, a second model's IMG-ALN) of `n` images per prompt, and β per
     prompt (Eq. 7). The seeds are `gal eval`'s (`metrics.evaluate`): the same images for the same model."""
     from gal.storage import write_png
@@ -179,8 +180,7 @@ def _scored(query, prompts: Sequence[TestPrompt], non_soi, reference_features, n
     jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
     seeds = [sample_seed(seed, salt, i, j) for i, j in jobs]
     txt, img, phi, masked, extra = [], [], [], [], []
-    masked_refs = query.scorer.image_features(regions.references) if regions else None
-    extra_refs = embedder.features(list(references)) if embedder else None
+    embedder, extra_refs = second or (None, None)  # a second image model and its features of the references
     for mine, images, features, s_a, s_n in query.scored([prompts[i].prompt for i, _ in jobs],
                                                          [prompts[i].text for i, _ in jobs], non_soi, seeds,
                                                          steps=cfg.steps, guidance=cfg.guidance, desc=desc):
@@ -189,7 +189,7 @@ def _scored(query, prompts: Sequence[TestPrompt], non_soi, reference_features, n
         img += (f @ reference_features.T).mean(dim=1).tolist()
         phi += strategy.overfit(s_a, s_n).tolist()
         if regions:
-            masked += (query.scorer.image_features(regions.subject(images)) @ masked_refs.T).mean(dim=1).tolist()
+            masked += (query.scorer.image_features(regions.subject(images)) @ regions.features.T).mean(dim=1).tolist()
         if embedder:
             extra += (embedder.features(images) @ extra_refs.T).mean(dim=1).tolist()
         if folder is not None:
