@@ -75,7 +75,7 @@ def measure_query(pipe, a, device, dtype) -> dict:
         for i, prompt in enumerate(anchors):
             pipe(prompt, num_images_per_prompt=m, num_inference_steps=a.steps, guidance_scale=a.guidance,
                  height=a.resolution, width=a.resolution, generator=torch.Generator(device).manual_seed(i),
-                 **family_of(pipe).call_kwargs)
+                 **family_of(pipe).pipeline_kwargs(pipe))
 
     out = {"images": len(anchors) * a.m, "batch_size": batch}
     for name, side in (("project", ours), ("plain", plain)):

@@ -14,12 +14,18 @@ The Python API under every command:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
 from gal.config import N_EVAL, Config
 from gal.errors import GalError
 from gal.view import Run, open_run
+
+# torchao (--quantize int8, fp8), once installed, is imported by diffusers with every pipeline: keep its import-time
+# notes (kernels built for other GPUs, torch.compile registrations) off the user's terminal; errors still show.
+for _name in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 __version__ = "0.1.0"
 __all__ = ["Config", "GalError", "Run", "evaluate", "evaluate_checkpoints", "evaluate_model", "open_run", "run"]

@@ -8,14 +8,18 @@
   full size or at toy widths with the same block structure, for speed benchmarks: speed depends on the
   architecture, not on the weights); `build_pipeline(dir, "tiny-sdxl")` a tiny `StableDiffusionXLPipeline`
   (two text encoders), `tiny-flux` / `tiny-flux-schnell` a tiny `FluxPipeline` in FLUX.1-dev's layout (guidance
-  embedding) or schnell's (none), `tiny-sd3` a tiny `StableDiffusion3Pipeline`; `build_miniature(dir, dir)` both of the miniature world's architecture;
+  embedding) or schnell's (none), `tiny-sd3` a tiny `StableDiffusion3Pipeline`, `tiny-flux2-klein`, `tiny-z-image`,
+  `tiny-qwen-image` and `tiny-chroma` the 2026 bases (their Qwen and T5 tokenizers built locally; `full=` gives the
+  released architectures for GPU benchmarks and parameter counts); `build_miniature(dir, dir)` both of the miniature
+  world's architecture;
 - `write_references(dir)` simple pictures standing in for a user's photos.
 
 Everything is then loaded through the same `from_pretrained` path a user's checkpoint takes. Tests and benchmarks
 use this module; nothing that `gal run` or any other command runs imports it.
 
     python -m gal.builders OUT_DIR [ARCH]   # ARCH: tiny (default), sd15, sd15-small, tiny-sdxl, tiny-flux,
-                                            # tiny-flux-schnell, tiny-sd3; writes OUT_DIR/pipeline, OUT_DIR/clip
+                                            # tiny-flux-schnell, tiny-sd3, tiny-flux2-klein, tiny-z-image,
+                                            # tiny-qwen-image, tiny-chroma; writes OUT_DIR/pipeline, OUT_DIR/clip
                                             # and OUT_DIR/references
 """
 
@@ -38,7 +42,8 @@ from gal.miniature.layout import (  # noqa: F401  (the layouts' helpers, named h
 )
 
 ARCHS = ("tiny", "sd15", "sd15-small")
-PIPELINE_ARCHS = ARCHS + ("tiny-sdxl", "tiny-flux", "tiny-flux-schnell", "tiny-sd3")
+PIPELINE_ARCHS = ARCHS + ("tiny-sdxl", "tiny-flux", "tiny-flux-schnell", "tiny-sd3", "tiny-flux2-klein", "tiny-z-image",
+                          "tiny-qwen-image", "tiny-chroma")
 
 
 # ---- the architectures ----------------------------------------------------------------------------
@@ -116,6 +121,11 @@ def build_pipeline(folder: str | Path, arch: str = "tiny", seed: int = 0) -> Pat
             vae = AutoencoderKL(**cfg["vae"]).cpu()
             text_encoder = CLIPTextModel(CLIPTextConfig(**(text_config(tokenizer) | cfg["text_encoder"]))).cpu()
         scheduler = PNDMScheduler(**cfg["scheduler"])
+    elif arch in NEW_LAYOUTS:
+        save_quietly(NEW_LAYOUTS[arch](folder), folder)
+        for scratch in folder.glob("_*"):
+            shutil.rmtree(scratch, ignore_errors=True)
+        return folder
     elif arch in ("tiny-sdxl", "tiny-flux", "tiny-flux-schnell", "tiny-sd3"):
         if arch == "tiny-sdxl":
             save_quietly(sdxl_pipeline(tokenizer), folder)
@@ -269,6 +279,199 @@ def _save_sd3(folder: Path, tokenizer) -> None:
         text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer_2=tokenizer,
         text_encoder_3=t5, tokenizer_3=t5_tokenizer), folder)
     shutil.rmtree(folder / "_t5", ignore_errors=True)
+
+
+# ---- the 2026 bases: FLUX.2 klein, Z-Image, Qwen-Image, Chroma ------------------------------------------------
+
+QWEN_CHAT_TEMPLATE = (  # Qwen3's template, as far as the pipelines use it (one user message, thinking on or off)
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}"
+    "<think>\n\n</think>\n\n{% endif %}{% endif %}")
+QWEN_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<|vision_start|>",
+                "<|vision_end|>", "<|image_pad|>")
+
+
+def write_qwen_tokenizer(folder: str | Path, max_length: int = 512):
+    """A `Qwen2TokenizerFast` (byte-level BPE, as Qwen2.5 and Qwen3 tokenize: every byte a token here, no merges),
+    its special tokens and Qwen3's chat template. Returns it loaded; `folder` holds its files."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import Qwen2TokenizerFast
+
+    vocab = {c: i for i, c in enumerate(dict.fromkeys(_bytes_to_unicode()))}
+    model = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    model.decoder = decoders.ByteLevel()
+    tokenizer = Qwen2TokenizerFast(tokenizer_object=model, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   unk_token=None, bos_token=None, model_max_length=max_length,
+                                   additional_special_tokens=list(QWEN_SPECIAL[1:]), chat_template=QWEN_CHAT_TEMPLATE)
+    tokenizer.add_special_tokens({"pad_token": "<|endoftext|>"})
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def qwen3_config(tokenizer, full: dict | None = None):
+    """A `Qwen3Config`: tiny (28 layers at width 16, so that FLUX.2 klein's default layers 9, 18 and 27 exist), or
+    `full`'s widths."""
+    from transformers import Qwen3Config
+
+    widths = full or dict(hidden_size=16, intermediate_size=16, num_hidden_layers=28, num_attention_heads=2,
+                          num_key_value_heads=2, head_dim=8)
+    return Qwen3Config(vocab_size=151936 if full else len(tokenizer), max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
+                       eos_token_id=tokenizer.eos_token_id, **widths)
+
+
+def flux_vae(cls=None, **changes):
+    """FLUX.1's 8x VAE layout at toy widths (sides are multiples of 16 once latents are packed 2x2)."""
+    from diffusers import AutoencoderKL
+
+    cls = cls or AutoencoderKL
+    return cls(**{**dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                         up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(16, 32, 32, 32),
+                         layers_per_block=1, norm_num_groups=8, sample_size=32, use_quant_conv=False,
+                         use_post_quant_conv=False), **changes})
+
+
+def flux2_klein_pipeline(folder: Path, full: str | None = None):
+    """A `Flux2KleinPipeline`: Qwen3 (its layers 9, 18 and 27 stacked as the prompt's states), FLUX.2's VAE (latents
+    patchified 2x2 and batch-normalized) and the FLUX.2 transformer without a guidance embedding, distilled (4 steps,
+    no guidance) as the released klein 4B and 9B. Tiny, or (`full`: "4b", "9b") the released architectures."""
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Qwen3ForCausalLM
+
+    tokenizer = write_qwen_tokenizer(folder / "_tokenizer", max_length=512 if full else 64)
+    if full:
+        text, transformer = KLEIN[full]
+        vae = AutoencoderKLFlux2()
+    else:
+        text = None
+        transformer = dict(in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+                           joint_attention_dim=3 * 16, timestep_guidance_channels=32, axes_dims_rope=(4, 4, 4, 4))
+        vae = flux_vae(AutoencoderKLFlux2, latent_channels=4)
+    return Flux2KleinPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15),
+        vae=vae, text_encoder=Qwen3ForCausalLM(qwen3_config(tokenizer, text)), tokenizer=tokenizer,
+        transformer=Flux2Transformer2DModel(patch_size=1, guidance_embeds=False, **transformer), is_distilled=True)
+
+
+# the released klein architectures (their Qwen3 text encoder, their transformer); see tests/test_families.py
+KLEIN = {
+    "4b": (dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
+           dict(in_channels=128, num_layers=5, num_single_layers=20, attention_head_dim=128, num_attention_heads=24,
+                joint_attention_dim=7680, axes_dims_rope=(32, 32, 32, 32))),
+    "9b": (dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+                num_key_value_heads=8, head_dim=128),
+           dict(in_channels=128, num_layers=8, num_single_layers=24, attention_head_dim=128, num_attention_heads=32,
+                joint_attention_dim=12288, axes_dims_rope=(32, 32, 32, 32))),
+}
+
+
+def z_image_pipeline(folder: Path, full: bool = False):
+    """A `ZImagePipeline`: Qwen3 (its second-to-last states, padding dropped), FLUX.1's VAE, and the single-stream
+    S3-DiT on 2x2 patches. Tiny, or (`full`) Z-Image's released architecture (6B)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+    from transformers import Qwen3Model
+
+    tokenizer = write_qwen_tokenizer(folder / "_tokenizer", max_length=512 if full else 64)
+    if full:
+        text = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                    num_key_value_heads=8, head_dim=128)
+        transformer = ZImageTransformer2DModel(axes_lens=[1536, 512, 512])  # Z-Image-Turbo's config
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL(latent_channels=16, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                            scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
+    else:
+        text = dict(hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
+                    num_key_value_heads=2, head_dim=8)
+        torch.manual_seed(0)
+        transformer = ZImageTransformer2DModel(in_channels=4, dim=32, n_layers=1, n_refiner_layers=1, n_heads=2,
+                                               n_kv_heads=2, cap_feat_dim=16, axes_dims=[8, 4, 4], axes_lens=[512, 32, 32])
+        with torch.no_grad():  # created with torch.empty: a tiny random model fixes them
+            transformer.x_pad_token.normal_()
+            transformer.cap_pad_token.normal_()
+        vae = flux_vae(latent_channels=4, scaling_factor=0.3611, shift_factor=0.1159)
+    return ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
+                          text_encoder=Qwen3Model(qwen3_config(tokenizer, text)), tokenizer=tokenizer,
+                          transformer=transformer)
+
+
+def qwen_image_pipeline(folder: Path, full: bool = False):
+    """A `QwenImagePipeline`: Qwen2.5-VL's language model (its last states after the system prompt), Qwen-Image's
+    causal video VAE (one frame; latents normalized per channel) and the MMDiT on 2x2 patches, sampled with true
+    classifier-free guidance. Tiny, or (`full`) the released architecture (20B)."""
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tokenizer = write_qwen_tokenizer(folder / "_tokenizer", max_length=1024)
+    ids = {f"{name}_token_id": tokenizer.convert_tokens_to_ids(token) for name, token in
+           (("vision_start", "<|vision_start|>"), ("vision_end", "<|vision_end|>"), ("image", "<|image_pad|>"))}
+    if full:
+        text = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                    num_key_value_heads=4)
+        vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584)
+        transformer, vae = QwenImageTransformer2DModel(), AutoencoderKLQwenImage()
+    else:
+        text = dict(hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
+                    num_key_value_heads=2)
+        vision = dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=16)
+        transformer = QwenImageTransformer2DModel(in_channels=16, out_channels=4, num_layers=1, attention_head_dim=16,
+                                                  num_attention_heads=2, joint_attention_dim=16, axes_dims_rope=(8, 4, 4))
+        vae = AutoencoderKLQwenImage(base_dim=16, z_dim=4, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+                                     temperal_downsample=[False, True, True], latents_mean=[0.1, -0.2, 0.0, 0.3],
+                                     latents_std=[1.5, 2.0, 1.0, 2.5])  # 8x, as the released one
+    config = Qwen2_5_VLConfig(text_config={**text, "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default",
+                                                                   "type": "default"}, "rope_theta": 1000000.0,
+                                           "vocab_size": 152064 if full else len(tokenizer)},
+                              vision_config=vision, vocab_size=152064 if full else len(tokenizer), **ids)
+    return QwenImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+                                                  base_image_seq_len=256, max_image_seq_len=8192, time_shift_type="exponential"),
+        vae=vae, text_encoder=Qwen2_5_VLForConditionalGeneration(config), tokenizer=tokenizer, transformer=transformer)
+
+
+def chroma_pipeline(folder: Path, full: bool = False):
+    """A `ChromaPipeline`: FLUX.1's architecture without CLIP, its modulation from a small approximator network, T5
+    with its attention mask kept, sampled with classifier-free guidance. Tiny, or (`full`) Chroma1-HD's (8.9B)."""
+    from diffusers import ChromaPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler
+    from transformers import T5Config, T5EncoderModel
+
+    t5_tokenizer = write_t5_tokenizer(folder / "_t5", max_length=512 if full else 64)
+    if full:
+        t5 = dict(d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, relative_attention_num_buckets=32)
+        transformer = ChromaTransformer2DModel()
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL(latent_channels=16, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                            scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
+    else:
+        t5 = dict(d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8)
+        transformer = ChromaTransformer2DModel(in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                                               num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(4, 4, 8),
+                                               approximator_hidden_dim=32, approximator_layers=1,
+                                               approximator_num_channels=16)
+        vae = flux_vae(latent_channels=4, scaling_factor=0.3611, shift_factor=0.1159)
+    return ChromaPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15),
+        vae=vae, text_encoder=T5EncoderModel(T5Config(vocab_size=32128 if full else len(t5_tokenizer), feed_forward_proj="gated-gelu",
+                                                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, **t5)),
+        tokenizer=t5_tokenizer, transformer=transformer, image_encoder=None, feature_extractor=None)
+
+
+NEW_LAYOUTS = {"tiny-flux2-klein": flux2_klein_pipeline, "tiny-z-image": z_image_pipeline,
+               "tiny-qwen-image": qwen_image_pipeline, "tiny-chroma": chroma_pipeline}
 
 
 def save_pipeline(folder: Path, vae, text_encoder, tokenizer, unet, scheduler) -> None:

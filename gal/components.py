@@ -35,7 +35,7 @@ class Components:
         self.scorer = ClipScorer(cfg.scorer, device=self.accelerator.device, allow_pickle=cfg.allow_pickle)
         # Frozen weights in half precision on GPUs; a fully fine-tuned UNet keeps fp32 master weights.
         self.pipe = load_pipeline(cfg.base, frozen_dtype, frozen_dtype if cfg.method == "lora" else torch.float32,
-                                  allow_pickle=cfg.allow_pickle)
+                                  allow_pickle=cfg.allow_pickle, quantize=cfg.quantize)
         self.resolution = image_resolution(self.pipe, cfg.resolution)
         self.pipe.to(self.accelerator.device)
         self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,

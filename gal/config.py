@@ -30,6 +30,7 @@ ORACLE_TEXTS = ("non-soi", "reference-prompt")
 PRECISIONS = ("auto", "no", "fp16", "bf16")
 SAMPLINGS = ("full", "adaptive")
 OPTIMIZERS = ("adamw", "adamw8bit")
+QUANTIZATIONS = ("auto", "none", "int8", "nf4", "fp8")  # gal.memory
 
 
 def setting(default: Any, help: str, *, group: str, choices: tuple[str, ...] | None = None, metavar: str | None = None,
@@ -90,6 +91,11 @@ class Config:
     lora_rank: int = setting(4, "LoRA rank", group=TUNING)
     optimizer: str = setting("adamw", "adamw, or adamw8bit: bitsandbytes' 8-bit AdamW, less GPU memory for a full "
                              "fine-tune (a CUDA GPU and `pip install bitsandbytes`)", group=TUNING, choices=OPTIMIZERS)
+    quantize: str = setting("auto", "the transformer's and text encoders' weights: none (bf16), int8 (torchao "
+                            "weight-only, also on the CPU), nf4 (bitsandbytes 4-bit, CUDA), fp8 (torchao, CUDA with compute "
+                            "capability 8.9+); the LoRA trains on top and stays unmerged in the query (FLUX, SD3, "
+                            "Z-Image, Qwen-Image, Chroma)", group=TUNING, choices=QUANTIZATIONS,
+                            default_text="auto: the least that fits this GPU by gal.memory's table; none on the CPU")
     resolution: int | None = setting(None, "image size", group=TUNING, default_text="the model's")
     from_previous_round: bool = setting(False, "start each round from the previous round's weights instead of the base "
                                         "(the authors restart from the base)", group=TUNING)
@@ -286,6 +292,8 @@ class Machine(NamedTuple):
     cpu_only: bool
     miniature: bool  # the bundled miniature weights are installed
     gpus: int = 0  # CUDA devices
+    gpu_memory: int = 0  # bytes of the first CUDA device
+    gpu_capability: tuple[int, int] = (0, 0)  # its compute capability
 
 
 def this_machine() -> Machine:
@@ -294,7 +302,11 @@ def this_machine() -> Machine:
     from gal.locations import bundled
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return Machine(cpu_only=gpus == 0, miniature=bundled() is not None, gpus=gpus)
+    if not gpus:
+        return Machine(cpu_only=True, miniature=bundled() is not None)
+    props = torch.cuda.get_device_properties(0)
+    return Machine(cpu_only=False, miniature=bundled() is not None, gpus=gpus, gpu_memory=props.total_memory,
+                   gpu_capability=(props.major, props.minor))
 
 
 def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[str], Any] | None = None) -> Config:
@@ -308,7 +320,7 @@ def resolved(cfg: Config, machine: Machine | None = None, family_of: Callable[[s
     fill_defaults(c, machine)
     from gal.family import SD
 
-    fill_family_defaults(c, family_of(c.base) if family_of else SD())
+    fill_family_defaults(c, family_of(c.base) if family_of else SD(), machine)
     return c
 
 
@@ -316,7 +328,8 @@ def validate(c: Config, machine: Machine | None = None) -> None:
     """Every value's choice, type, range, text and path, and the device (with `machine`): one GalError line for the
     first one that is wrong."""
     for key, choices in (("kind", KINDS), ("method", METHODS), ("oracle", ORACLE_TEXTS), ("balance", BALANCES),
-                         ("sampling", SAMPLINGS), ("pick", PICKS), ("optimizer", OPTIMIZERS)):
+                         ("sampling", SAMPLINGS), ("pick", PICKS), ("optimizer", OPTIMIZERS),
+                         ("quantize", QUANTIZATIONS)):
         _choice(key, getattr(c, key), choices)
     if c.strategy not in STRATEGIES:
         raise GalError(f"--strategy: unknown strategy '{c.strategy}'; expected one of {', '.join(STRATEGIES)}")
@@ -330,6 +343,7 @@ def validate(c: Config, machine: Machine | None = None) -> None:
     _choice("mixed_precision", c.mixed_precision, PRECISIONS)
     if machine is not None:
         _check_device(c, machine)
+        _check_quantize(c, machine)
 
 
 # The authors' DreamBooth settings per kind (shared/docs/algorithm.md): style 500 steps batch 2, object 800 steps
@@ -357,9 +371,14 @@ def fill_defaults(c: Config, machine: Machine | None = None) -> None:
         c.lr = default_lr(c.method, miniature=c.base == "miniature")
 
 
-def fill_family_defaults(c: Config, family) -> None:
+def fill_family_defaults(c: Config, family, machine: Machine | None = None) -> None:
     """What the base's family decides: whether it trains whole, its sampler's usual setting (SD: DPM-Solver, 50 steps
-    at 7.5); the miniature model's query needs fewer and less."""
+    at 7.5; the miniature model's query needs fewer and less), and (--quantize auto) the least quantization whose
+    computed peak fits the machine's GPU (gal.memory; none without one)."""
+    if c.quantize == "auto":
+        from gal.memory import pick_quantization
+
+        c.quantize = pick_quantization(family, c.base, machine)
     if c.method == "full" and not family.full_fine_tune:
         raise GalError(f"--method full: gal fine-tunes {family.label} (--base {c.base}) with LoRA only; "
                        "expected --method lora")
@@ -481,6 +500,26 @@ def check_device(device: str, mixed_precision: str, machine: Machine) -> None:
     if on_cpu and mixed_precision == "fp16":
         raise GalError("--mixed-precision fp16: half precision needs a CUDA GPU, and this run is on the CPU; "
                        "expected --mixed-precision no or auto (bf16 also runs on the CPU)")
+
+
+def _check_quantize(c: Config, machine: Machine) -> None:
+    """A quantization this machine or its libraries cannot run fails when the base loads: refuse it here."""
+    import importlib.util
+
+    on_gpu = machine.gpus > 0 and not c.device.startswith("cpu")
+    if c.quantize in ("nf4", "fp8") and not on_gpu:
+        raise GalError(f"--quantize {c.quantize}: {'bitsandbytes 4-bit' if c.quantize == 'nf4' else 'torchao fp8'} "
+                       "weights need a CUDA GPU, and this run is on the CPU; expected --quantize int8 or none")
+    if c.quantize == "fp8" and machine.gpu_capability < (8, 9):
+        major, minor = machine.gpu_capability
+        raise GalError(f"--quantize fp8: fp8 matmuls need a GPU of compute capability 8.9 or newer (Ada, Hopper); this "
+                       f"one has {major}.{minor}; expected --quantize int8 or nf4")
+    library = {"int8": "torchao", "fp8": "torchao", "nf4": "bitsandbytes"}.get(c.quantize)
+    if library and importlib.util.find_spec(library) is None:
+        raise GalError(f"--quantize {c.quantize}: {library} is not installed; expected `pip install {library}` "
+                       "(or `pip install gal[quantize]`), or --quantize none")
+    if c.quantize not in ("auto", "none") and c.method != "lora":
+        raise GalError(f"--quantize {c.quantize}: a quantized base trains a LoRA on top; expected --method lora")
 
 
 def default_lr(method: str, miniature: bool = False) -> float:

@@ -47,7 +47,7 @@ def generate(pipe, prompts: Sequence[str], seeds: Sequence[int], *, steps: int, 
         with torch.no_grad(), autocast:
             images = pipe(
                 prompt=list(prompts[start:start + batch_size]), latents=latents, generator=generators,
-                num_inference_steps=steps, guidance_scale=guidance, height=resolution, width=resolution,
-                output_type="pil", **family.call_kwargs,
+                num_inference_steps=steps, height=resolution, width=resolution, output_type="pil",
+                **family.guidance_kwargs(guidance, len(generators)), **family.pipeline_kwargs(pipe),
             ).images
         yield start, images

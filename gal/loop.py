@@ -31,6 +31,10 @@ from gal.storage import disk_errors, folder_in_place
 def run(config: Config, log: Callable[[str], None] = print, force: bool = False) -> dict:
     """Run (or resume) GAL into `config.out`; returns the ledger's summary."""
     cfg = resolved(config, this_machine(), family_of)
+    if config.quantize == "auto" and cfg.quantize != "none":  # chosen for this GPU: say so
+        from gal.memory import explain
+
+        log(explain(family_of(cfg.base), cfg.base, this_machine(), cfg.quantize))
     run_dir = Path(cfg.out)
     found = preflight.examine(run_dir, cfg, force)  # new (its inputs read and checked), unfinished or finished
     if found.state == "finished":

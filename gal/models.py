@@ -29,9 +29,10 @@ def quiet_transformers():
 
 
 def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32,
-                  denoiser_dtype: torch.dtype = torch.float32, allow_pickle: bool = False):
+                  denoiser_dtype: torch.dtype = torch.float32, allow_pickle: bool = False, quantize: str = "none"):
     """The pipeline of the base's family (gal.family), with VAE and text encoders in `frozen_dtype` (an SDXL VAE
-    stays fp32) and the denoiser (UNet, or Flux's transformer) in `denoiser_dtype`."""
+    stays fp32) and the denoiser (UNet, or Flux's transformer) in `denoiser_dtype`; `quantize` (int8, nf4, fp8)
+    quantizes the denoiser's and the text encoders' linear layers as they load (`quantization_config`)."""
     from gal.family import family_of
 
     name_or_path = locate(name_or_path, "--base")
@@ -42,8 +43,11 @@ def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32,
             # each part read straight into its dtype: a 12B Flux transformer never sits in CPU memory in fp32
             dtypes = {"default": frozen_dtype, family.denoiser: denoiser_dtype,
                       "vae": torch.float32 if family.vae_fp32 else frozen_dtype}
+            quantized = {} if quantize in ("none", "auto") else {
+                "quantization_config": quantization_config(family, quantize, name_or_path, denoiser_dtype)}
             pipe = family.pipeline_class().from_pretrained(
-                name_or_path, use_safetensors=None if allow_pickle else True, torch_dtype=dtypes, **family.load_kwargs)
+                name_or_path, use_safetensors=None if allow_pickle else True, torch_dtype=dtypes, **family.load_kwargs,
+                **quantized)
         except (OSError, ValueError, TypeError, AttributeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             raise GalError(f"--base {name_or_path}: cannot load a {family.pipeline} ({first[:200]}); "
@@ -51,6 +55,34 @@ def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32,
     pipe.vae.enable_slicing()  # decode a query batch image by image: its peak memory stays that of one
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def quantization_config(family, quantize: str, name_or_path: str, compute_dtype: torch.dtype):
+    """diffusers' `PipelineQuantizationConfig` for the denoiser and the text encoders, as diffusers' DreamBooth-LoRA
+    scripts quantize (bitsandbytes NF4 for --bnb_quantization_config_path, torchao for the rest): int8 and fp8 are
+    torchao's weight-only configs (a scale per row), nf4 bitsandbytes' 4-bit NormalFloat computing in the run's
+    precision."""
+    import diffusers
+    import transformers
+    from diffusers.quantizers import PipelineQuantizationConfig
+
+    if not family.quantizable:
+        raise GalError(f"--quantize {quantize}: gal quantizes the transformer families (FLUX, SD3, Z-Image, Qwen-Image, "
+                       f"Chroma); {family.label} (--base {name_or_path}) fits a 16 GB GPU without it; expected --quantize none")
+    if quantize == "nf4":
+        kwargs = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)
+        configs = (diffusers.BitsAndBytesConfig(**kwargs), transformers.BitsAndBytesConfig(**kwargs))
+    else:
+        from torchao.quantization import Float8WeightOnlyConfig, Int8WeightOnlyConfig
+
+        scheme = Int8WeightOnlyConfig() if quantize == "int8" else Float8WeightOnlyConfig()
+        configs = (diffusers.TorchAoConfig(scheme), transformers.TorchAoConfig(scheme))
+    return PipelineQuantizationConfig(quant_mapping={family.denoiser: configs[0],
+                                                     **{name: configs[1] for name in family.text_encoders}})
+
+
+def is_quantized(module) -> bool:
+    return bool(getattr(module, "is_quantized", False) or getattr(module, "hf_quantizer", None))
 
 
 def use_query_sampler(pipe) -> None:

@@ -22,6 +22,7 @@ from PIL import Image
 
 from gal.errors import GalError
 from gal.family import family_of
+from gal.models import is_quantized
 from gal.progress import progress
 
 KOHYA_FILE = "lora_kohya.safetensors"
@@ -73,13 +74,21 @@ class Personalizer:
         pipe.vae.requires_grad_(False)
         for name in self.family.text_encoders:
             getattr(pipe, name).requires_grad_(False)
+        self.quantized = is_quantized(denoiser)
         if method == "lora":
             from peft import LoraConfig
 
             denoiser.requires_grad_(False)
+            if getattr(getattr(denoiser, "hf_quantizer", None), "quantization_config", None) is not None and \
+                    getattr(denoiser.hf_quantizer.quantization_config, "load_in_4bit", False):
+                from peft import prepare_model_for_kbit_training  # as the scripts, for bitsandbytes
+
+                prepare_model_for_kbit_training(denoiser, use_gradient_checkpointing=False)
             from diffusers.training_utils import cast_training_params
 
-            denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(self.family.lora_targets)))
+            targets = self.family.lora_targets  # names, or one regular expression (FLUX.2's single blocks)
+            targets = targets if isinstance(targets, str) else list(targets)
+            denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets))
             cast_training_params(denoiser, dtype=torch.float32)  # trainable LoRA weights in fp32 under a half-precision UNet
             self.base_state = None
         else:
@@ -113,7 +122,9 @@ class Personalizer:
         matmul instead of three. `scale` multiplies the LoRA's update, as `pipe.load_lora_weights` users turn a
         LoRA down (`set_adapters(..., adapter_weights=scale)`, `cross_attention_kwargs={"scale": ...}`).
         Afterwards the base weights come back bit for bit from a CPU copy (unmerging subtracts the update again,
-        which does not give the same bits back). A full fine-tune has nothing to merge (or scale)."""
+        which does not give the same bits back). A full fine-tune has nothing to merge (or scale). On a quantized base
+        (--quantize) the LoRA stays unmerged (merging into int8 or 4-bit weights would round the update away): only its
+        scale is set."""
         if self.method != "lora":
             if scale != 1.0:
                 raise GalError(f"LoRA scale {scale}: a full fine-tune has no LoRA to scale; expected scale 1")
@@ -122,8 +133,17 @@ class Personalizer:
         from peft.tuners.lora import LoraLayer
 
         layers = [m for m in self.accelerator.unwrap_model(self.denoiser).modules() if isinstance(m, LoraLayer)]
-        saved = [m.get_base_layer().weight.detach().to("cpu", copy=True) for m in layers]
         scaling = [m.scaling["default"] for m in layers]
+        if self.quantized:
+            for m in layers:
+                m.scaling["default"] *= scale
+            try:
+                yield
+            finally:
+                for m, s in zip(layers, scaling):
+                    m.scaling["default"] = s
+            return
+        saved = [m.get_base_layer().weight.detach().to("cpu", copy=True) for m in layers]
         for m in layers:
             m.scaling["default"] *= scale
             m.merge(adapter_names=["default"])
@@ -175,9 +195,9 @@ class Personalizer:
         means, stds = [], []
         for i in range(0, len(examples), 8):
             pixels = torch.stack([to_pixels(e.image, self.resolution) for e in examples[i:i + 8]])
-            dist = vae.encode(pixels.to(device, vae.dtype)).latent_dist
-            means.append(dist.mean.float())
-            stds.append(dist.std.float())
+            mean, std = self.family.latent_moments(vae, pixels.to(device, vae.dtype))
+            means.append(mean.float())
+            stds.append(std.float())
         sizes = [(e.image.height, e.image.width) for e in examples]
         crops = [center_crop(e.image.size, self.resolution)[1] for e in examples]
         cond = self.family.condition(self.pipe, [e.prompt for e in examples], sizes, crops, self.resolution, device)
@@ -214,7 +234,7 @@ class Personalizer:
                 parts = []
                 for (mean, std, cond, weights), order in zip(encoded, orders):
                     idx = order.next()
-                    parts.append((family.to_latents(_draw(mean[idx], std[idx], g), self.pipe.vae.config),
+                    parts.append((family.to_latents(_draw(mean[idx], std[idx], g), self.pipe.vae),
                                   {k: v[idx] for k, v in cond.items()}, weights[idx]))
                 x0 = torch.cat([x[share] for x, _, _ in parts])
                 cond = {k: torch.cat([c[k][share] for _, c, _ in parts]) for k in parts[0][1]}
