@@ -12,7 +12,12 @@ Not counted: building the weights, the warm-up call of each side. One process me
 
     python benchmarks/families.py --family sdxl                   # CUDA, 1024 px, bf16
     python benchmarks/families.py --family flux --resolution 512
+    python benchmarks/families.py --family qwen-image --quantize int8 --resolution 512   # the 2026 bases, quantized
     python benchmarks/families.py --family flux --dry-run         # the tiny architecture on the CPU: code path only
+
+`--quantize int8|fp8` quantizes the transformer and the text encoders in place with torchao's weight-only configs
+(as `gal run --quantize` does when they load); NF4 needs bitsandbytes' loading path (`gal run --quantize nf4`), which
+random weights built in memory do not take: it is not measured here.
 """
 
 from __future__ import annotations
@@ -32,23 +37,48 @@ import torch  # noqa: E402
 PROMPTS = ["a <sks> dog in a museum", "a <sks> dog on a boat", "a <sks> dog in the snow"]
 
 
-def build(family: str, full: bool, device: torch.device, dtype: torch.dtype):
-    """The family's pipeline with random weights, initialised on `device`, frozen parts in `dtype` (an SDXL VAE
-    stays fp32, as gal.models.load_pipeline keeps it)."""
+NEW = {"flux2-klein-4b": lambda work, full: builders().flux2_klein_pipeline(work, "4b" if full else None),
+       "flux2-klein-9b": lambda work, full: builders().flux2_klein_pipeline(work, "9b" if full else None),
+       "z-image": lambda work, full: builders().z_image_pipeline(work, full),
+       "qwen-image": lambda work, full: builders().qwen_image_pipeline(work, full),
+       "chroma": lambda work, full: builders().chroma_pipeline(work, full)}
+
+
+def builders():
     from gal import builders
+
+    return builders
+
+
+def build(family: str, full: bool, device: torch.device, dtype: torch.dtype, quantize: str = "none"):
+    """The family's pipeline with random weights, initialised on `device` in `dtype` (an SDXL VAE stays fp32, as
+    gal.models.load_pipeline keeps it), its transformer and text encoders quantized in place (`quantize`)."""
     from gal.family import family_of
     from gal.models import use_query_sampler
 
     work = Path(tempfile.mkdtemp(prefix="gal-bench-tokenizers-"))
-    tokenizer = builders.write_clip_tokenizer(work / "clip")
+    tokenizer = builders().write_clip_tokenizer(work / "clip")
     torch.manual_seed(0)
-    with torch.device(device):
-        if family == "sdxl":
-            pipe = builders.sdxl_pipeline(tokenizer, full=full)
-        else:
-            pipe = builders.flux_pipeline(tokenizer, builders.write_t5_tokenizer(work / "t5"), dev=True, full=full)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # a 20B transformer is built in bf16, not in fp32 first
+    try:
+        with torch.device(device):
+            if family == "sdxl":
+                pipe = builders().sdxl_pipeline(tokenizer, full=full)
+            elif family == "flux":
+                pipe = builders().flux_pipeline(tokenizer, builders().write_t5_tokenizer(work / "t5"), dev=True, full=full)
+            else:
+                pipe = NEW[family](work, full)
+    finally:
+        torch.set_default_dtype(default)
     pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)  # its tensors back on the CPU
     pipe.to(dtype)
+    if quantize != "none":
+        from torchao.quantization import Float8WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+
+        kind = family_of(pipe)
+        for name in (kind.denoiser, *kind.text_encoders):
+            quantize_(getattr(pipe, name), Int8WeightOnlyConfig() if quantize == "int8" else Float8WeightOnlyConfig())
     if family_of(pipe).vae_fp32:
         pipe.vae.to(torch.float32)
     pipe.vae.enable_slicing()
@@ -73,9 +103,9 @@ def measure_query(pipe, a, device, dtype) -> dict:
 
     def plain(anchors, m):
         for i, prompt in enumerate(anchors):
-            pipe(prompt, num_images_per_prompt=m, num_inference_steps=a.steps, guidance_scale=a.guidance,
-                 height=a.resolution, width=a.resolution, generator=torch.Generator(device).manual_seed(i),
-                 **family_of(pipe).pipeline_kwargs(pipe))
+            pipe(prompt=prompt, num_images_per_prompt=m, num_inference_steps=a.steps, height=a.resolution,
+                 width=a.resolution, generator=torch.Generator(device).manual_seed(i),
+                 **family_of(pipe).guidance_kwargs(a.guidance, 1), **family_of(pipe).pipeline_kwargs(pipe))
 
     out = {"images": len(anchors) * a.m, "batch_size": batch}
     for name, side in (("project", ours), ("plain", plain)):
@@ -100,6 +130,7 @@ def measure_lora(pipe, a, device, dtype) -> dict:
 
     accelerator = Accelerator(mixed_precision=harness.MIXED_PRECISION[a.dtype], cpu=device.type == "cpu")
     trainer = Personalizer(pipe, accelerator, method="lora", lr=1e-4, rank=4, resolution=a.resolution)
+    trainer.quantized = a.quantize != "none"  # quantized in place (not by from_pretrained): the LoRA stays unmerged
     term = [Term(examples(4, a.resolution))]
     trainer.train(term, steps=2, batch_size=1, seed=0, desc="warm-up")
     if device.type == "cuda":
@@ -114,7 +145,9 @@ def measure_lora(pipe, a, device, dtype) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--family", required=True, choices=["sdxl", "flux"])
+    p.add_argument("--family", required=True, choices=["sdxl", "flux", *NEW])
+    p.add_argument("--quantize", default="none", choices=["none", "int8", "fp8"],
+                   help="the transformer and text encoders (torchao weight-only, in place)")
     p.add_argument("--dry-run", action="store_true", help="the tiny architecture on the CPU, toy sizes")
     p.add_argument("--resolution", type=int, help="default: 1024 (32 in a dry run)")
     p.add_argument("--steps", type=int, help="sampling steps (default: gal's for the family, SDXL 50, Flux dev 28; "
@@ -134,7 +167,7 @@ def main(argv=None) -> dict:
     a.resolution = a.resolution or (32 if a.dry_run else 1024)
     a.train_steps = a.train_steps or (3 if a.dry_run else 20)
     started = time.perf_counter()
-    pipe = build(a.family, full=not a.dry_run, device=device, dtype=dtype)
+    pipe = build(a.family, full=not a.dry_run, device=device, dtype=dtype, quantize=a.quantize)
     built_s = time.perf_counter() - started
     from gal.family import family_of
 
@@ -143,6 +176,7 @@ def main(argv=None) -> dict:
     a.guidance = family.guidance if a.guidance is None else a.guidance
     result = {
         "family": a.family, "architecture": "tiny (dry run)" if a.dry_run else f"{a.family} full size, random weights",
+        "quantize": a.quantize,
         "device": harness.device_name(device), "dtype": a.dtype, "resolution": a.resolution, "steps": a.steps,
         "guidance": a.guidance, "date": date.today().isoformat(),
         "command": "python benchmarks/families.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -9,6 +9,8 @@
 #   bash benchmarks/gpu.sh --family sdxl   # instead: SDXL's architecture at 1024 px (benchmarks/families.py:
 #   bash benchmarks/gpu.sh --family flux   # query vs the plain diffusers loop, LoRA steps/s, peak memory);
 #                                          # Flux at 512 px (about 5 minutes on an H100); add --dry-run on a CPU
+#   bash benchmarks/gpu.sh --family 2026   # FLUX.2 klein 4B/9B, Z-Image, Chroma, Qwen-Image at 512 px, each at the
+#                                          # --quantize gal.memory picks for 24 GB (int8 where bf16 does not fit)
 #
 # Prints images/s of the project's query phase and of the plain diffusers loop, their ratio, the UNet's
 # FLOPs (torch.utils.flop_counter on one forward at the batch used, x steps, x2 for classifier-free
@@ -40,8 +42,15 @@ done
 if [ -n "$FAMILY" ]; then
     case "$FAMILY" in
         sdxl) ARGS=(--family sdxl) ;;
-        flux) ARGS=(--family flux --resolution 512) ;;
-        *) echo "gpu.sh: --family $FAMILY: expected sdxl or flux" >&2; exit 2 ;;
+        flux|flux2-klein-4b|z-image) ARGS=(--family "$FAMILY" --resolution 512) ;;
+        flux2-klein-9b|chroma) ARGS=(--family "$FAMILY" --resolution 512 --quantize int8) ;;  # what fits 24 GB (gal.memory)
+        qwen-image) ARGS=(--family qwen-image --resolution 512 --quantize int8) ;;
+        2026)  # each 2026 base in turn, 5 minutes at most each (one prepared run for a lent GPU)
+            for f in flux2-klein-4b z-image flux2-klein-9b chroma qwen-image; do
+                timeout 300 bash "$0" --family "$f" $([ "$DRY" = 1 ] && echo --dry-run) || echo "gpu.sh: --family $f failed or ran out of time" >&2
+            done
+            exit 0 ;;
+        *) echo "gpu.sh: --family $FAMILY: expected sdxl, flux, flux2-klein-4b, flux2-klein-9b, z-image, qwen-image, chroma or 2026" >&2; exit 2 ;;
     esac
     if [ "$DRY" = 1 ]; then ARGS=(--family "$FAMILY" --dry-run); else nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true; fi
     RESULTS=${GAL_BENCH_OUT:-${OUT:-.}}

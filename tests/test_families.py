@@ -325,11 +325,12 @@ def test_the_2026_bases_full_size_architectures_have_the_released_parameter_coun
         assert count(chroma_pipeline(tmp_path / "c", full=True).transformer) == 8_899_983_424
 
 
-def test_the_family_benchmark_runs_its_code_path_on_the_cpu():
+@pytest.mark.parametrize("args", [("--family", "flux"), ("--family", "qwen-image", "--quantize", "int8")])
+def test_the_family_benchmark_runs_its_code_path_on_the_cpu(args):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import families
 
-    result = families.main(["--family", "flux", "--dry-run"])
+    result = families.main([*args, "--dry-run"])
     assert result["query"]["images"] == 12 and result["query"]["ratio"] > 0 and result["lora"]["steps_per_s"] > 0
 
 
