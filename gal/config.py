@@ -105,12 +105,14 @@ class Config:
     num_class_images: int = setting(100, "class images to generate", group=TUNING)
     prior_loss_weight: float = setting(1.0, "loss weight of the class images' term", group=TUNING)
     # sampling
-    steps: int | None = setting(None, "sampling steps (SD, SDXL: DPM-Solver; Flux, SD3: their flow-matching Euler)",
-                                group=SAMPLING, default_text="50; Flux dev 28, schnell 4; SD3 28, 3.5 Medium 40; 20 on the miniature model")
+    steps: int | None = setting(None, "sampling steps (SD, SDXL: DPM-Solver; the transformers: their flow-matching Euler)",
+                                group=SAMPLING, default_text="50; Flux dev 28, schnell 4; SD3 28, 3.5 Medium 40; klein 4 "
+                                "(base models 50); Z-Image Turbo 9 (Base 50); Qwen-Image 50; Chroma 35; 20 on the miniature model")
     guidance: float | None = setting(None, "guidance scale (classifier-free, 1: none; Flux dev: the distilled "
                                      "guidance it embeds)", group=SAMPLING,
-                                     default_text="7.5; Flux dev 3.5, schnell 0; SD3 7, 3.5 Large 3.5, 3.5 Medium 4.5; 4 on the "
-                                                  "miniature model")
+                                     default_text="7.5; Flux dev 3.5, schnell 0; SD3 7, 3.5 Large 3.5, 3.5 Medium 4.5; klein 1 "
+                                                  "(base models 4); Z-Image Turbo 0 (Base 5); Qwen-Image 4 (its true CFG); "
+                                                  "Chroma 5; 4 on the miniature model")
     query_steps: int | None = setting(None, "sampling steps of the query (Eq. 4), if not --steps", group=SAMPLING,
                                       default_text="--steps")
     query_guidance: float | None = setting(None, "guidance of the query, if not --guidance (a lower one spreads an "
