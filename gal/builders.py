@@ -292,21 +292,29 @@ QWEN_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</thi
 
 
 def write_qwen_tokenizer(folder: str | Path, max_length: int = 512):
-    """A `Qwen2TokenizerFast` (byte-level BPE, as Qwen2.5 and Qwen3 tokenize: every byte a token here, no merges),
-    its special tokens and Qwen3's chat template. Returns it loaded; `folder` holds its files."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    """A `Qwen2TokenizerFast` (byte-level BPE, as Qwen2.5 and Qwen3 tokenize), its special tokens and Qwen3's chat
+    template. Its merges are learned from the pipelines' own templates, so that Qwen-Image's system prompt is the 34
+    tokens its pipeline drops (`prompt_template_encode_start_idx`), as with the released tokenizer; any other text
+    tokenizes byte by byte. Returns it loaded; `folder` holds its files."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2TokenizerFast
 
-    vocab = {c: i for i, c in enumerate(dict.fromkeys(_bytes_to_unicode()))}
-    model = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    model = Tokenizer(models.BPE())
     model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     model.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=5000, min_frequency=1, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=list(QWEN_SPECIAL), show_progress=False)
+    model.train_from_iterator([QWEN_IMAGE_TEMPLATE + "<|im_end|>\n<|im_start|>assistant\n"], trainer=trainer)
     tokenizer = Qwen2TokenizerFast(tokenizer_object=model, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    unk_token=None, bos_token=None, model_max_length=max_length,
-                                   additional_special_tokens=list(QWEN_SPECIAL[1:]), chat_template=QWEN_CHAT_TEMPLATE)
-    tokenizer.add_special_tokens({"pad_token": "<|endoftext|>"})
+                                   chat_template=QWEN_CHAT_TEMPLATE)
     tokenizer.save_pretrained(folder)
     return tokenizer
+
+
+# QwenImagePipeline.prompt_template_encode up to its prompt (diffusers 0.42)
+QWEN_IMAGE_TEMPLATE = ("<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, "
+                       "text, spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n")
 
 
 def qwen3_config(tokenizer, full: dict | None = None):
@@ -414,7 +422,7 @@ def qwen_image_pipeline(folder: Path, full: bool = False):
     )
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    tokenizer = write_qwen_tokenizer(folder / "_tokenizer", max_length=1024)
+    tokenizer = write_qwen_tokenizer(folder / "_tokenizer", max_length=512 if full else 64)
     ids = {f"{name}_token_id": tokenizer.convert_tokens_to_ids(token) for name, token in
            (("vision_start", "<|vision_start|>"), ("vision_end", "<|vision_end|>"), ("image", "<|image_pad|>"))}
     if full:

@@ -29,6 +29,8 @@ RELEASED = {
     "Z-Image": ("z-image", 6_154_908_736, 4_022_468_096, 83_819_683),
     "Qwen-Image": ("qwen-image", 20_430_401_088, 8_292_166_656, 126_892_531),
     "Chroma1-HD": ("chroma", 8_899_983_424, 4_762_310_656, 83_819_683),
+    # its text encoder, Mistral Small 3.x, at the published 24B (not counted: its processor needs torchvision)
+    "FLUX.2 dev": ("flux2-dev", 32_223_281_152, 24_000_000_000, 84_046_115),
 }
 
 

@@ -425,3 +425,17 @@ def test_quantize_auto_picks_the_least_quantization_whose_computed_peak_fits_the
     assert pick_quantization(klein, str(folder), Machine(cpu_only=True, miniature=False)) == "none"
     assert pick_quantization(FAMILIES["StableDiffusionPipeline"], "any", gpu(8)) == "none"
     assert table() in (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_the_tiny_qwen_tokenizer_drops_qwen_images_system_prompt_as_the_released_one(bases):
+    """QwenImagePipeline drops the first 34 tokens of its template: the system prompt, 34 tokens with Qwen2.5's own
+    tokenizer. The tiny layout's tokenizer (gal.builders) makes them 34 too, so the prompt's own states are what the
+    tiny transformer reads."""
+    from diffusers import QwenImagePipeline
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(bases["qwen-image"] / "tokenizer")
+    pipe_template = QwenImagePipeline.__init__.__code__.co_consts  # the template lives in the pipeline's __init__
+    template = next(c for c in pipe_template if isinstance(c, str) and c.startswith("<|im_start|>system"))
+    prefix = template.split("{}")[0]
+    assert len(tokenizer(prefix)["input_ids"]) == 34
