@@ -4,7 +4,8 @@ A family names its diffusers pipeline class (which also saves and reads its LoRA
 module fine-tuned), the text encoders to freeze, its sampler and defaults, whether training recomputes
 activations (gradient checkpointing), and its training step's parts: how prompts condition the denoiser, the
 timesteps, the noised input and the target (the query and the evaluation call the pipeline itself). The loop,
-the strategies, the ledger, the report and the review do not know which family they run. The family is read from the base's `model_index.json` (a folder or a hub id).
+the strategies, the ledger, the report and the review do not know which family they run. The family is read
+from the base's `model_index.json` (a folder or a hub id).
 
 - `sd`: Stable Diffusion 1.x and 2.x (`StableDiffusionPipeline`; 2.x's v-prediction is read from the scheduler
   config by the trainer): the text encoder's last hidden states.
@@ -17,6 +18,7 @@ the strategies, the ledger, the report and the review do not know which family t
   logit-normal timesteps and x0-preconditioned outputs (as `train_dreambooth_lora_sd3.py`); LoRA only.
 - `flux2-klein`: FLUX.2 klein 4B and 9B (`Flux2KleinPipeline`): Qwen3's stacked hidden layers, patchified and
   batch-normalized latents with 4-axis position ids (as `train_dreambooth_lora_flux2_klein.py`); LoRA only.
+  `flux2-dev` (`Flux2Pipeline`): the same with Mistral's layers and a guidance embedding; needs torchvision.
 - `z-image`: Z-Image Turbo and Base (`ZImagePipeline`): Qwen3's second-to-last states without padding, a
   single-stream DiT fed lists of latents, timesteps as 1 - sigma and a negated output (as
   `train_dreambooth_lora_z_image.py`); LoRA only.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import contextmanager
 
 import torch
@@ -69,6 +70,10 @@ def quantization_config(family, quantize: str, name_or_path: str, compute_dtype:
     if not family.quantizable:
         raise GalError(f"--quantize {quantize}: gal quantizes the transformer families (FLUX, SD3, Z-Image, Qwen-Image, "
                        f"Chroma); {family.label} (--base {name_or_path}) fits a 16 GB GPU without it; expected --quantize none")
+    library = "bitsandbytes" if quantize == "nf4" else "torchao"
+    if importlib.util.find_spec(library) is None:  # a run started elsewhere, evaluated here
+        raise GalError(f"--quantize {quantize}: {library} is not installed; expected `pip install {library}` "
+                       "(or `pip install gal[quantize]`)")
     if quantize == "nf4":
         kwargs = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)
         configs = (diffusers.BitsAndBytesConfig(**kwargs), transformers.BitsAndBytesConfig(**kwargs))

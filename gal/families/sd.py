@@ -21,7 +21,7 @@ class SD:
     full_fine_tune = True
     kohya_copy = True  # also write the LoRA in kohya's layout (AUTOMATIC1111, ComfyUI, sd-scripts)
     requires: tuple[str, str] | None = None  # (a module it needs, the line that says so when it is missing)
-    quantizable = False  # --quantize: LoRA on a quantized denoiser (the 12B+ transformers)
+    quantizable = False  # --quantize: a LoRA on a quantized denoiser and text encoders (the flow-matching transformers)
     steps, guidance = 50, 7.5  # the sampler's usual setting (gal.config.resolved)
 
     def pipeline_class(self):
