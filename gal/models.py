@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -23,7 +24,11 @@ def quiet_transformers():
     transformers.logging.disable_progress_bar()
     diffusers.utils.logging.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():
+            # diffusers 0.42 renamed from_pretrained's torch_dtype to dtype; the oldest diffusers gal supports (0.32)
+            # knows only torch_dtype, so gal passes that and keeps the rename's notice off the terminal
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*deprecated", category=FutureWarning)
+            yield
     finally:
         transformers.logging.set_verbosity(t_level)
         diffusers.logging.set_verbosity(d_level)
