@@ -91,8 +91,11 @@ def quantization_config(family, quantize: str, name_or_path: str, compute_dtype:
                                                      **{name: configs[1] for name in family.text_encoders}})
 
 
-def is_quantized(module) -> bool:
-    return bool(getattr(module, "is_quantized", False) or getattr(module, "hf_quantizer", None))
+def quantization_method(module) -> str | None:
+    """"bitsandbytes" or "torchao" for a model loaded with a `quantization_config` (--quantize), else None."""
+    quantizer = getattr(module, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    return getattr(method, "value", method)
 
 
 def use_query_sampler(pipe) -> None:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from gal.errors import GalError
 from gal.family import family_of
-from gal.models import is_quantized
+from gal.models import quantization_method
 from gal.progress import progress
 
 KOHYA_FILE = "lora_kohya.safetensors"
@@ -74,14 +74,14 @@ class Personalizer:
         pipe.vae.requires_grad_(False)
         for name in self.family.text_encoders:
             getattr(pipe, name).requires_grad_(False)
-        self.quantized = is_quantized(denoiser)
+        quantized = quantization_method(denoiser)  # --quantize
+        self.quantized = quantized is not None
         if method == "lora":
             from peft import LoraConfig
 
             denoiser.requires_grad_(False)
-            if getattr(getattr(denoiser, "hf_quantizer", None), "quantization_config", None) is not None and \
-                    getattr(denoiser.hf_quantizer.quantization_config, "load_in_4bit", False):
-                from peft import prepare_model_for_kbit_training  # as the scripts, for bitsandbytes
+            if quantized == "bitsandbytes":
+                from peft import prepare_model_for_kbit_training  # as the scripts do for their bitsandbytes config
 
                 prepare_model_for_kbit_training(denoiser, use_gradient_checkpointing=False)
             from diffusers.training_utils import cast_training_params
