@@ -69,7 +69,10 @@ def pick_quantization(family, name_or_path: str | None, machine) -> str:
     peak fits 95% of its memory (nf4 if none does)."""
     if machine is None or machine.gpus == 0 or not family.quantizable or name_or_path in (None, "miniature"):
         return "none"
-    sizes = counts(family, name_or_path)
+    try:
+        sizes = counts(family, name_or_path)
+    except (OSError, KeyError, ValueError, TypeError, AttributeError):  # the base's own load names what is wrong
+        return "none"
     return next((q for q in ORDER if peak_gb(*sizes, q) <= HEADROOM * machine.gpu_memory / GB), ORDER[-1])
 
 
