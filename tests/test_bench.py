@@ -136,13 +136,16 @@ def test_frontier_is_the_upper_envelope_of_training_less():
     assert gal[0]["above"] == pytest.approx(0.03) and gal[0]["ovf_above"] == pytest.approx(-0.05)
     assert all(abs(d["above"]) < 1e-12 for d in mb.distances(summary) if d["row"] != "GAL")  # on the frontier
     # an earlier bench's rows join the table where this one lacks them, measured against this frontier
-    earlier = {"settings": {"rows": ["frontier", "scale", "random"]},
+    earlier = {"settings": {"rows": ["random"]},  # a bench with the judge's metrics: today's rows
                "results": [result("GAL", 0.1, 0.1, 0.0), result("Random", 0.26, 0.40, 0.3)]}
+    for e in earlier["results"]:
+        e["rounds"][0].update(kept=0.5, followed=0.5)
     merged = mb.merge_summaries(summary, earlier, "earlier.json")
     assert [e["row"] for e in merged["results"]][-1] == "Random" and len(merged["results"]) == 5
-    assert merged["settings"]["rows"] == ["frontier", "scale", "random"]  # the tables name what either bench ran
+    assert merged["settings"]["rows"] == ["random"]  # the tables name what either bench ran
     assert [d["above"] for d in mb.distances(merged) if d["row"] == "Random"] == [pytest.approx(-0.02)]
-    # a bench from before the rows were renamed: its Random had the weight Δ, its oracle is now Human + Balance
+    # a bench from before the rows were renamed (no judge's metrics): its Random had the weight Δ, its oracle is now
+    # Human + Balance
     older = {"settings": {"rows": ["frontier", "random", "oracle"]},
              "results": [result("Random", 0.26, 0.40, 0.3), result("Oracle + Balance", 0.2, 0.5, 0.0)]}
     rows = [e["row"] for e in mb.merge_summaries(summary, older, "older.json")["results"][4:]]

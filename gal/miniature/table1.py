@@ -405,7 +405,8 @@ def merge_summaries(summary: dict, other: dict, source: str) -> dict:
     """`summary` with the runs of another bench's summary (e.g. an earlier bench with rows not run here)
     that it lacks, by subject, seed and row; each marked with its source. An earlier bench's rows are renamed
     (`RENAMED`) where the row's name changed; its runs have no judge's metrics."""
-    if not other.get("settings", {}).get("rows") or "scale" not in other["settings"]["rows"]:  # before the renames
+    judged = any("kept" in r for e in other["results"] for r in e["rounds"])
+    if not judged:  # a bench from before the renames (and before the judge's metrics)
         other = {**other, "results": [{**e, "row": RENAMED.get(e["row"], e["row"])} for e in other["results"]]}
     have = {(e["subject"], e["seed"], e["row"]) for e in summary["results"]}
     extra = [{**e, "source": source} for e in other["results"] if (e["subject"], e["seed"], e["row"]) not in have]
