@@ -35,8 +35,9 @@ def auto_batch_size(device: torch.device, resolution: int) -> int:
 
 def generate(pipe, prompts: Sequence[str], seeds: Sequence[int], *, steps: int, guidance: float,
              resolution: int, batch_size: int, autocast_dtype: torch.dtype | None = None,
-             ) -> Iterator[tuple[int, list[Image.Image]]]:
-    """Yield (start, images) per batch of `prompts`, each image made from its own seed."""
+             negative: Sequence[str] | None = None) -> Iterator[tuple[int, list[Image.Image]]]:
+    """Yield (start, images) per batch of `prompts`, each image made from its own seed (and, with `negative`, guided
+    away from its own negative prompt instead of the empty one: the families with classifier-free guidance)."""
     family = family_of(pipe)
     denoiser = getattr(pipe, family.denoiser)
     autocast = torch.autocast(denoiser.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
@@ -44,10 +45,11 @@ def generate(pipe, prompts: Sequence[str], seeds: Sequence[int], *, steps: int, 
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds[start:start + batch_size]]
         # The pipeline draws one tensor for the whole batch; per-sample noise keeps images batch-invariant.
         latents = family.initial_noise(pipe, generators, resolution).to(denoiser.device, denoiser.dtype)
+        kwargs = {**family.guidance_kwargs(guidance, len(generators)), **family.pipeline_kwargs(pipe)}
+        if negative is not None:
+            kwargs["negative_prompt"] = list(negative[start:start + batch_size])
         with torch.no_grad(), autocast:
-            images = pipe(
-                prompt=list(prompts[start:start + batch_size]), latents=latents, generator=generators,
-                num_inference_steps=steps, height=resolution, width=resolution, output_type="pil",
-                **family.guidance_kwargs(guidance, len(generators)), **family.pipeline_kwargs(pipe),
-            ).images
+            images = pipe(prompt=list(prompts[start:start + batch_size]), latents=latents, generator=generators,
+                          num_inference_steps=steps, height=resolution, width=resolution, output_type="pil",
+                          **kwargs).images
         yield start, images

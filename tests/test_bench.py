@@ -12,6 +12,8 @@ from gal import suite
 from gal.cli import add_config_flags, main
 from gal.config import command_line, make_config, resolved
 
+from conftest import run_args
+
 
 def test_paper_object_plan_counts_the_work():
     p = suite.plan("paper-object", Path("DATA"), Path("out"))
@@ -200,3 +202,36 @@ def test_both_controls_the_judges_reading_and_a_round_chosen_off_the_test_prompt
     assert mb.recommended_on("test")(summary["results"][-1])["round"] == 2
     assert mb.recommended_on("validation")(summary["results"][-1])["round"] == 3
     assert mb.round_two(summary["results"][0])["round"] == 1  # a run that stopped at round 1 keeps its model
+
+
+def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny, tmp_path):
+    """The composite rows' player: of GAL's top-k directions by Ω (or every direction), the sample whose composite the
+    scorer finds closest to its anchor has its file replaced by that composite (the references' subject pasted in by
+    their masks); the other samples are left alone."""
+    from gal import strategy
+    from gal.ledger import Ledger
+    from gal.miniature import table1 as mb
+    from gal.miniature import world
+
+    run = tmp_path / "run"
+    assert main(run_args(tiny, run, "--rounds", "2", "--strategy", "human")) == 0  # waits for round 1's review
+    ledger = Ledger(run)
+    directions, samples = ledger.directions(1), ledger.samples(1)
+    ledger.close()
+    before = {s.path: np.asarray(Image.open(run / s.path).convert("RGB")) for s in samples}
+    subject = world.SUBJECTS["twotone_star"]
+    picks = mb.composite_picks(run, subject, 2, 2)
+    top = {directions[i]["anchor_idx"] for i in strategy.top_k([d["entropy"] for d in directions], 2)}
+    assert {a for a, _ in picks} == top and len(picks) == 2
+    cutouts = world.cutouts(subject.name)
+    changed = set()
+    for s in samples:
+        now = np.asarray(Image.open(run / s.path).convert("RGB"))
+        if (s.anchor_idx, s.j) in picks:
+            assert np.array_equal(now, world.paste(before[s.path], cutouts[s.j % len(cutouts)]))
+            assert not np.array_equal(now, before[s.path])
+            changed.add(s.path)
+        else:
+            assert np.array_equal(now, before[s.path])
+    assert len(changed) == 2
+    assert {a for a, _ in mb.composite_picks(run, subject, 18, 2)} == {d["anchor_idx"] for d in directions}

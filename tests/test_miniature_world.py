@@ -263,3 +263,22 @@ def test_the_simulated_person_reads_prompts_in_world_terms(tmp_path):
     judge.train_judge(tmp_path, steps=3, pool=300, log=lambda line: None)
     seen = judge.Judge(tmp_path).predict(world.reference_images("mosaic")[0])
     assert len(seen) == 1 and seen[0].shape in judge.HEADS["shape"]
+
+
+def test_a_references_cutout_pasted_on_another_setting_shows_the_subject_there():
+    """The composite probe's masks (`world.cutouts`): the object's pixels of each reference, so that pasted onto a
+    picture of another setting the bundled judge sees the subject in that setting, not on the reference's brick wall
+    (onto a sample with an object of its own, that object can show around and through the subject)."""
+    from gal.locations import WEIGHTS
+    from gal.miniature import judge
+
+    person = judge.Judge(WEIGHTS / "judge")
+    for name in ("twotone_star", "spotted_ring"):
+        cutouts = world.cutouts(name)
+        images = world.reference_images(name)[0]
+        assert len(cutouts) == len(images) and all(np.array_equal(c[0], im) for c, im in zip(cutouts, images))
+        assert all(0.05 < mask.mean() < 0.3 for _, mask in cutouts)  # the object, not the picture
+        rng = np.random.default_rng(0)
+        snow = [world._to_uint8(world._downsample(world._background("snow", rng))) for _ in cutouts]
+        for scene in person.predict(np.stack([world.paste(s, c) for s, c in zip(snow, cutouts)])):
+            assert (scene.shape, scene.background) == (name, "snow"), scene

@@ -50,13 +50,22 @@ PERFECT = {"perfect3-off": 3, "perfect3-paper": 3, "perfect3-separate": 3,
 _WEIGHTS = {"off": "weight 1", "paper": "weight Δ", "separate": "separate"}
 PERFECT_ROWS = [Row(key, f"Perfect images x{n}, {_WEIGHTS[key.split('-')[1]]} (diagnostic)", "human", key.split("-")[1])
                 for key, n in PERFECT.items()]
+# A probe of the generation side: the subject cut from the user's own references (by their masks, which gal already
+# reads: `NAME.mask.png`) and pasted onto the query's samples of the anchor, so that an added image keeps the subject
+# by construction and follows the anchor as far as its sample does. GAL's top-k directions (Eq. 10 set aside) or
+# every direction; of each, the composite the scorer finds closest to its anchor (s_a). Automatic, but not a
+# `gal run` option yet: a bench row, to see whether it is worth building.
+COMPOSITE = {"composite3-off": 3, "composite18-off": 18, "composite18-separate": 18}
+COMPOSITE_ROWS = [Row(key, f"Composites x{n}, {_WEIGHTS[key.split('-')[1]]} (probe)", "human", key.split("-")[1])
+                  for key, n in COMPOSITE.items()]
+TWO_ROUNDS = {r.name for r in PERFECT_ROWS + COMPOSITE_ROWS}  # rows that stop after round 2: no round to choose
 BASELINE = TABLE1[0].name  # round 1: the default step count
 FEWER = "DreamBooth, fewer steps"
 SCALED = "DreamBooth, LoRA scale"  # round 1's LoRA turned down at inference: the cheapest control of all
 EXPOSURE = "DreamBooth, exposure-matched"
 FRONTIER = (0.125, 0.25, 0.5, 0.75)  # shares of the default step count; 1x is the baseline
 SCALES = (0.25, 0.5, 0.75)  # LoRA scales of the 1x DreamBooth; 1 is the baseline
-ROW_KEYS = ["frontier", "scale", "exposure"] + [r.key for r in ROWS + PERFECT_ROWS]
+ROW_KEYS = ["frontier", "scale", "exposure"] + [r.key for r in ROWS + PERFECT_ROWS + COMPOSITE_ROWS]
 _PAPER = Config()  # the paper's round budget and m (gal run's defaults), and its evaluation's n
 FULL = {"subjects": ["mosaic", "neon", "twotone_star", "spotted_ring"], "seeds": [0, 1, 2], "rounds": _PAPER.rounds,
         "m": _PAPER.m, "n": N_EVAL}
@@ -120,6 +129,42 @@ def perfect_picks(run_dir: Path, subject: world.Subject, count: int, k: int) -> 
         scene = judges.expected_scene(anchors[idx].template, subject)
         write_png(run_dir / best.path, Image.fromarray(world.render(scene, best.seed % 2**31)))
         picks.append((idx, best.j))
+    return picks
+
+
+def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int) -> list[tuple[int, int]]:
+    """The composite probe's picks (`COMPOSITE`): GAL's top-k directions by Ω (Eq. 6; Eq. 10 set aside), or every
+    direction of the pool (`count` > k); every sample of each with the references' subject pasted in by their masks
+    (reference j mod their number), scored by the run's scorer against the anchor (s_a); the best one's file is then
+    replaced by its composite."""
+    from gal import strategy
+    from gal.config import make_config
+    from gal.ledger import Ledger
+    from gal.review import pending_round
+    from gal.score import ClipScorer
+
+    ledger = Ledger(run_dir)
+    try:
+        r = pending_round(ledger)
+        cfg = make_config({**ledger.get("config"), "out": str(run_dir)}, source=str(run_dir))
+        anchors = {a.idx: a for a in ledger.anchors()}
+        directions = ledger.directions(r)
+        samples = ledger.samples(r)
+    finally:
+        ledger.close()
+    scorer = ClipScorer(cfg.scorer)
+    cutouts = world.cutouts(subject.name)
+    rows = strategy.top_k([d["entropy"] for d in directions], k) if count <= k else range(len(directions))
+    picks = []
+    for row in rows:
+        idx = directions[row]["anchor_idx"]
+        own = [s for s in samples if s.anchor_idx == idx]
+        pasted = [world.paste(np.asarray(Image.open(run_dir / s.path).convert("RGB")), cutouts[s.j % len(cutouts)])
+                  for s in own]
+        s_a = scorer.similarity(scorer.image_features(pasted), [anchors[idx].text])[:, 0]
+        best = strategy.best_sample(s_a.numpy())
+        write_png(run_dir / own[best].path, Image.fromarray(pasted[best]))
+        picks.append((idx, own[best].j))
     return picks
 
 
@@ -266,8 +311,8 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
     if "scale" in rows:
         for scale in SCALES:
             record(SCALED, first, lora_scale=scale, train_steps=full_steps, scale=scale)
-    for row in ROWS + PERFECT_ROWS:
-        if row.key not in rows:
+    for row in ROWS + PERFECT_ROWS + COMPOSITE_ROWS:
+        if row.key not in rows or (row.key in COMPOSITE and subject.kind != "object"):  # a style has no region to paste
             continue
         run_dir = folder / row.key
         shared = "query_guidance" not in row.options  # round 1 is shared, its query too; else only its class images
@@ -275,12 +320,15 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
             _fork(first, run_dir)
         if row.key in PERFECT:
             player = lambda run_dir, k, n=PERFECT[row.key]: perfect_picks(run_dir, subject, n, k)  # noqa: E731
+        elif row.key in COMPOSITE:
+            player = lambda run_dir, k, n=COMPOSITE[row.key]: composite_picks(run_dir, subject, n, k)  # noqa: E731
         else:  # the simulated person plays the human rows
             player = lambda run_dir, k: oracle_picks(run_dir, judge, subject, k)  # noqa: E731
         cfg = dataclasses.replace(base, strategy=row.strategy, balance=row.balance, **row.options,
                                   class_images=None if shared else class_images, out=str(run_dir))
-        run_one(dataclasses.replace(cfg, rounds=2) if row.key in PERFECT else cfg, player)
-        record(row.name, run_dir, validation=row.key not in PERFECT, diversity=diversity(run_dir),
+        two_rounds = row.key in PERFECT or row.key in COMPOSITE  # round 2 with the replaced images, then stop
+        run_one(dataclasses.replace(cfg, rounds=2) if two_rounds else cfg, player)
+        record(row.name, run_dir, validation=not two_rounds, diversity=diversity(run_dir),
                **({"query": query_quality(run_dir, subject, judge)} if judge is not None else {}))
     if "exposure" in rows and "balance" in rows:
         # as many reference draws as Uncertainty + Balance's last round: its T holds the references
@@ -501,7 +549,7 @@ def interval(values, n: int = 10000, seed: int = 0) -> tuple[float, float, float
 
 def row_names(summary: dict) -> list[str]:
     present = {e["row"] for e in summary["results"]}
-    return [n for n in [BASELINE, EXPOSURE] + [r.name for r in ROWS + PERFECT_ROWS] if n in present]
+    return [n for n in [BASELINE, EXPOSURE] + [r.name for r in ROWS + PERFECT_ROWS + COMPOSITE_ROWS] if n in present]
 
 
 def table(summary: dict, pick=last_round) -> list[dict]:
@@ -540,10 +588,12 @@ def paired(summary: dict, a: str, b: str, pick=last_round, space: str = "clip", 
     return interval(diffs) if diffs else None
 
 
-def gap_closed(summary: dict, row: str, weight: str, space: str = "clip", kind: str = "object") -> dict | None:
-    """At round 2 (three added images), how much of the distance between the paper's pick and perfect images at the
-    same weight a row closes: its gain over the paper's pick, the ceiling's gain, and their ratio (of the means)."""
-    base, ceiling = PAPER_PICK[weight], f"Perfect images x3, {_WEIGHTS[weight]} (diagnostic)"
+def gap_closed(summary: dict, row: str, weight: str, space: str = "clip", kind: str = "object",
+               count: int = 3) -> dict | None:
+    """At round 2 (`count` added images), how much of the distance between the paper's pick and perfect images at
+    the same weight and number a row closes: its gain over the paper's pick, the ceiling's gain, and their ratio (of
+    the means)."""
+    base, ceiling = PAPER_PICK[weight], f"Perfect images x{count}, {_WEIGHTS[weight]} (diagnostic)"
     gain = paired(summary, row, base, round_two, space, kind)
     top = paired(summary, ceiling, base, round_two, space, kind)
     if gain is None or top is None:
@@ -662,12 +712,13 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
               "*closed* is the ratio of the mean gains):", "",
               "| Pick | Weight | Kind | Gain over the paper's pick ↑ | Perfect images' gain | Closed | Gain, judge ↑ | Perfect, judge | Closed, judge |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for row in ROWS:
-        if row.name not in names or row.balance not in PAPER_PICK or row.strategy != "uncertainty" \
-                or row.name == PAPER_PICK[row.balance]:  # the paper's pick is what the others are measured against
+    for row in ROWS + COMPOSITE_ROWS:
+        if row.name not in names or row.balance not in PAPER_PICK or row.name == PAPER_PICK[row.balance] \
+                or (row.strategy != "uncertainty" and row.key not in COMPOSITE):  # measured against the paper's pick
             continue
+        count = COMPOSITE.get(row.key, 3)
         for kind in ("object", "style"):
-            c, j = (gap_closed(summary, row.name, row.balance, space, kind) for space in SPACES)
+            c, j = (gap_closed(summary, row.name, row.balance, space, kind, count) for space in SPACES)
             if c:
                 lines.append(f"| {row.name} | {_WEIGHTS[row.balance]} | {kind} | {_signed(c['gain'])} | {_signed(c['ceiling'])} | "
                              f"{c['closed']:+.2f} | " + (f"{_signed(j['gain'])} | {_signed(j['ceiling'])} | {j['closed']:+.2f} |"
@@ -675,7 +726,7 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
     lines += ["", "## Paired differences", "", "*Above* (both controls, last round), same subject and seed, all runs:", "",
               "| Comparison | CLIP-like ↑ | Judge ↑ |", "| --- | --- | --- |"]
     for a in gal_rows:
-        if "diagnostic" in a:
+        if a in TWO_ROUNDS:
             continue
         row = next(r for r in ROWS if r.name == a)
         for b in dict.fromkeys(["Uncertainty + Balance", PAPER_PICK.get(row.balance)]):
@@ -688,7 +739,7 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
               "| Models | Last round | Chosen on test prompts (leaks) | Chosen on validation | Validation − last | Validation, judge |",
               "| --- | --- | --- | --- | --- | --- |"]
     for name in gal_rows:
-        if "diagnostic" in name:
+        if name in TWO_ROUNDS:
             continue
         cells = [interval([x["above"] for x in distances(summary, p) if x["row"] == name])
                  for p in (last_round, recommended_on("test"), recommended_on("validation"))]
@@ -735,7 +786,7 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     dist, dist_judge = distances(summary), distances(summary, space="judge")
     for subject in summary["settings"]["subjects"]:
-        for name in [BASELINE, FEWER, SCALED, EXPOSURE] + [r.name for r in ROWS + PERFECT_ROWS]:
+        for name in [BASELINE, FEWER, SCALED, EXPOSURE] + [r.name for r in ROWS + PERFECT_ROWS + COMPOSITE_ROWS]:
             runs = [e for e in summary["results"] if e["subject"] == subject and e["row"] == name and e["rounds"]]
             key = {FEWER: "share", SCALED: "scale"}.get(name)
             groups = sorted({e.get(key, 0) for e in runs}) if key else [None]

@@ -472,6 +472,33 @@ def reference_images(name: str, n: int | None = None, seed: int = 0) -> tuple[np
     return images, [prompt] * n, [content] * n
 
 
+def cutouts(name: str, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each of `reference_images(name)` with its subject's pixels, (32, 32) bool, as a user's mask (`NAME.mask.png`)
+    marks them: the pixels its render keeps whatever the background (the same seed on four backgrounds; the
+    anti-aliased rim, part subject and part background, is left out)."""
+    subject = SUBJECTS[name]
+    rng = np.random.default_rng([seed, 2])  # reference_images' seeds
+    out = []
+    for _ in range(subject.n_references):
+        s = int(rng.integers(2**31))
+        on = [render(replace(subject.reference, background=b), s) for b in list(BACKGROUNDS)[:4]]
+        out.append((render(subject.reference, s), np.all([(on[0] == other).all(-1) for other in on[1:]], axis=0)))
+    return out
+
+
+def paste(image: np.ndarray, cutout: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """`image` (H, W, 3) uint8 with a cutout's subject pasted in where its mask is (both scaled to the image's size)."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    reference, mask = cutout
+    if reference.shape[:2] != image.shape[:2]:
+        size = (image.shape[1], image.shape[0])
+        reference = np.asarray(Image.fromarray(reference).resize(size, Image.NEAREST))
+        mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+    return np.where(mask[..., None], reference, image)
+
+
 def anchor_prompt(template: str, subject: Subject, plain: bool = False) -> str:
     """Fill an anchor or test template with the subject's phrase (or its plain words, for scoring)."""
     return template.format(subject.plain if plain else subject.phrase)
