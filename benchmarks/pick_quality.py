@@ -11,6 +11,10 @@ judge (`gal.miniature.judge`) read every sample, and reports per setting:
 - for each pick rule (`gal.strategy.PICKS` and the candidates below), over every direction and over the k that
   uncertainty sampling chooses: the share of its picks that are faithful, kept and followed.
 
+- for an object, the same samples with the references' subject pasted in by their masks (`world.cutouts`, as a user's
+  `NAME.mask.png` marks it): the share of composites that are faithful, and of the composite the scorer rates
+  closest to its anchor (`composite-best`). `--scale 0` is the base model, prompted with the anchor in plain words.
+
 A pick is worth its name when its faithful share is well above the base rate; the ceiling is the directions'.
 
     python benchmarks/pick_quality.py /work/bench/twotone_star/seed0/round-1 ... --guidance 4 2 --scale 1 0.75 \\
@@ -84,7 +88,9 @@ def measure(run_dir: Path, subject_name: str, guidances: list[float], scales: li
         negative_prompts = None if negative == "none" else [non_soi[0]] * len(todo)
         s_a, s_n, ident, verdicts, c_a, c_n, c_verdicts = [], [], [], [], [], [], []
         with parts.personalizer.merged(scale):
-            for start, images in generate(parts.pipe, [a.prompt for a, _ in todo], seeds, steps=cfg.steps,
+            # scale 0 is the base model: it does not know the subject's token, so it gets the anchor in plain words
+            prompts = [a.text if scale == 0 else a.prompt for a, _ in todo]
+            for start, images in generate(parts.pipe, prompts, seeds, steps=cfg.steps,
                                           guidance=guidance, resolution=parts.resolution,
                                           batch_size=parts.gen_batch_size, autocast_dtype=parts.autocast_dtype,
                                           negative=negative_prompts):
@@ -139,25 +145,32 @@ def measure(run_dir: Path, subject_name: str, guidances: list[float], scales: li
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: per kind and query setting, the mean over runs (95% bootstrap interval) of the base rates, of the
-    directions with a faithful sample, and of each pick's faithful share over every direction."""
+    """Markdown: per kind and query setting, the mean over runs (95% bootstrap interval) of the base rates (and the
+    faithful share kept and followed would give if they were independent), of the directions with a faithful sample,
+    and of each pick's faithful share over every direction; with composites, theirs."""
     from gal.miniature.table1 import interval
 
     def cell(values) -> str:
         mean, lo, hi = interval(values)
-        return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+        return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]" if hi > lo else f"{mean:.3f}"
 
-    names = list(candidates()) + (["composite-best"] if any("composite-best_faithful" in r for r in rows) else [])
+    composite = any("composite-best_faithful" in r for r in rows)
+    names = list(candidates()) + (["composite-best"] if composite else [])
     head = (["Kind", "Guidance", "LoRA scale", "Negative", "m", "Runs", "Samples kept", "Samples followed",
-             "Samples faithful", "Directions with one"] + [f"Pick {n}: faithful" for n in names])
+             "Samples faithful", "If independent", "Directions with one", "GAL's k with one"] + [f"Pick {n}: faithful" for n in names]
+            + (["Composites faithful"] if composite else []))
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    unique = {(r["run"], r["guidance"], r["scale"], r.get("negative", "none"), r["m"]): r for r in rows}  # last wins
     groups: dict[tuple, list[dict]] = {}
-    for r in rows:
+    for r in unique.values():
         groups.setdefault((r["kind"], r["guidance"], r["scale"], r.get("negative", "none"), r["m"]), []).append(r)
-    for key, group in groups.items():
-        cells = [cell([r[c] for r in group]) for c in ("samples_kept", "samples_followed", "samples_faithful",
-                                                       "directions_with_faithful")]
+    for key, group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][3], -kv[0][1], -kv[0][2], kv[0][4])):
+        cells = [cell([r[c] for r in group]) for c in ("samples_kept", "samples_followed", "samples_faithful")]
+        cells.append(cell([r["samples_kept"] * r["samples_followed"] for r in group]))
+        cells += [cell([r[c] for r in group]) for c in ("directions_with_faithful", "chosen_with_faithful")]
         cells += [cell([r[f"{n}_faithful"] for r in group]) if f"{n}_faithful" in group[0] else "–" for n in names]
+        if composite:
+            cells.append(cell([r["composite_faithful"] for r in group]) if "composite_faithful" in group[0] else "–")
         lines.append("| " + " | ".join([*map(str, key), str(len(group)), *cells]) + " |")
     return "\n".join(lines)
 
@@ -167,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("runs", nargs="*", type=Path, help="bench round-1 folders (SUBJECT/seedN/round-1)")
     p.add_argument("--subject", help="the world's subject (default: the folder two levels up)")
     p.add_argument("--guidance", type=float, nargs="+", default=[4.0, 2.0])
-    p.add_argument("--scale", type=float, nargs="+", default=[1.0, 0.75], help="the LoRA's scale in the query")
+    p.add_argument("--scale", type=float, nargs="+", default=[1.0, 0.75],
+                   help="the LoRA's scale in the query (0: the base model, prompted with the anchor in plain words)")
     p.add_argument("--negative", nargs="+", default=["none"], choices=["none", "non-soi"],
                    help="the query's negative prompt: none, or the references' non-SoI caption")
     p.add_argument("--m", type=int, nargs="+", default=[10, 30], help="samples per anchor (the first m of the largest)")

@@ -207,7 +207,10 @@ def test_both_controls_the_judges_reading_and_a_round_chosen_off_the_test_prompt
 def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny, tmp_path):
     """The composite rows' player: of GAL's top-k directions by Ω (or every direction), the sample whose composite the
     scorer finds closest to its anchor has its file replaced by that composite (the references' subject pasted in by
-    their masks); the other samples are left alone."""
+    their masks, onto the sample or onto the base model's image from the same seed); the other samples are left
+    alone."""
+    import shutil
+
     from gal import strategy
     from gal.ledger import Ledger
     from gal.miniature import table1 as mb
@@ -219,6 +222,8 @@ def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny
     directions, samples = ledger.directions(1), ledger.samples(1)
     ledger.close()
     before = {s.path: np.asarray(Image.open(run / s.path).convert("RGB")) for s in samples}
+    base = tmp_path / "base"
+    shutil.copytree(run, base)
     subject = world.SUBJECTS["twotone_star"]
     picks = mb.composite_picks(run, subject, 2, 2)
     top = {directions[i]["anchor_idx"] for i in strategy.top_k([d["entropy"] for d in directions], 2)}
@@ -234,4 +239,13 @@ def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny
         else:
             assert np.array_equal(now, before[s.path])
     assert len(changed) == 2
-    assert {a for a, _ in mb.composite_picks(run, subject, 18, 2)} == {d["anchor_idx"] for d in directions}
+    # every direction, on the base model's images of the anchors: the subject's pixels are the reference's, the rest
+    # is not the fine-tuned model's sample
+    picks = mb.composite_picks(base, subject, 18, 2, on="base")
+    assert {a for a, _ in picks} == {d["anchor_idx"] for d in directions}
+    for s in samples:
+        if (s.anchor_idx, s.j) in picks:
+            now = np.asarray(Image.open(base / s.path).convert("RGB"))
+            reference, mask = cutouts[s.j % len(cutouts)]
+            assert np.array_equal(world.paste(now, (reference, mask)), now)  # the subject is there already
+            assert not np.array_equal(now, world.paste(before[s.path], (reference, mask)))

@@ -51,13 +51,16 @@ _WEIGHTS = {"off": "weight 1", "paper": "weight Δ", "separate": "separate"}
 PERFECT_ROWS = [Row(key, f"Perfect images x{n}, {_WEIGHTS[key.split('-')[1]]} (diagnostic)", "human", key.split("-")[1])
                 for key, n in PERFECT.items()]
 # A probe of the generation side: the subject cut from the user's own references (by their masks, which gal already
-# reads: `NAME.mask.png`) and pasted onto the query's samples of the anchor, so that an added image keeps the subject
-# by construction and follows the anchor as far as its sample does. GAL's top-k directions (Eq. 10 set aside) or
-# every direction; of each, the composite the scorer finds closest to its anchor (s_a). Automatic, but not a
-# `gal run` option yet: a bench row, to see whether it is worth building.
-COMPOSITE = {"composite3-off": 3, "composite18-off": 18, "composite18-separate": 18}
-COMPOSITE_ROWS = [Row(key, f"Composites x{n}, {_WEIGHTS[key.split('-')[1]]} (probe)", "human", key.split("-")[1])
-                  for key, n in COMPOSITE.items()]
+# reads: `NAME.mask.png`) and pasted onto a picture of the anchor, so that an added image keeps the subject by
+# construction and follows the anchor as far as its picture does: the round's own query samples, or the base model's
+# samples of the anchor in plain words (it was never fine-tuned on the references, so it does not copy them). GAL's
+# top-k directions (Eq. 10 set aside) or every direction; of each, the composite the scorer finds closest to its
+# anchor (s_a). Automatic, but not a `gal run` option: a bench row, to see whether it is worth building.
+COMPOSITE = {"composite3-off": (3, "query"), "composite18-off": (18, "query"), "composite18-separate": (18, "query"),
+             "composite3-base-off": (3, "base"), "composite18-base-off": (18, "base")}
+_ON = {"query": "", "base": " on the base model's samples"}
+COMPOSITE_ROWS = [Row(key, f"Composites x{n}{_ON[on]}, {_WEIGHTS[key.split('-')[-1]]} (probe)", "human",
+                      key.split("-")[-1]) for key, (n, on) in COMPOSITE.items()]
 TWO_ROUNDS = {r.name for r in PERFECT_ROWS + COMPOSITE_ROWS}  # rows that stop after round 2: no round to choose
 BASELINE = TABLE1[0].name  # round 1: the default step count
 FEWER = "DreamBooth, fewer steps"
@@ -132,16 +135,16 @@ def perfect_picks(run_dir: Path, subject: world.Subject, count: int, k: int) -> 
     return picks
 
 
-def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int) -> list[tuple[int, int]]:
+def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, on: str = "query") -> list[tuple[int, int]]:
     """The composite probe's picks (`COMPOSITE`): GAL's top-k directions by Ω (Eq. 6; Eq. 10 set aside), or every
-    direction of the pool (`count` > k); every sample of each with the references' subject pasted in by their masks
-    (reference j mod their number), scored by the run's scorer against the anchor (s_a); the best one's file is then
-    replaced by its composite."""
+    direction of the pool (`count` > k); each of its samples (`on` "query"), or the base model's image of the anchor
+    in plain words from the same seed ("base"), with the references' subject pasted in by their masks (reference j
+    mod their number), scored by the run's scorer against the anchor (s_a); the best one's file is then replaced by
+    its composite."""
     from gal import strategy
     from gal.config import make_config
     from gal.ledger import Ledger
     from gal.review import pending_round
-    from gal.score import ClipScorer
 
     ledger = Ledger(run_dir)
     try:
@@ -152,19 +155,33 @@ def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int) -
         samples = ledger.samples(r)
     finally:
         ledger.close()
-    scorer = ClipScorer(cfg.scorer)
-    cutouts = world.cutouts(subject.name)
     rows = strategy.top_k([d["entropy"] for d in directions], k) if count <= k else range(len(directions))
+    chosen = [[s for s in samples if s.anchor_idx == directions[row]["anchor_idx"]] for row in rows]
+    if on == "base":  # the base model, never fine-tuned: no checkpoint loaded
+        from gal.components import Components
+        from gal.generate import generate
+
+        parts = Components(cfg, trains=False)
+        flat = [s for own in chosen for s in own]
+        made = [im for _, batch in generate(parts.pipe, [anchors[s.anchor_idx].text for s in flat], [s.seed for s in flat],
+                                            steps=cfg.steps, guidance=cfg.query_guidance, resolution=parts.resolution,
+                                            batch_size=parts.gen_batch_size, autocast_dtype=parts.autocast_dtype)
+                for im in batch]
+        pictures = dict(zip([s.path for s in flat], made))
+        scorer = parts.scorer
+    else:
+        from gal.score import ClipScorer
+
+        pictures = {s.path: Image.open(run_dir / s.path) for own in chosen for s in own}
+        scorer = ClipScorer(cfg.scorer)
+    cutouts = world.cutouts(subject.name)
     picks = []
-    for row in rows:
-        idx = directions[row]["anchor_idx"]
-        own = [s for s in samples if s.anchor_idx == idx]
-        pasted = [world.paste(np.asarray(Image.open(run_dir / s.path).convert("RGB")), cutouts[s.j % len(cutouts)])
-                  for s in own]
-        s_a = scorer.similarity(scorer.image_features(pasted), [anchors[idx].text])[:, 0]
+    for own in chosen:
+        pasted = [world.paste(np.asarray(pictures[s.path].convert("RGB")), cutouts[s.j % len(cutouts)]) for s in own]
+        s_a = scorer.similarity(scorer.image_features(pasted), [anchors[own[0].anchor_idx].text])[:, 0]
         best = strategy.best_sample(s_a.numpy())
         write_png(run_dir / own[best].path, Image.fromarray(pasted[best]))
-        picks.append((idx, own[best].j))
+        picks.append((own[best].anchor_idx, own[best].j))
     return picks
 
 
@@ -321,7 +338,7 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
         if row.key in PERFECT:
             player = lambda run_dir, k, n=PERFECT[row.key]: perfect_picks(run_dir, subject, n, k)  # noqa: E731
         elif row.key in COMPOSITE:
-            player = lambda run_dir, k, n=COMPOSITE[row.key]: composite_picks(run_dir, subject, n, k)  # noqa: E731
+            player = lambda run_dir, k, c=COMPOSITE[row.key]: composite_picks(run_dir, subject, c[0], k, c[1])  # noqa: E731
         else:  # the simulated person plays the human rows
             player = lambda run_dir, k: oracle_picks(run_dir, judge, subject, k)  # noqa: E731
         cfg = dataclasses.replace(base, strategy=row.strategy, balance=row.balance, **row.options,
@@ -716,7 +733,7 @@ def write_results(summary: dict, path: Path, command: str, machine: str) -> None
         if row.name not in names or row.balance not in PAPER_PICK or row.name == PAPER_PICK[row.balance] \
                 or (row.strategy != "uncertainty" and row.key not in COMPOSITE):  # measured against the paper's pick
             continue
-        count = COMPOSITE.get(row.key, 3)
+        count = COMPOSITE.get(row.key, (3,))[0]
         for kind in ("object", "style"):
             c, j = (gap_closed(summary, row.name, row.balance, space, kind, count) for space in SPACES)
             if c:
