@@ -47,6 +47,11 @@ def candidates():
     return {**strategy.PICKS, "margin": margin, "identity-only": identity_only}
 
 
+def context(caption: str, subject_plain: str) -> str:
+    """A reference's caption less the subject's own words ("a star by a brick wall" -> "by a brick wall")."""
+    return " ".join(caption.replace(subject_plain, " ", 1).split())
+
+
 def measure(run_dir: Path, subject_name: str, guidances: list[float], scales: list[float], ms: list[int],
             negatives: list[str] = ("none",), judge_dir: Path | None = None) -> list[dict]:
     from gal import strategy
@@ -83,9 +88,11 @@ def measure(run_dir: Path, subject_name: str, guidances: list[float], scales: li
     out = []
     settings = [(g, s, n) for n in negatives for g in guidances for s in scales]
     for guidance, scale, negative in settings:
-        # the query's negative prompt: none (the empty one, gal's and the paper's), or the references' own
-        # non-SoI caption (what copying would show: guidance then pushes from it towards the anchor)
-        negative_prompts = None if negative == "none" else [non_soi[0]] * len(todo)
+        # the query's negative prompt: none (the empty one, gal's and the paper's), the references' own non-SoI
+        # caption (what copying would show: guidance then pushes from it towards the anchor)
+        # (non-soi), or that caption less the subject's own words (context: only what copying adds to the subject)
+        text = {"none": None, "non-soi": non_soi[0], "context": context(non_soi[0], cfg.subject_plain)}[negative]
+        negative_prompts = None if text is None else [text] * len(todo)
         s_a, s_n, ident, verdicts, c_a, c_n, c_verdicts = [], [], [], [], [], [], []
         with parts.personalizer.merged(scale):
             # scale 0 is the base model: it does not know the subject's token, so it gets the anchor in plain words
@@ -182,8 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--guidance", type=float, nargs="+", default=[4.0, 2.0])
     p.add_argument("--scale", type=float, nargs="+", default=[1.0, 0.75],
                    help="the LoRA's scale in the query (0: the base model, prompted with the anchor in plain words)")
-    p.add_argument("--negative", nargs="+", default=["none"], choices=["none", "non-soi"],
-                   help="the query's negative prompt: none, or the references' non-SoI caption")
+    p.add_argument("--negative", nargs="+", default=["none"], choices=["none", "non-soi", "context"],
+                   help="the query's negative prompt: none, the references' non-SoI caption, or that caption less the "
+                        "subject's words")
     p.add_argument("--m", type=int, nargs="+", default=[10, 30], help="samples per anchor (the first m of the largest)")
     p.add_argument("--json", metavar="FILE", help="also write the rows here")
     p.add_argument("--table", metavar="JSON", nargs="+", help="only print the table of these earlier --json files")
