@@ -107,40 +107,10 @@ def oracle_picks(run_dir: Path, judge: judges.Judge, subject: world.Subject, k: 
     return [(s.anchor_idx, s.j) for _, _, s in sorted(found)[:k]]
 
 
-def perfect_picks(run_dir: Path, subject: world.Subject, count: int, k: int) -> list[tuple[int, int]]:
-    """The diagnostic's picks: GAL's top-k directions by Ω (Eq. 6; Eq. 10 set aside), or every direction of the
-    pool (`count` > k), each with its best sample by s_a, whose file is then replaced by the world's own render of
-    the subject in the anchor's context (the render's seed is the sample's)."""
-    from gal import strategy
-    from gal.ledger import Ledger
-    from gal.review import pending_round
-
-    ledger = Ledger(run_dir)
-    try:
-        r = pending_round(ledger)
-        anchors = {a.idx: a for a in ledger.anchors()}
-        directions = ledger.directions(r)
-        samples = ledger.samples(r)
-    finally:
-        ledger.close()
-    rows = strategy.top_k([d["entropy"] for d in directions], k) if count <= k else range(len(directions))
-    picks = []
-    for row in rows:
-        idx = directions[row]["anchor_idx"]
-        own = [s for s in samples if s.anchor_idx == idx]
-        best = own[strategy.best_sample([s.sim_anchor for s in own])]
-        scene = judges.expected_scene(anchors[idx].template, subject)
-        write_png(run_dir / best.path, Image.fromarray(world.render(scene, best.seed % 2**31)))
-        picks.append((idx, best.j))
-    return picks
-
-
-def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, on: str = "query") -> list[tuple[int, int]]:
-    """The composite probe's picks (`COMPOSITE`): GAL's top-k directions by Ω (Eq. 6; Eq. 10 set aside), or every
-    direction of the pool (`count` > k); each of its samples (`on` "query"), or the base model's image of the anchor
-    in plain words from the same seed ("base"), with the references' subject pasted in by their masks (reference j
-    mod their number), scored by the run's scorer against the anchor (s_a); the best one's file is then replaced by
-    its composite."""
+def _to_fill(run_dir: Path, count: int, k: int):
+    """The pending round's directions a diagnostic or probe fills: GAL's top-k by Ω (Eq. 6; Eq. 10 set aside), or
+    every direction of the pool (`count` > k); returns the run's config, its anchors by index and each direction's
+    samples."""
     from gal import strategy
     from gal.config import make_config
     from gal.ledger import Ledger
@@ -156,7 +126,33 @@ def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, o
     finally:
         ledger.close()
     rows = strategy.top_k([d["entropy"] for d in directions], k) if count <= k else range(len(directions))
-    chosen = [[s for s in samples if s.anchor_idx == directions[row]["anchor_idx"]] for row in rows]
+    return cfg, anchors, [[s for s in samples if s.anchor_idx == directions[row]["anchor_idx"]] for row in rows]
+
+
+def perfect_picks(run_dir: Path, subject: world.Subject, count: int, k: int) -> list[tuple[int, int]]:
+    """The diagnostic's picks: of the directions to fill (`_to_fill`), each one's best sample by s_a, whose file is
+    then replaced by the world's own render of the subject in the anchor's context (the render's seed is the
+    sample's)."""
+    from gal import strategy
+
+    _, anchors, chosen = _to_fill(run_dir, count, k)
+    picks = []
+    for own in chosen:
+        best = own[strategy.best_sample([s.sim_anchor for s in own])]
+        scene = judges.expected_scene(anchors[best.anchor_idx].template, subject)
+        write_png(run_dir / best.path, Image.fromarray(world.render(scene, best.seed % 2**31)))
+        picks.append((best.anchor_idx, best.j))
+    return picks
+
+
+def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, on: str = "query") -> list[tuple[int, int]]:
+    """The composite probe's picks (`COMPOSITE`): of the directions to fill (`_to_fill`), each of the samples (`on`
+    "query"), or the base model's image of the anchor in plain words from the same seed ("base"), with the
+    references' subject pasted in by their masks (reference j mod their number), scored by the run's scorer against
+    the anchor (s_a); the best one's file is then replaced by its composite."""
+    from gal import strategy
+
+    cfg, anchors, chosen = _to_fill(run_dir, count, k)
     if on == "base":  # the base model, never fine-tuned: no checkpoint loaded
         from gal.components import Components
         from gal.generate import generate
