@@ -3,14 +3,13 @@
 GAL adds, for each chosen direction, one of the direction's m samples. That can only help if some sample keeps the
 subject *and* follows its anchor (the judge's *faithful*), and only if the pick finds it with what gal has (the CLIP
 scorer). This script re-queries a bench run's round-1 checkpoint (the run's own seeds first, then more: nothing is
-written to the run) under other query settings (guidance, the LoRA's scale in the query, more samples), has the
-judge (`gal.miniature.judge`) read every sample, and reports per setting:
+written to the run) under other query settings (guidance, the LoRA's scale in the query, a negative prompt, more
+samples), has the judge (`gal.miniature.judge`) read every sample, and reports per setting:
 
 - samples faithful / kept / followed: the base rates (what a random sample of a direction is);
 - directions with a faithful sample among the first m (the most any pick can reach at that m);
 - for each pick rule (`gal.strategy.PICKS` and the candidates below), over every direction and over the k that
-  uncertainty sampling chooses: the share of its picks that are faithful, kept and followed.
-
+  uncertainty sampling chooses: the share of its picks that are faithful, kept and followed;
 - for an object, the same samples with the references' subject pasted in by their masks (`world.cutouts`, as a user's
   `NAME.mask.png` marks it): the share of composites that are faithful, and of the composite the scorer rates
   closest to its anchor (`composite-best`). `--scale 0` is the base model, prompted with the anchor in plain words.
@@ -88,9 +87,9 @@ def measure(run_dir: Path, subject_name: str, guidances: list[float], scales: li
     out = []
     settings = [(g, s, n) for n in negatives for g in guidances for s in scales]
     for guidance, scale, negative in settings:
-        # the query's negative prompt: none (the empty one, gal's and the paper's), the references' own non-SoI
-        # caption (what copying would show: guidance then pushes from it towards the anchor)
-        # (non-soi), or that caption less the subject's own words (context: only what copying adds to the subject)
+        # the query's negative prompt: none (the empty one, gal's and the paper's), the references' own non-SoI caption
+        # (non-soi: what copying would show; guidance then pushes from it towards the anchor), or that caption less the
+        # subject's own words (context: only what copying adds to the subject)
         text = {"none": None, "non-soi": non_soi[0], "context": context(non_soi[0], cfg.subject_plain)}[negative]
         negative_prompts = None if text is None else [text] * len(todo)
         s_a, s_n, ident, verdicts, c_a, c_n, c_verdicts = [], [], [], [], [], [], []
