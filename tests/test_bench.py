@@ -222,8 +222,9 @@ def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny
     directions, samples = ledger.directions(1), ledger.samples(1)
     ledger.close()
     before = {s.path: np.asarray(Image.open(run / s.path).convert("RGB")) for s in samples}
-    base = tmp_path / "base"
+    base, cleared = tmp_path / "base", tmp_path / "cleared"
     shutil.copytree(run, base)
+    shutil.copytree(run, cleared)
     subject = world.SUBJECTS["twotone_star"]
     picks = mb.composite_picks(run, subject, 2, 2)
     top = {directions[i]["anchor_idx"] for i in strategy.top_k([d["entropy"] for d in directions], 2)}
@@ -249,3 +250,20 @@ def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny
             reference, mask = cutouts[s.j % len(cutouts)]
             assert np.array_equal(world.paste(now, (reference, mask)), now)  # the subject is there already
             assert not np.array_equal(now, world.paste(before[s.path], (reference, mask)))
+    # GAL's directions, on the base model's images with their own object cleared where the subject goes: the same
+    # subject, and round it the cleared region of the same base image
+    picks_cleared = mb.composite_picks(cleared, subject, 2, 2, on="clear")
+    assert {a for a, _ in picks_cleared} == top
+    compared = 0
+    for s in samples:
+        if (s.anchor_idx, s.j) in picks_cleared:
+            now = np.asarray(Image.open(cleared / s.path).convert("RGB"))
+            reference, mask = cutouts[s.j % len(cutouts)]
+            assert np.array_equal(now[mask], reference[mask])
+            around = world._grow(world._outline(mask), mb.CLEAR) & ~mask
+            if (s.anchor_idx, s.j) in picks:  # the same base image, pasted onto without clearing
+                uncleared = np.asarray(Image.open(base / s.path).convert("RGB"))
+                assert np.array_equal(now[~around & ~mask], uncleared[~around & ~mask])
+                assert not np.array_equal(now[around], uncleared[around])
+                compared += 1
+    assert compared, (picks, picks_cleared)

@@ -268,9 +268,10 @@ def test_the_simulated_person_reads_prompts_in_world_terms(tmp_path):
 def test_a_references_cutout_pasted_on_another_setting_shows_the_subject_there():
     """The composite probe's masks (`world.cutouts`): the object's pixels of each reference, so that pasted onto a
     picture of another setting the bundled judge sees the subject in that setting, not on the reference's brick wall
-    (onto a sample with an object of its own, that object can show around and through the subject)."""
+    (onto a sample with an object of its own, that object can show around and through the subject, unless cleared)."""
     from gal.locations import WEIGHTS
     from gal.miniature import judge
+    from gal.miniature.table1 import CLEAR
 
     person = judge.Judge(WEIGHTS / "judge")
     for name in ("twotone_star", "spotted_ring"):
@@ -281,4 +282,19 @@ def test_a_references_cutout_pasted_on_another_setting_shows_the_subject_there()
         rng = np.random.default_rng(0)
         snow = [world._to_uint8(world._downsample(world._background("snow", rng))) for _ in cutouts]
         for scene in person.predict(np.stack([world.paste(s, c) for s, c in zip(snow, cutouts)])):
+            assert (scene.shape, scene.background) == (name, "snow"), scene
+        # onto a picture with an object of its own, `clear` removes that object where the subject goes first
+        yellow = world._rgb(world.COLORS["yellow"]) * 255
+        shown = {0: 0.0, CLEAR: 0.0}  # how much of the yellow ring shows round and through the subject
+        cleared = []
+        for i, (reference, mask) in enumerate(cutouts):
+            picture = world.render(world.Scene("ring", "yellow", "snow", "flat"), 100 + i)
+            around = world._grow(world._outline(mask), CLEAR) & ~mask
+            for clear in shown:
+                out = world.paste(picture, (reference, mask), clear)
+                assert np.array_equal(out[mask], reference[mask])
+                shown[clear] += (np.linalg.norm(out[around] - yellow, axis=-1) < 80).mean()
+            cleared.append(out)
+        assert shown[CLEAR] < shown[0] / 2, shown
+        for scene in person.predict(np.stack(cleared)):
             assert (scene.shape, scene.background) == (name, "snow"), scene

@@ -55,10 +55,15 @@ PERFECT_ROWS = [Row(key, f"Perfect images x{n}, {_WEIGHTS[key.split('-')[1]]} (d
 # construction and follows the anchor as far as its picture does: the round's own query samples, or the base model's
 # samples of the anchor in plain words (it was never fine-tuned on the references, so it does not copy them). GAL's
 # top-k directions (Eq. 10 set aside) or every direction; of each, the composite the scorer finds closest to its
-# anchor (s_a). Automatic, but not a `gal run` option: a bench row, to see whether it is worth building.
+# anchor (s_a). "clear": the base model's samples with their own object cleared first where the subject goes (its
+# outline grown by CLEAR pixels, filled from around: `world.paste(clear=...)`), so that no other object shows through
+# the subject's holes or round its edge. Automatic, but not a `gal run` option: a bench row, to see whether it is
+# worth building.
 COMPOSITE = {"composite3-off": (3, "query"), "composite18-off": (18, "query"), "composite18-separate": (18, "query"),
-             "composite3-base-off": (3, "base"), "composite18-base-off": (18, "base")}
-_ON = {"query": "", "base": " on the base model's samples"}
+             "composite3-base-off": (3, "base"), "composite18-base-off": (18, "base"),
+             "composite3-clear-off": (3, "clear"), "composite18-clear-off": (18, "clear")}
+_ON = {"query": "", "base": " on the base model's samples", "clear": " on the base model's samples, cleared"}
+CLEAR = 6  # pixels of a 32-pixel picture: objects sit a little off the references' and can be larger (looked at)
 COMPOSITE_ROWS = [Row(key, f"Composites x{n}{_ON[on]}, {_WEIGHTS[key.split('-')[-1]]} (probe)", "human",
                       key.split("-")[-1]) for key, (n, on) in COMPOSITE.items()]
 TWO_ROUNDS = {r.name for r in PERFECT_ROWS + COMPOSITE_ROWS}  # rows that stop after round 2: no round to choose
@@ -147,13 +152,13 @@ def perfect_picks(run_dir: Path, subject: world.Subject, count: int, k: int) -> 
 
 def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, on: str = "query") -> list[tuple[int, int]]:
     """The composite probe's picks (`COMPOSITE`): of the directions to fill (`_to_fill`), each of the samples (`on`
-    "query"), or the base model's image of the anchor in plain words from the same seed ("base"), with the
-    references' subject pasted in by their masks (reference j mod their number), scored by the run's scorer against
+    "query"), or the base model's image of the anchor in plain words from the same seed ("base"; "clear": with its
+    object cleared where the subject goes), with the references' subject pasted in by their masks (reference j mod their number), scored by the run's scorer against
     the anchor (s_a); the best one's file is then replaced by its composite."""
     from gal import strategy
 
     cfg, anchors, chosen = _to_fill(run_dir, count, k)
-    if on == "base":  # the base model, never fine-tuned: no checkpoint loaded
+    if on in ("base", "clear"):  # the base model, never fine-tuned: no checkpoint loaded
         from gal.components import Components
         from gal.generate import generate
 
@@ -173,7 +178,8 @@ def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, o
     cutouts = world.cutouts(subject.name)
     picks = []
     for own in chosen:
-        pasted = [world.paste(np.asarray(pictures[s.path].convert("RGB")), cutouts[s.j % len(cutouts)]) for s in own]
+        pasted = [world.paste(np.asarray(pictures[s.path].convert("RGB")), cutouts[s.j % len(cutouts)],
+                              clear=CLEAR if on == "clear" else 0) for s in own]
         s_a = scorer.similarity(scorer.image_features(pasted), [anchors[own[0].anchor_idx].text])[:, 0]
         best = strategy.best_sample(s_a.numpy())
         write_png(run_dir / own[best].path, Image.fromarray(pasted[best]))
