@@ -216,8 +216,10 @@ def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny
     from gal.miniature import table1 as mb
     from gal.miniature import world
 
-    run = tmp_path / "run"
-    assert main(run_args(tiny, run, "--rounds", "2", "--strategy", "human")) == 0  # waits for round 1's review
+    run, anchors = tmp_path / "run", tmp_path / "anchors.txt"
+    anchors.write_text("{} in a workshop\n{} in a museum\n{} on a boat\n{} in dotted style\n{} in the style of a mosaic\n"
+                       "{} in a garden in striped style\n")
+    assert main(run_args(tiny, run, "--rounds", "2", "--strategy", "human", "--anchors", str(anchors))) == 0  # waits
     ledger = Ledger(run)
     directions, samples = ledger.directions(1), ledger.samples(1)
     ledger.close()
@@ -225,6 +227,7 @@ def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny
     base, cleared = tmp_path / "base", tmp_path / "cleared"
     shutil.copytree(run, base)
     shutil.copytree(run, cleared)
+    shutil.copytree(run, tmp_path / "base0")
     subject = world.SUBJECTS["twotone_star"]
     picks = mb.composite_picks(run, subject, 2, 2)
     top = {directions[i]["anchor_idx"] for i in strategy.top_k([d["entropy"] for d in directions], 2)}
@@ -267,3 +270,17 @@ def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny
                 assert not np.array_equal(now[around], uncleared[around])
                 compared += 1
     assert compared, (picks, picks_cleared)
+    # every direction, restyled: where the anchor states a style, the pasted subject is redrawn a little by the base
+    # model; elsewhere it is the reference's own pixels
+    restyled = tmp_path / "restyled"
+    shutil.copytree(tmp_path / "base0", restyled)
+    templates = {a.idx: a.template for a in Ledger(restyled).anchors()}
+    drawn = {True: 0, False: 0}
+    for anchor_idx, j in mb.composite_picks(restyled, subject, 18, 2, on="restyle"):
+        s = next(s for s in samples if (s.anchor_idx, s.j) == (anchor_idx, j))
+        now = np.asarray(Image.open(restyled / s.path).convert("RGB"))
+        reference, mask = cutouts[s.j % len(cutouts)]
+        styled = "style" in templates[anchor_idx]
+        assert np.array_equal(now[mask], reference[mask]) != styled
+        drawn[styled] += 1
+    assert drawn[True] and drawn[False], drawn

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -57,13 +58,17 @@ PERFECT_ROWS = [Row(key, f"Perfect images x{n}, {_WEIGHTS[key.split('-')[1]]} (d
 # top-k directions (Eq. 10 set aside) or every direction; of each, the composite the scorer finds closest to its
 # anchor (s_a). "clear": the base model's samples with their own object cleared first where the subject goes (its
 # outline grown by CLEAR pixels, filled from around: `world.paste(clear=...)`), so that no other object shows through
-# the subject's holes or round its edge. Automatic, but not a `gal run` option: a bench row, to see whether it is
-# worth building.
+# the subject's holes or round its edge. "restyle": where the anchor states a style, the cleared composite is then
+# redrawn by the base model a little way (img2img at RESTYLE), since a pasted subject is always flat. Automatic, but
+# not a `gal run` option: a bench row, to see whether it is worth building.
 COMPOSITE = {"composite3-off": (3, "query"), "composite18-off": (18, "query"), "composite18-separate": (18, "query"),
              "composite3-base-off": (3, "base"), "composite18-base-off": (18, "base"),
-             "composite3-clear-off": (3, "clear"), "composite18-clear-off": (18, "clear")}
-_ON = {"query": "", "base": " on the base model's samples", "clear": " on the base model's samples, cleared"}
+             "composite3-clear-off": (3, "clear"), "composite18-clear-off": (18, "clear"),
+             "composite18-restyle-off": (18, "restyle")}
+_ON = {"query": "", "base": " on the base model's samples", "clear": " on the base model's samples, cleared",
+       "restyle": " on the base model's samples, cleared, restyled"}
 CLEAR = 6  # pixels of a 32-pixel picture: objects sit a little off the references' and can be larger (looked at)
+RESTYLE = 0.1  # img2img strength; 0.2 already loses the subject in most (seed 0, the judge's reading)
 COMPOSITE_ROWS = [Row(key, f"Composites x{n}{_ON[on]}, {_WEIGHTS[key.split('-')[-1]]} (probe)", "human",
                       key.split("-")[-1]) for key, (n, on) in COMPOSITE.items()]
 TWO_ROUNDS = {r.name for r in PERFECT_ROWS + COMPOSITE_ROWS}  # rows that stop after round 2: no round to choose
@@ -153,38 +158,62 @@ def perfect_picks(run_dir: Path, subject: world.Subject, count: int, k: int) -> 
 def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, on: str = "query") -> list[tuple[int, int]]:
     """The composite probe's picks (`COMPOSITE`): of the directions to fill (`_to_fill`), each of the samples (`on`
     "query"), or the base model's image of the anchor in plain words from the same seed ("base"; "clear": with its
-    object cleared where the subject goes), with the references' subject pasted in by their masks (reference j mod their number), scored by the run's scorer against
-    the anchor (s_a); the best one's file is then replaced by its composite."""
+    object cleared where the subject goes; "restyle": cleared, then where the anchor names a style, img2img'd), with
+    the references' subject pasted in by their masks (reference j mod their number), scored by the run's scorer
+    against the anchor (s_a); the best one's file is then replaced by its composite."""
     from gal import strategy
 
     cfg, anchors, chosen = _to_fill(run_dir, count, k)
-    if on in ("base", "clear"):  # the base model, never fine-tuned: no checkpoint loaded
+    flat = [s for own in chosen for s in own]
+    texts = {s.path: anchors[s.anchor_idx].text for s in flat}
+    if on == "query":
+        from gal.score import ClipScorer
+
+        pictures = [Image.open(run_dir / s.path) for s in flat]
+        parts, scorer = None, ClipScorer(cfg.scorer)
+    else:  # the base model, never fine-tuned: no checkpoint loaded
         from gal.components import Components
         from gal.generate import generate
 
         parts = Components(cfg, trains=False)
-        flat = [s for own in chosen for s in own]
-        made = [im for _, batch in generate(parts.pipe, [anchors[s.anchor_idx].text for s in flat], [s.seed for s in flat],
-                                            steps=cfg.steps, guidance=cfg.query_guidance, resolution=parts.resolution,
-                                            batch_size=parts.gen_batch_size, autocast_dtype=parts.autocast_dtype)
-                for im in batch]
-        pictures = dict(zip([s.path for s in flat], made))
+        pictures = [im for _, batch in generate(parts.pipe, [texts[s.path] for s in flat], [s.seed for s in flat],
+                                                steps=cfg.steps, guidance=cfg.query_guidance, resolution=parts.resolution,
+                                                batch_size=parts.gen_batch_size, autocast_dtype=parts.autocast_dtype)
+                    for im in batch]
         scorer = parts.scorer
-    else:
-        from gal.score import ClipScorer
-
-        pictures = {s.path: Image.open(run_dir / s.path) for own in chosen for s in own}
-        scorer = ClipScorer(cfg.scorer)
     cutouts = world.cutouts(subject.name)
+    pasted = {s.path: world.paste(np.asarray(im.convert("RGB")), cutouts[s.j % len(cutouts)],
+                                  clear=0 if on in ("query", "base") else CLEAR) for s, im in zip(flat, pictures)}
+    if on == "restyle":
+        styled = [s for s in flat if re.search(r"\bstyle\b", anchors[s.anchor_idx].template)]  # "in dotted style"
+        pasted.update(zip([s.path for s in styled], _restyle(parts, cfg, [pasted[s.path] for s in styled],
+                                                             [texts[s.path] for s in styled], [s.seed for s in styled])))
     picks = []
     for own in chosen:
-        pasted = [world.paste(np.asarray(pictures[s.path].convert("RGB")), cutouts[s.j % len(cutouts)],
-                              clear=CLEAR if on == "clear" else 0) for s in own]
-        s_a = scorer.similarity(scorer.image_features(pasted), [anchors[own[0].anchor_idx].text])[:, 0]
-        best = strategy.best_sample(s_a.numpy())
-        write_png(run_dir / own[best].path, Image.fromarray(pasted[best]))
-        picks.append((own[best].anchor_idx, own[best].j))
+        s_a = scorer.similarity(scorer.image_features([pasted[s.path] for s in own]), [texts[own[0].path]])[:, 0]
+        best = own[strategy.best_sample(s_a.numpy())]
+        write_png(run_dir / best.path, Image.fromarray(pasted[best.path]))
+        picks.append((best.anchor_idx, best.j))
     return picks
+
+
+def _restyle(parts, cfg: Config, images: list[np.ndarray], prompts: list[str], seeds: list[int]) -> list[np.ndarray]:
+    """`images` redrawn by the base model from RESTYLE of the way (diffusers' img2img on the loaded pipeline, SDEdit):
+    enough to take on the prompt's style, little enough to keep most of the pasted subject (looked at, and judged)."""
+    import torch
+    from diffusers import AutoPipelineForImage2Image
+
+    pipe = AutoPipelineForImage2Image.from_pipe(parts.pipe)
+    pipe.set_progress_bar_config(disable=True)
+    out = []
+    for start in range(0, len(images), parts.gen_batch_size):
+        batch = slice(start, start + parts.gen_batch_size)
+        with torch.no_grad():
+            out += [np.asarray(im.convert("RGB")) for im in pipe(
+                prompt=prompts[batch], image=[Image.fromarray(im) for im in images[batch]], strength=RESTYLE,
+                num_inference_steps=max(cfg.steps, round(1 / RESTYLE)), guidance_scale=cfg.query_guidance,  # >= 1 step
+                generator=[torch.Generator("cpu").manual_seed(s) for s in seeds[batch]]).images]
+    return out
 
 
 Player = Callable[[Path, int], list[tuple[int, int]]]  # (run folder, k) -> the (anchor, j) a person accepts
