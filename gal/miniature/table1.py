@@ -64,7 +64,7 @@ PERFECT_ROWS = [Row(key, f"Perfect images x{n}, {_WEIGHTS[key.split('-')[1]]} (d
 COMPOSITE = {"composite3-off": (3, "query"), "composite18-off": (18, "query"), "composite18-separate": (18, "query"),
              "composite3-base-off": (3, "base"), "composite18-base-off": (18, "base"),
              "composite3-clear-off": (3, "clear"), "composite18-clear-off": (18, "clear"),
-             "composite18-restyle-off": (18, "restyle")}
+             "composite3-restyle-off": (3, "restyle"), "composite18-restyle-off": (18, "restyle")}
 _ON = {"query": "", "base": " on the base model's samples", "clear": " on the base model's samples, cleared",
        "restyle": " on the base model's samples, cleared, restyled"}
 CLEAR = 6  # pixels of a 32-pixel picture: objects sit a little off the references' and can be larger (looked at)
