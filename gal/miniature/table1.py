@@ -59,14 +59,16 @@ PERFECT_ROWS = [Row(key, f"Perfect images x{n}, {_WEIGHTS[key.split('-')[1]]} (d
 # anchor (s_a). "clear": the base model's samples with their own object cleared first where the subject goes (its
 # outline grown by CLEAR pixels, filled from around: `world.paste(clear=...)`), so that no other object shows through
 # the subject's holes or round its edge. "restyle": where the anchor states a style, the cleared composite is then
-# redrawn by the base model a little way (img2img at RESTYLE), since a pasted subject is always flat. Automatic, but
+# redrawn by the base model a little way (img2img at RESTYLE), since a pasted subject is always flat ("restyle-noclear":
+# the same without clearing). Automatic, but
 # not a `gal run` option: a bench row, to see whether it is worth building.
 COMPOSITE = {"composite3-off": (3, "query"), "composite18-off": (18, "query"), "composite18-separate": (18, "query"),
              "composite3-base-off": (3, "base"), "composite18-base-off": (18, "base"),
              "composite3-clear-off": (3, "clear"), "composite18-clear-off": (18, "clear"),
-             "composite3-restyle-off": (3, "restyle"), "composite18-restyle-off": (18, "restyle")}
+             "composite3-restyle-off": (3, "restyle"), "composite18-restyle-off": (18, "restyle"),
+             "composite18-restyle-noclear-off": (18, "restyle-noclear")}
 _ON = {"query": "", "base": " on the base model's samples", "clear": " on the base model's samples, cleared",
-       "restyle": " on the base model's samples, cleared, restyled"}
+       "restyle": " on the base model's samples, cleared, restyled", "restyle-noclear": " on the base model's samples, restyled"}
 CLEAR = 6  # pixels of a 32-pixel picture: objects sit a little off the references' and can be larger (looked at)
 RESTYLE = 0.1  # img2img strength; 0.2 already loses the subject in most (seed 0, the judge's reading)
 COMPOSITE_ROWS = [Row(key, f"Composites x{n}{_ON[on]}, {_WEIGHTS[key.split('-')[-1]]} (probe)", "human",
@@ -158,7 +160,8 @@ def perfect_picks(run_dir: Path, subject: world.Subject, count: int, k: int) -> 
 def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, on: str = "query") -> list[tuple[int, int]]:
     """The composite probe's picks (`COMPOSITE`): of the directions to fill (`_to_fill`), each of the samples (`on`
     "query"), or the base model's image of the anchor in plain words from the same seed ("base"; "clear": with its
-    object cleared where the subject goes; "restyle": cleared, then where the anchor names a style, img2img'd), with
+    object cleared where the subject goes; "restyle": cleared, then where the anchor names a style, img2img'd;
+    "restyle-noclear": img2img'd without clearing), with
     the references' subject pasted in by their masks (reference j mod their number), scored by the run's scorer
     against the anchor (s_a); the best one's file is then replaced by its composite."""
     from gal import strategy
@@ -183,8 +186,8 @@ def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, o
         scorer = parts.scorer
     cutouts = world.cutouts(subject.name)
     pasted = {s.path: world.paste(np.asarray(im.convert("RGB")), cutouts[s.j % len(cutouts)],
-                                  clear=0 if on in ("query", "base") else CLEAR) for s, im in zip(flat, pictures)}
-    if on == "restyle":
+                                  clear=CLEAR if on in ("clear", "restyle") else 0) for s, im in zip(flat, pictures)}
+    if on.startswith("restyle"):
         styled = [s for s in flat if re.search(r"\bstyle\b", anchors[s.anchor_idx].template)]  # "in dotted style"
         pasted.update(zip([s.path for s in styled], _restyle(parts, cfg, [pasted[s.path] for s in styled],
                                                              [texts[s.path] for s in styled], [s.seed for s in styled])))
