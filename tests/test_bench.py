@@ -221,7 +221,7 @@ def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny
                        "{} in a garden in striped style\n")
     assert main(run_args(tiny, run, "--rounds", "2", "--strategy", "human", "--anchors", str(anchors))) == 0  # waits
     ledger = Ledger(run)
-    directions, samples = ledger.directions(1), ledger.samples(1)
+    directions, samples, templates = ledger.directions(1), ledger.samples(1), {a.idx: a.template for a in ledger.anchors()}
     ledger.close()
     before = {s.path: np.asarray(Image.open(run / s.path).convert("RGB")) for s in samples}
     base, cleared = tmp_path / "base", tmp_path / "cleared"
@@ -270,17 +270,20 @@ def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny
                 assert not np.array_equal(now[around], uncleared[around])
                 compared += 1
     assert compared, (picks, picks_cleared)
-    # every direction, restyled: where the anchor states a style, the pasted subject is redrawn a little by the base
-    # model; elsewhere it is the reference's own pixels
-    restyled = tmp_path / "restyled"
-    shutil.copytree(tmp_path / "base0", restyled)
-    templates = {a.idx: a.template for a in Ledger(restyled).anchors()}
-    drawn = {True: 0, False: 0}
-    for anchor_idx, j in mb.composite_picks(restyled, subject, 18, 2, on="restyle"):
-        s = next(s for s in samples if (s.anchor_idx, s.j) == (anchor_idx, j))
-        now = np.asarray(Image.open(restyled / s.path).convert("RGB"))
-        reference, mask = cutouts[s.j % len(cutouts)]
-        styled = "style" in templates[anchor_idx]
-        assert np.array_equal(now[mask], reference[mask]) != styled
-        drawn[styled] += 1
-    assert drawn[True] and drawn[False], drawn
+    # every direction, restyled (cleared first or not): where the anchor names a style, the pasted subject is redrawn
+    # a little by the base model; elsewhere it is the reference's own pixels, and without clearing the whole image is
+    # the plain composite's
+    for on in ("restyle", "restyle-noclear"):
+        restyled = tmp_path / on
+        shutil.copytree(tmp_path / "base0", restyled)
+        drawn = {True: 0, False: 0}
+        for anchor_idx, j in mb.composite_picks(restyled, subject, 18, 2, on=on):
+            s = next(s for s in samples if (s.anchor_idx, s.j) == (anchor_idx, j))
+            now = np.asarray(Image.open(restyled / s.path).convert("RGB"))
+            reference, mask = cutouts[s.j % len(cutouts)]
+            styled = "style" in templates[anchor_idx]
+            assert np.array_equal(now[mask], reference[mask]) != styled
+            if on == "restyle-noclear" and not styled and (anchor_idx, j) in picks:
+                assert np.array_equal(now, np.asarray(Image.open(base / s.path).convert("RGB")))
+            drawn[styled] += 1
+        assert drawn[True] and drawn[False], (on, drawn)

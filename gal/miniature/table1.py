@@ -161,9 +161,9 @@ def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, o
     """The composite probe's picks (`COMPOSITE`): of the directions to fill (`_to_fill`), each of the samples (`on`
     "query"), or the base model's image of the anchor in plain words from the same seed ("base"; "clear": with its
     object cleared where the subject goes; "restyle": cleared, then where the anchor names a style, img2img'd;
-    "restyle-noclear": img2img'd without clearing), with
-    the references' subject pasted in by their masks (reference j mod their number), scored by the run's scorer
-    against the anchor (s_a); the best one's file is then replaced by its composite."""
+    "restyle-noclear": img2img'd without clearing), with the references' subject pasted in by their masks (reference
+    j mod their number), scored by the run's scorer against the anchor (s_a); the best one's file is then replaced by
+    its composite."""
     from gal import strategy
 
     cfg, anchors, chosen = _to_fill(run_dir, count, k)
