@@ -530,7 +530,8 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 def _clear(image: np.ndarray, region: np.ndarray, iterations: int = 300) -> np.ndarray:
     """`image` with `region` filled from the pixels around it: each region pixel repeatedly takes the mean of its four
-    neighbours (a discrete Laplace fill, the simplest inpainting; the miniature world's pictures are 32 pixels)."""
+    neighbours (a discrete Laplace fill, the simplest inpainting; the miniature world's pictures are 32 pixels, and
+    OpenCV's `inpaint` is not worth a dependency for them)."""
     out = image.astype(np.float32)
     out[region] = out[~region].mean(axis=0)
     for _ in range(iterations):
