@@ -60,8 +60,7 @@ PERFECT_ROWS = [Row(key, f"Perfect images x{n}, {_WEIGHTS[key.split('-')[1]]} (d
 # outline grown by CLEAR pixels, filled from around: `world.paste(clear=...)`), so that no other object shows through
 # the subject's holes or round its edge. "restyle": where the anchor states a style, the cleared composite is then
 # redrawn by the base model a little way (img2img at RESTYLE), since a pasted subject is always flat ("restyle-noclear":
-# the same without clearing). Automatic, but
-# not a `gal run` option: a bench row, to see whether it is worth building.
+# the same without clearing). Automatic, but not a `gal run` option: a bench row, to see whether it is worth building.
 COMPOSITE = {"composite3-off": (3, "query"), "composite18-off": (18, "query"), "composite18-separate": (18, "query"),
              "composite3-base-off": (3, "base"), "composite18-base-off": (18, "base"),
              "composite3-clear-off": (3, "clear"), "composite18-clear-off": (18, "clear"),
