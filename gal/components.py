@@ -48,3 +48,8 @@ class Components:
         self.query = Query(self.pipe, self.scorer, self.accelerator, self.gen_batch_size, self.resolution,
                            self.autocast_dtype)
         self.non_soi_texts: list[str] = []  # filled from the ledger's references
+        self.composer = None  # --added composite: what makes the added images (gal/composite.py)
+        if trains and cfg.added == "composite":
+            from gal.composite import Composer
+
+            self.composer = Composer(self.pipe, self.scorer, self.resolution, self.gen_batch_size, self.autocast_dtype)

@@ -24,6 +24,7 @@ from gal.strategy import RULES
 STRATEGIES = tuple(RULES)  # uncertainty, random, clip, human, none
 PICKS = tuple(PICK_RULES)  # best, kept, identity
 BALANCES = ("paper", "separate", "off")
+ADDED = ("samples", "composite")  # what a chosen direction adds to T (gal/composite.py)
 METHODS = ("lora", "full")
 KINDS = ("object", "style")
 ORACLE_TEXTS = ("non-soi", "reference-prompt")
@@ -67,10 +68,18 @@ class Config:
                                  default_text="openai/clip-vit-base-patch32 on a GPU, miniature without one")
     # the active-learning loop (paper defaults, section 4)
     strategy: str = setting("uncertainty", f"one of {', '.join(STRATEGIES)}", group=LOOP)
-    balance: str = setting("paper", "how added images enter the fine-tune (loop.training_terms): paper (weight Δ, "
-                           "drawn with the references, section 3.3), separate (the references keep round 1's draws, "
-                           "the added images are a second loss term), off (weight 1); --balance alone: paper",
-                           group=LOOP, choices=BALANCES, flag={"nargs": "?", "const": "paper", "negative": "off"})
+    added: str | None = setting(None, "what a chosen direction adds to T: samples (its best sample, the paper's), or "
+                                "composite (the references' subject, cut out by their masks, NAME.mask.png or an alpha "
+                                "channel, pasted onto the base model's own pictures of the anchor: gal/composite.py; "
+                                "objects, --method lora)", group=LOOP, choices=ADDED,
+                                default_text="composite for an object whose every reference has a mask (unless --balance paper), "
+                                "else samples")
+    balance: str | None = setting(None, "how added images enter the fine-tune (loop.training_terms): paper (weight Δ, "
+                                  "drawn with the references, section 3.3), separate (the references keep round 1's "
+                                  "draws, the added images are a second loss term), off (weight 1); --balance alone: "
+                                  "paper", group=LOOP, choices=BALANCES,
+                                  flag={"nargs": "?", "const": "paper", "negative": "off"},
+                                  default_text="off with composites, else paper")
     added_weight: float = setting(1.0, "--balance separate: loss weight of the added images' term", group=LOOP)
     pick: str = setting("best", "which sample of a chosen direction is added: best (the highest s_a, the paper's), "
                         "kept (the highest s_a among those that follow their anchor, Φ = 0, and show at least the "
@@ -331,13 +340,16 @@ def validate(c: Config, machine: Machine | None = None) -> None:
     first one that is wrong."""
     for key, choices in (("kind", KINDS), ("method", METHODS), ("oracle", ORACLE_TEXTS), ("balance", BALANCES),
                          ("sampling", SAMPLINGS), ("pick", PICKS), ("optimizer", OPTIMIZERS),
-                         ("quantize", QUANTIZATIONS)):
-        _choice(key, getattr(c, key), choices)
+                         ("quantize", QUANTIZATIONS), ("added", ADDED)):
+        if getattr(c, key) is not None or key not in ("balance", "added"):  # those two may be left to the inputs
+            _choice(key, getattr(c, key), choices)
     if c.strategy not in STRATEGIES:
         raise GalError(f"--strategy: unknown strategy '{c.strategy}'; expected one of {', '.join(STRATEGIES)}")
     if c.sampling == "adaptive" and c.strategy != "uncertainty":
         raise GalError(f"--sampling adaptive: only with --strategy uncertainty (it samples where Ω can still change "
                        f"the choice; {c.strategy} reads every sample); expected --sampling full")
+    if c.added == "composite":
+        _check_composite(c)
     _check_finite(c)
     _check_texts(c)
     _check_paths(c)
@@ -346,6 +358,36 @@ def validate(c: Config, machine: Machine | None = None) -> None:
     if machine is not None:
         _check_device(c, machine)
         _check_quantize(c, machine)
+
+
+def composite_blocker(c: Config) -> str | None:
+    """Why `--added composite` cannot go with the rest of `c` (None: it can), as '--flag value: reason'."""
+    if c.kind != "object":
+        return f"--kind {c.kind}: a style has no region to paste"
+    if c.method != "lora":
+        return f"--method {c.method}: the base model's pictures need the LoRA turned off"
+    if RULES[c.strategy].person:
+        return f"--strategy {c.strategy}: a person picks the images"
+    if c.pick != "best":
+        return f"--pick {c.pick}: it picks one of the samples, and composites are not samples"
+    return None
+
+
+def _check_composite(c: Config) -> None:
+    blocker = composite_blocker(c)
+    if blocker:
+        raise GalError(f"--added composite: not with {blocker}; expected --added samples")
+
+
+def settle_added(c: Config, every_reference_masked: bool) -> None:
+    """`added` and `balance` left open, from a new run's inputs: composites at weight 1 for an object whose every
+    reference has a mask (the winner of docs/results.md's "images worth adding"), unless the paper's balance scheme
+    is asked for by name; else the paper's samples at Δ."""
+    if c.added is None:
+        composites = every_reference_masked and c.balance != "paper" and composite_blocker(c) is None
+        c.added = "composite" if composites else "samples"
+    if c.balance is None:
+        c.balance = "off" if c.added == "composite" else "paper"
 
 
 # The authors' DreamBooth settings per kind (shared/docs/algorithm.md): style 500 steps batch 2, object 800 steps

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from gal import preflight, sampling, strategy
 from gal.components import Components
+from gal.composite import names_a_style
 from gal.config import Config, resolved, strategy_label, this_machine
 from gal.errors import GalError
 from gal.family import family_of
@@ -25,7 +27,7 @@ from gal.generate import sample_seed
 from gal.ledger import Anchor, Ledger, Reference, Sample, Writer, open_record
 from gal.personalize import Example, Term
 from gal.query import Job, Made
-from gal.storage import disk_errors, folder_in_place
+from gal.storage import disk_errors, folder_in_place, write_png
 
 
 def run(config: Config, log: Callable[[str], None] = print, force: bool = False) -> dict:
@@ -37,6 +39,7 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
         log(explain(family_of(cfg.base), cfg.base, this_machine(), cfg.quantize))
     run_dir = Path(cfg.out)
     found = preflight.examine(run_dir, cfg, force)  # new (its inputs read and checked), unfinished or finished
+    cfg = found.cfg  # with what the inputs decide (composites for masked objects) settled
     if found.state == "finished":
         log(f"{run_dir}: this run has already finished (result: {found.summary['result']}); nothing to do")
         return found.summary
@@ -46,7 +49,8 @@ def run(config: Config, log: Callable[[str], None] = print, force: bool = False)
         parts.non_soi_texts = preflight.non_soi_texts(cfg, ledger)
         writer.log(f"{run_dir}: {len(ledger.added(0))} reference(s), {len(ledger.anchors())} anchors, "
                    f"{strategy_label(cfg.strategy, cfg.balance)}, m={cfg.m} k={cfg.k} λ={cfg.lambda_}, "
-                   f"{cfg.method} on {cfg.base}, {parts.accelerator.device}", log)
+                   f"{cfg.method} on {cfg.base}, {parts.accelerator.device}"
+                   + (", added images: composites (gal/composite.py)" if cfg.added == "composite" else ""), log)
         _rounds(cfg, ledger, writer, parts, lambda line: writer.log(line, log))
         from gal.view import ledger_summary
 
@@ -82,7 +86,9 @@ def _rounds(cfg: Config, ledger: Ledger, writer: Writer, parts: Components, log)
             return
         choice = strategy.choose(cfg.strategy, scores, cfg.k, np.random.default_rng([cfg.seed, r]),
                                  _reviewed(ledger.review(r), pool) if rule.person else None, pick=cfg.pick)
-        added = _new_references(ledger, r, pool, choice.picks, strategy.reference_weight(delta, cfg.balance))
+        weight = strategy.reference_weight(delta, cfg.balance)  # section 3.3
+        added = (_composites(cfg, ledger, writer, parts, r, [pool[p.row] for p in choice.picks], weight)
+                 if cfg.added == "composite" else _new_references(ledger, r, pool, choice.picks, weight))
         chosen = {pool[p.row].idx for p in choice.picks}
         writer.close_round(r, openness=delta, directions=[(*d[:3], int(d[0] in chosen)) for d in directions],
                            added=added, stop_reason=choice.stop)  # T updated with the picks (section 3.3)
@@ -139,6 +145,21 @@ def _new_references(ledger: Ledger, r: int, pool: list[Anchor], picks: list[stra
     samples = {(s.anchor_idx, s.j): s for s in ledger.samples(r)}
     return [Reference(samples[pool[p.row].idx, p.j].path, pool[p.row].prompt, weight, r, pool[p.row].idx)
             for p in picks]
+
+
+def _composites(cfg: Config, ledger: Ledger, writer: Writer, parts: Components, r: int, chosen: list[Anchor],
+                weight: float) -> list[Reference]:
+    """`--added composite`: the chosen directions' composites (gal/composite.py) as new references, made from their
+    samples' seeds and written before the round that names them closes (a resumed round makes the same ones again)."""
+    run_dir = ledger.run_dir
+    seeds = [[s.seed for s in sorted(row, key=lambda s: s.j)] for row in _by_direction(ledger.samples(r), chosen)]
+    with parts.personalizer.merged(0.0):  # the base model: the LoRA's update at scale 0
+        made = parts.composer.best([a.text for a in chosen], seeds, [names_a_style(a.template) for a in chosen],
+                                   preflight.subjects(ledger, parts.resolution), steps=cfg.steps,
+                                   guidance=cfg.query_guidance)
+    paths = [f"rounds/{r}/added/a{a.idx:03d}.png" for a in chosen]
+    writer.files(lambda: [write_png(run_dir / p, Image.fromarray(image)) for p, image in zip(paths, made)])
+    return [Reference(p, a.prompt, weight, r, a.idx) for p, a in zip(paths, chosen)]
 
 
 def _fine_tune(cfg: Config, ledger: Ledger, writer: Writer, parts: Components, r: int, prior: list[Example]) -> float:

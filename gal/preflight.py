@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ import yaml
 from PIL import Image
 
 from gal.anchors import make_anchors, read_templates
-from gal.config import Config, make_config, resolved, result_dict, to_dict, valid_keys
+from gal.composite import mask_path
+from gal.config import Config, make_config, resolved, result_dict, settle_added, to_dict, valid_keys
 from gal.errors import GalError
 from gal.ledger import Anchor, Ledger, Reference
 from gal.references import ReferenceImage, load_rgb, read_references, reference_prompt
@@ -24,6 +26,7 @@ class Inputs(NamedTuple):
     templates: dict[int, str]
     captions: list[str]
     class_images: list[ReferenceImage]  # the user's (--class-images), copied into the run; [] to generate them
+    masks: list  # per reference, its subject's mask ((H, W) in [0, 1], `masks.given_mask`) or None
 
 
 class Found(NamedTuple):
@@ -32,30 +35,50 @@ class Found(NamedTuple):
     config: dict | None  # the stored config (unfinished, finished)
     inputs: Inputs | None  # a new run's
     summary: dict | None  # a finished run's
+    cfg: Config  # the run's config with what its inputs decide settled (`added`, `balance`)
 
 
 def read_inputs(cfg: Config) -> Inputs:
+    from gal.masks import given_mask
+
     refs = read_references(cfg.references)
     templates = read_templates(cfg.anchors, cfg.kind)
     if cfg.k > len(templates):
         raise GalError(f"--k {cfg.k}: larger than the {len(templates)} anchors in the pool; expected --k {len(templates)} or less")
     class_images = read_references(cfg.class_images, flag="--class-images") if cfg.class_images and cfg.prior else []
-    return Inputs(refs, templates, captions(refs, cfg), class_images)
+    masks = [given_mask(ref.source) for ref in refs]
+    for ref, mask in zip(refs, masks):
+        if mask is not None and mask.shape != (ref.image.height, ref.image.width):
+            raise GalError(f"--references {mask_path(ref.source)}: {mask.shape[1]}x{mask.shape[0]} pixels; expected "
+                           f"the mask of {ref.source.name} at its size, {ref.image.width}x{ref.image.height}")
+    missing = next((ref.source for ref, mask in zip(refs, masks) if mask is None), None)
+    if cfg.added == "composite" and missing is not None:
+        raise GalError(f"--added composite: {missing} has no mask; expected {mask_path(missing).name} beside it "
+                       "(white on the subject) or an alpha channel")
+    return Inputs(refs, templates, captions(refs, cfg), class_images, masks)
 
 
 def examine(run_dir: Path, cfg: Config, force: bool) -> Found:
-    """The folder's state and, for a new run, its inputs: the fast answers, before the models load."""
+    """The folder's state and, for a new run, its inputs, with what they decide of the config settled (a resumed
+    run's as it was started): the fast answers, before the models load."""
     stored = existing_config(run_dir)
     if stored is None:
         check_new_folder(run_dir)
-        return Found("new", None, read_inputs(cfg), None)
+        inputs = read_inputs(cfg)
+        cfg = dataclasses.replace(cfg, non_soi=list(cfg.non_soi))
+        settle_added(cfg, all(m is not None for m in inputs.masks))
+        return Found("new", None, inputs, None, cfg)
+    was = stored_config(stored)
+    cfg = dataclasses.replace(cfg, non_soi=list(cfg.non_soi), added=cfg.added or was.added,
+                              balance=cfg.balance or was.balance)  # left open: as the run was started
     check_same_config(stored, cfg, force)
     ledger = Ledger(run_dir)
     try:
         finished = ledger.get("status") == "finished"
         from gal.view import ledger_summary
 
-        return Found("finished" if finished else "unfinished", stored, None, ledger_summary(ledger) if finished else None)
+        return Found("finished" if finished else "unfinished", stored, None,
+                     ledger_summary(ledger) if finished else None, cfg)
     finally:
         ledger.close()
 
@@ -89,6 +112,8 @@ def prepare(ledger: Ledger, found: Found, cfg: Config, parts, force: bool) -> No
     elif force:
         ledger.set("config", result_dict(cfg))
     keep_class_images(ledger, cfg)  # a resumed run of an earlier gal copies them now
+    if cfg.added == "composite":
+        keep_masks(ledger, cfg)
     if ledger.reference_features().size == 0:  # for the report's map of each round
         images = [read_image(ledger.run_dir / t.path, "reference") for t in ledger.added(0)]
         ledger.set_reference_features([f.numpy().astype(np.float16).tobytes() for f in parts.scorer.image_features(images)])
@@ -102,7 +127,9 @@ def read_image(path: Path, what: str) -> Image.Image:
     fixes = {"reference": "copy the reference image back from your --references folder under this name",
              "added image": "restore it from a copy of the run folder, or start a new run with another --out",
              "class image": "restore it from a copy of the run folder (or, for generated ones, delete the folder's "
-                            "class_images and the run: they are made again only before round 1 trains)"}
+                            "class_images and the run: they are made again only before round 1 trains)",
+             "reference's mask": "copy the mask back from your --references folder under this name (NAME.mask.png, "
+                                 "white on the subject)"}
     try:
         return load_rgb(path)
     except FileNotFoundError:
@@ -110,6 +137,21 @@ def read_image(path: Path, what: str) -> Image.Image:
     except Exception as e:  # noqa: BLE001 - whatever Pillow raises for a damaged file, one line
         raise GalError(f"{path}: cannot read it ({e.__class__.__name__}: {str(e)[:100]}); it is a {what} of this run; "
                        f"{fixes[what]}") from None
+
+
+def subjects(ledger: Ledger, resolution: int) -> list:
+    """The references' subjects that composites paste (`composite.Subject`), from the run's own copies of the images
+    and their masks."""
+    import numpy as np
+
+    from gal.composite import cutout
+
+    out = []
+    for t in ledger.added(0):
+        path = ledger.run_dir / t.path
+        mask = np.asarray(read_image(mask_path(path), "reference's mask").convert("L"), dtype=np.float32) / 255
+        out.append(cutout(read_image(path, "reference"), mask, resolution))
+    return out
 
 
 def warn(message: str) -> None:
@@ -164,14 +206,47 @@ def start(ledger: Ledger, cfg: Config, inputs: Inputs) -> None:
     T in one transaction: what a resume trains on is the run's own copy, whatever happens to the folders."""
     anchors = make_anchors(inputs.templates, cfg.subject, cfg.subject_plain)
     records = []
-    for i, (ref, caption) in enumerate(zip(inputs.references, inputs.captions)):
+    for i, (ref, caption, mask) in enumerate(zip(inputs.references, inputs.captions, inputs.masks)):
         path = f"references/{i:02d}-{_file_stem(ref.source)}.png"
         write_png(ledger.run_dir / path, ref.image)
+        if mask is not None:  # the run's own copy too: composites and `gal eval --masked` read it
+            write_png(mask_path(ledger.run_dir / path), _grey(mask))
         records.append(Reference(path, reference_prompt(caption, cfg.subject, cfg.subject_plain, cfg.kind),
                                  1.0, 0, None, caption))
     write_text(ledger.run_dir / "config.yaml", "# the resolved config of this run\n"
                + yaml.safe_dump(to_dict(cfg), sort_keys=False))
     ledger.start(result_dict(cfg), anchors, records, _copy_class_images(ledger.run_dir, inputs.class_images))
+
+
+def _grey(mask) -> Image.Image:
+    import numpy as np
+
+    return Image.fromarray(np.clip(np.rint(mask * 255), 0, 255).astype(np.uint8))
+
+
+def keep_masks(ledger: Ledger, cfg: Config) -> None:
+    """A run that adds composites reads its references' masks from its own copies. One that has none (started by an
+    earlier gal, or turned to `--added composite` with --force) copies them now from --references, each where the
+    image there is still the one the run copied; else one clear line."""
+    import numpy as np
+
+    from gal.masks import given_mask
+
+    run_dir = ledger.run_dir
+    missing = [t for t in ledger.added(0) if not mask_path(run_dir / t.path).exists()]
+    if not missing:
+        return
+    folder = Path(cfg.references) if cfg.references else None
+    sources = read_references(folder) if folder is not None and folder.is_dir() else []
+    by_copy = {f"references/{i:02d}-{_file_stem(r.source)}.png": r for i, r in enumerate(sources)}
+    for t in missing:
+        source = by_copy.get(t.path)
+        mask = given_mask(source.source) if source is not None else None
+        if mask is None or not np.array_equal(np.asarray(source.image), np.asarray(read_image(run_dir / t.path, "reference"))):
+            raise GalError(f"{run_dir / t.path}: no mask in the run, and none for this image in --references {folder}; "
+                           f"--added composite needs one per reference: expected {mask_path(run_dir / t.path)} (white "
+                           "on the subject), or --added samples")
+        write_png(mask_path(run_dir / t.path), _grey(mask))
 
 
 def _copy_class_images(run_dir: Path, images: list[ReferenceImage]) -> list[tuple[int, int, str]]:
@@ -254,9 +329,16 @@ def changed_keys(stored: dict, cfg: Config) -> list[str]:
     # lacks at their defaults (resolved as today: the query's steps are --steps), keys unknown today kept as
     # they are (so they count as changed).
     known = set(valid_keys())
-    stored = {**result_dict(resolved(make_config({k: v for k, v in stored.items() if k in known}, source="ledger"))),
-              **{k: v for k, v in stored.items() if k not in known}}
+    stored = {**result_dict(stored_config(stored)), **{k: v for k, v in stored.items() if k not in known}}
     return [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
+
+
+def stored_config(stored: dict) -> Config:
+    """A ledger's config read as today's: keys it lacks at their defaults, resolved as today (a run of an earlier gal
+    added samples, at Δ unless it said otherwise)."""
+    known = set(valid_keys())
+    values = {"added": "samples", "balance": "paper", **{k: v for k, v in stored.items() if k in known}}
+    return resolved(make_config(values, source="ledger"))
 
 
 def check_same_config(stored: dict, cfg: Config, force: bool, quiet: bool = False) -> None:

@@ -86,7 +86,7 @@ def runs(suite: str, data: Path, out: Path) -> list[tuple[str, str, Config]]:
                 base=PAPER_BASE, scorer=PAPER_SCORER, references=str(data / c.name), kind=c.kind, subject=c.subject,
                 subject_plain=c.subject_plain, non_soi=list(c.non_soi), strategy=row.strategy, balance=row.balance,
                 rounds=1 if row.strategy == "none" else ROUNDS, m=M, k=K, lambda_=LAMBDA, seed=0, **SETTINGS[suite],
-                **row.options, out=str(out / c.name / _folder(row.name)))))
+                **{"added": "samples", **row.options}, out=str(out / c.name / _folder(row.name)))))
     return found
 
 
