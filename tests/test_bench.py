@@ -58,15 +58,16 @@ def test_dry_run_checks_a_data_folder(tmp_path, capsys):
 def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path, capsys):
     """The comparison's machinery end to end (tiny random models, a barely trained judge): both controls (fewer steps,
     a lower LoRA scale), the exposure-matched baseline, a strategy row, a person's row (the simulated person's picks
-    go through the review ledger), a pick that keeps the subject and the perfect-image diagnostics run; every round
-    has the judge's reading and the validation split's metrics; the table and plot are written."""
+    go through the review ledger), a pick that keeps the subject and the perfect-image diagnostics run (composites,
+    an object's row, do not run for a style); every round has the judge's reading and the validation split's metrics;
+    the table and plot are written."""
     from gal.miniature import table1 as mb
     from gal.miniature.judge import train_judge
 
     train_judge(tmp_path / "judge", steps=3, pool=300, log=lambda line: None)
     settings = dict(mb.QUICK, subjects=["mosaic"], rounds=2, m=2)
     mb.QUICK, saved = settings, mb.QUICK
-    rows = "frontier,scale,exposure,uncertainty,balance,human,pick-identity-off,perfect3-off,perfect18-separate"
+    rows = "frontier,scale,exposure,uncertainty,balance,human,pick-identity-off,perfect3-off,perfect18-separate,composite"
     try:
         assert main(["bench", "--quick", "--out", str(tmp_path / "b"), "--base", str(tiny / "pipeline"),
                      "--scorer", str(tiny / "clip"), "--judge", str(tmp_path / "judge"), "--rows", rows,
@@ -207,11 +208,11 @@ def test_both_controls_the_judges_reading_and_a_round_chosen_off_the_test_prompt
 def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny, tmp_path):
     """The composite rows' player: of GAL's top-k directions by Ω (or every direction), the sample whose composite the
     scorer finds closest to its anchor has its file replaced by that composite (the references' subject pasted in by
-    their masks, onto the sample or onto the base model's image from the same seed); the other samples are left
-    alone."""
+    their masks, onto the sample or, cleared and restyled, onto the base model's image from the same seed: the steps
+    of gal/composite.py, tested through `gal run` in test_composite.py); the other samples are left alone."""
     import shutil
 
-    from gal import strategy
+    from gal import composite, strategy
     from gal.ledger import Ledger
     from gal.miniature import table1 as mb
     from gal.miniature import world
@@ -224,66 +225,34 @@ def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny
     directions, samples, templates = ledger.directions(1), ledger.samples(1), {a.idx: a.template for a in ledger.anchors()}
     ledger.close()
     before = {s.path: np.asarray(Image.open(run / s.path).convert("RGB")) for s in samples}
-    base, cleared = tmp_path / "base", tmp_path / "cleared"
-    shutil.copytree(run, base)
-    shutil.copytree(run, cleared)
-    shutil.copytree(run, tmp_path / "base0")
+    restyled = tmp_path / "restyled"
+    shutil.copytree(run, restyled)
     subject = world.SUBJECTS["twotone_star"]
     picks = mb.composite_picks(run, subject, 2, 2)
     top = {directions[i]["anchor_idx"] for i in strategy.top_k([d["entropy"] for d in directions], 2)}
     assert {a for a, _ in picks} == top and len(picks) == 2
-    cutouts = world.cutouts(subject.name)
+    cutouts = [composite.Subject(*c) for c in world.cutouts(subject.name)]
     changed = set()
     for s in samples:
         now = np.asarray(Image.open(run / s.path).convert("RGB"))
         if (s.anchor_idx, s.j) in picks:
-            assert np.array_equal(now, world.paste(before[s.path], cutouts[s.j % len(cutouts)]))
+            assert np.array_equal(now, composite.paste(before[s.path], cutouts[s.j % len(cutouts)]))
             assert not np.array_equal(now, before[s.path])
             changed.add(s.path)
         else:
             assert np.array_equal(now, before[s.path])
     assert len(changed) == 2
-    # every direction, on the base model's images of the anchors: the subject's pixels are the reference's, the rest
-    # is not the fine-tuned model's sample
-    picks = mb.composite_picks(base, subject, 18, 2, on="base")
+    # every direction, on the base model's images cleared and restyled: the subject's pixels are the reference's
+    # where the anchor names no style and redrawn where it names one; the rest is not the fine-tuned model's sample
+    drawn = {True: 0, False: 0}
+    picks = mb.composite_picks(restyled, subject, 18, 2, on="restyle")
     assert {a for a, _ in picks} == {d["anchor_idx"] for d in directions}
-    for s in samples:
-        if (s.anchor_idx, s.j) in picks:
-            now = np.asarray(Image.open(base / s.path).convert("RGB"))
-            reference, mask = cutouts[s.j % len(cutouts)]
-            assert np.array_equal(world.paste(now, (reference, mask)), now)  # the subject is there already
-            assert not np.array_equal(now, world.paste(before[s.path], (reference, mask)))
-    # GAL's directions, on the base model's images with their own object cleared where the subject goes: the same
-    # subject, and round it the cleared region of the same base image
-    picks_cleared = mb.composite_picks(cleared, subject, 2, 2, on="clear")
-    assert {a for a, _ in picks_cleared} == top
-    compared = 0
-    for s in samples:
-        if (s.anchor_idx, s.j) in picks_cleared:
-            now = np.asarray(Image.open(cleared / s.path).convert("RGB"))
-            reference, mask = cutouts[s.j % len(cutouts)]
-            assert np.array_equal(now[mask], reference[mask])
-            around = world._grow(world._outline(mask), mb.CLEAR) & ~mask
-            if (s.anchor_idx, s.j) in picks:  # the same base image, pasted onto without clearing
-                uncleared = np.asarray(Image.open(base / s.path).convert("RGB"))
-                assert np.array_equal(now[~around & ~mask], uncleared[~around & ~mask])
-                assert not np.array_equal(now[around], uncleared[around])
-                compared += 1
-    assert compared, (picks, picks_cleared)
-    # every direction, restyled (cleared first or not): where the anchor names a style, the pasted subject is redrawn
-    # a little by the base model; elsewhere it is the reference's own pixels, and without clearing the whole image is
-    # the plain composite's
-    for on in ("restyle", "restyle-noclear"):
-        restyled = tmp_path / on
-        shutil.copytree(tmp_path / "base0", restyled)
-        drawn = {True: 0, False: 0}
-        for anchor_idx, j in mb.composite_picks(restyled, subject, 18, 2, on=on):
-            s = next(s for s in samples if (s.anchor_idx, s.j) == (anchor_idx, j))
-            now = np.asarray(Image.open(restyled / s.path).convert("RGB"))
-            reference, mask = cutouts[s.j % len(cutouts)]
-            styled = "style" in templates[anchor_idx]
-            assert np.array_equal(now[mask], reference[mask]) != styled
-            if on == "restyle-noclear" and not styled and (anchor_idx, j) in picks:
-                assert np.array_equal(now, np.asarray(Image.open(base / s.path).convert("RGB")))
-            drawn[styled] += 1
-        assert drawn[True] and drawn[False], (on, drawn)
+    for anchor_idx, j in picks:
+        s = next(s for s in samples if (s.anchor_idx, s.j) == (anchor_idx, j))
+        now = np.asarray(Image.open(restyled / s.path).convert("RGB"))
+        cut = cutouts[s.j % len(cutouts)]
+        styled = composite.names_a_style(templates[anchor_idx])
+        assert np.array_equal(now[cut.mask], cut.pixels[cut.mask]) != styled
+        assert not np.array_equal(now, composite.paste(before[s.path], cut))
+        drawn[styled] += 1
+    assert drawn[True] and drawn[False], drawn

@@ -269,9 +269,11 @@ def test_a_references_cutout_pasted_on_another_setting_shows_the_subject_there()
     """The composite probe's masks (`world.cutouts`): the object's pixels of each reference, so that pasted onto a
     picture of another setting the bundled judge sees the subject in that setting, not on the reference's brick wall
     (onto a sample with an object of its own, that object can show around and through the subject, unless cleared)."""
+    from gal import composite
     from gal.locations import WEIGHTS
     from gal.miniature import judge
-    from gal.miniature.table1 import CLEAR
+
+    CLEAR = composite.clearing(32)
 
     person = judge.Judge(WEIGHTS / "judge")
     for name in ("twotone_star", "spotted_ring"):
@@ -281,7 +283,7 @@ def test_a_references_cutout_pasted_on_another_setting_shows_the_subject_there()
         assert all(0.05 < mask.mean() < 0.3 for _, mask in cutouts)  # the object, not the picture
         rng = np.random.default_rng(0)
         snow = [world._to_uint8(world._downsample(world._background("snow", rng))) for _ in cutouts]
-        for scene in person.predict(np.stack([world.paste(s, c) for s, c in zip(snow, cutouts)])):
+        for scene in person.predict(np.stack([composite.paste(s, composite.Subject(*c)) for s, c in zip(snow, cutouts)])):
             assert (scene.shape, scene.background) == (name, "snow"), scene
         # onto a picture with an object of its own, `clear` removes that object where the subject goes first
         yellow = world._rgb(world.COLORS["yellow"]) * 255
@@ -289,9 +291,9 @@ def test_a_references_cutout_pasted_on_another_setting_shows_the_subject_there()
         cleared = []
         for i, (reference, mask) in enumerate(cutouts):
             picture = world.render(world.Scene("ring", "yellow", "snow", "flat"), 100 + i)
-            around = world._grow(world._outline(mask), CLEAR) & ~mask
+            around = composite.grow(composite.outline(mask), CLEAR) & ~mask
             for clear in shown:
-                out = world.paste(picture, (reference, mask), clear)
+                out = composite.paste(picture, composite.Subject(reference, mask), clear)
                 assert np.array_equal(out[mask], reference[mask])
                 shown[clear] += (np.linalg.norm(out[around] - yellow, axis=-1) < 80).mean()
             cleared.append(out)

@@ -1,6 +1,6 @@
-"""A held-out subject of the miniature world as a user's input: its reference image (with its caption), the
-world's 18 anchors for its kind and its test prompts, written into a folder (`gal demo`, `gal bench`, `gal miniature
-check`)."""
+"""A held-out subject of the miniature world as a user's input: its reference image (with its caption; an object's
+with its mask), the world's 18 anchors for its kind and its test prompts, written into a folder (`gal demo`, `gal
+bench`, `gal miniature check`)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ def inputs(work: Path, subject: str) -> tuple[dict, Path]:
     for i, (image, caption) in enumerate(zip(images, captions)):
         Image.fromarray(image).save(refs / f"{subject}-{i}.png")
         (refs / f"{subject}-{i}.txt").write_text(caption + "\n")
+    if s.kind == "object":  # its masks, as a user draws them: `gal run` then adds composites (gal/composite.py)
+        for i, (_, mask) in enumerate(world.cutouts(subject)):
+            Image.fromarray(mask.astype("uint8") * 255).save(refs / f"{subject}-{i}.mask.png")
     anchors = world.STYLE_ANCHORS if s.kind == "style" else world.OBJECT_ANCHORS
     (work / "anchors.txt").write_text("".join(t + "\n" for t in anchors))
     tests = world.STYLE_TEST_PROMPTS if s.kind == "style" else world.OBJECT_TEST_PROMPTS

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -42,6 +41,8 @@ ROWS = TABLE1[1:] + [
     Row("pick-identity-off", "Uncertainty, identity pick", "uncertainty", "off", {"pick": "identity"}),
     Row("pick-identity-separate", "Uncertainty + separate balance, identity pick", "uncertainty", "separate",
         {"pick": "identity"}),
+    # gal's object default (gal/composite.py), through `gal run` itself: the composite probe's winner made an option
+    Row("composite", "Uncertainty, composites (gal's object default)", "uncertainty", "off", {"added": "composite"}),
 ]
 # Diagnostics a user does not have: after round 1, the world's own renders of the subject in the anchors'
 # contexts replace the added images (three in GAL's top-k directions, Eq. 10 set aside; or one per anchor), then
@@ -57,10 +58,11 @@ PERFECT_ROWS = [Row(key, f"Perfect images x{n}, {_WEIGHTS[key.split('-')[1]]} (d
 # samples of the anchor in plain words (it was never fine-tuned on the references, so it does not copy them). GAL's
 # top-k directions (Eq. 10 set aside) or every direction; of each, the composite the scorer finds closest to its
 # anchor (s_a). "clear": the base model's samples with their own object cleared first where the subject goes (its
-# outline grown by CLEAR pixels, filled from around: `world.paste(clear=...)`), so that no other object shows through
-# the subject's holes or round its edge. "restyle": where the anchor states a style, the cleared composite is then
-# redrawn by the base model a little way (img2img at RESTYLE), since a pasted subject is always flat ("restyle-noclear":
-# the same without clearing). Automatic, but not a `gal run` option: a bench row, to see whether it is worth building.
+# outline grown, filled from around: `composite.paste(clear=...)`), so that no other object shows through the
+# subject's holes or round its edge. "restyle": where the anchor states a style, the cleared composite is then redrawn
+# by the base model a little way (img2img), since a pasted subject is always flat ("restyle-noclear": the same without
+# clearing). The probe that chose gal/composite.py's steps; `gal run --added composite` is its "restyle", the row
+# "composite" runs it through `gal run` itself.
 COMPOSITE = {"composite3-off": (3, "query"), "composite18-off": (18, "query"), "composite18-separate": (18, "query"),
              "composite3-base-off": (3, "base"), "composite18-base-off": (18, "base"),
              "composite3-clear-off": (3, "clear"), "composite18-clear-off": (18, "clear"),
@@ -68,8 +70,6 @@ COMPOSITE = {"composite3-off": (3, "query"), "composite18-off": (18, "query"), "
              "composite18-restyle-noclear-off": (18, "restyle-noclear")}
 _ON = {"query": "", "base": " on the base model's samples", "clear": " on the base model's samples, cleared",
        "restyle": " on the base model's samples, cleared, restyled", "restyle-noclear": " on the base model's samples, restyled"}
-CLEAR = 6  # pixels of a 32-pixel picture: objects sit a little off the references' and can be larger (looked at)
-RESTYLE = 0.1  # img2img strength; 0.2 already loses the subject in most (seed 0, the judge's reading)
 COMPOSITE_ROWS = [Row(key, f"Composites x{n}{_ON[on]}, {_WEIGHTS[key.split('-')[-1]]} (probe)", "human",
                       key.split("-")[-1]) for key, (n, on) in COMPOSITE.items()]
 TWO_ROUNDS = {r.name for r in PERFECT_ROWS + COMPOSITE_ROWS}  # rows that stop after round 2: no round to choose
@@ -162,8 +162,8 @@ def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, o
     object cleared where the subject goes; "restyle": cleared, then where the anchor names a style, img2img'd;
     "restyle-noclear": img2img'd without clearing), with the references' subject pasted in by their masks (reference
     j mod their number), scored by the run's scorer against the anchor (s_a); the best one's file is then replaced by
-    its composite."""
-    from gal import strategy
+    its composite. The steps are gal/composite.py's, which `gal run --added composite` takes as "restyle"."""
+    from gal import composite, strategy
 
     cfg, anchors, chosen = _to_fill(run_dir, count, k)
     flat = [s for own in chosen for s in own]
@@ -172,7 +172,7 @@ def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, o
         from gal.score import ClipScorer
 
         pictures = [Image.open(run_dir / s.path) for s in flat]
-        parts, scorer = None, ClipScorer(cfg.scorer)
+        composer, scorer = None, ClipScorer(cfg.scorer)
     else:  # the base model, never fine-tuned: no checkpoint loaded
         from gal.components import Components
         from gal.generate import generate
@@ -182,14 +182,17 @@ def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, o
                                                 steps=cfg.steps, guidance=cfg.query_guidance, resolution=parts.resolution,
                                                 batch_size=parts.gen_batch_size, autocast_dtype=parts.autocast_dtype)
                     for im in batch]
+        composer = composite.Composer(parts.pipe, parts.scorer, parts.resolution, parts.gen_batch_size)
         scorer = parts.scorer
-    cutouts = world.cutouts(subject.name)
-    pasted = {s.path: world.paste(np.asarray(im.convert("RGB")), cutouts[s.j % len(cutouts)],
-                                  clear=CLEAR if on in ("clear", "restyle") else 0) for s, im in zip(flat, pictures)}
+    cutouts = [composite.Subject(*c) for c in world.cutouts(subject.name)]
+    clear = composite.clearing(np.asarray(pictures[0]).shape[0]) if on in ("clear", "restyle") else 0
+    pasted = {s.path: composite.paste(np.asarray(im.convert("RGB")), cutouts[s.j % len(cutouts)], clear)
+              for s, im in zip(flat, pictures)}
     if on.startswith("restyle"):
-        styled = [s for s in flat if re.search(r"\bstyle\b", anchors[s.anchor_idx].template)]  # "in dotted style"
-        pasted.update(zip([s.path for s in styled], _restyle(parts, cfg, [pasted[s.path] for s in styled],
-                                                             [texts[s.path] for s in styled], [s.seed for s in styled])))
+        styled = [s for s in flat if composite.names_a_style(anchors[s.anchor_idx].template)]  # "in dotted style"
+        pasted.update(zip([s.path for s in styled], composer.restyle(
+            [pasted[s.path] for s in styled], [texts[s.path] for s in styled], [s.seed for s in styled],
+            steps=cfg.steps, guidance=cfg.query_guidance)))
     picks = []
     for own in chosen:
         s_a = scorer.similarity(scorer.image_features([pasted[s.path] for s in own]), [texts[own[0].path]])[:, 0]
@@ -197,25 +200,6 @@ def composite_picks(run_dir: Path, subject: world.Subject, count: int, k: int, o
         write_png(run_dir / best.path, Image.fromarray(pasted[best.path]))
         picks.append((best.anchor_idx, best.j))
     return picks
-
-
-def _restyle(parts, cfg: Config, images: list[np.ndarray], prompts: list[str], seeds: list[int]) -> list[np.ndarray]:
-    """`images` redrawn by the base model from RESTYLE of the way (diffusers' img2img on the loaded pipeline, SDEdit):
-    enough to take on the prompt's style, little enough to keep most of the pasted subject (looked at, and judged)."""
-    import torch
-    from diffusers import AutoPipelineForImage2Image
-
-    pipe = AutoPipelineForImage2Image.from_pipe(parts.pipe)
-    pipe.set_progress_bar_config(disable=True)
-    out = []
-    for start in range(0, len(images), parts.gen_batch_size):
-        batch = slice(start, start + parts.gen_batch_size)
-        with torch.no_grad():
-            out += [np.asarray(im.convert("RGB")) for im in pipe(
-                prompt=prompts[batch], image=[Image.fromarray(im) for im in images[batch]], strength=RESTYLE,
-                num_inference_steps=max(cfg.steps, round(1 / RESTYLE)), guidance_scale=cfg.query_guidance,  # >= 1 step
-                generator=[torch.Generator("cpu").manual_seed(s) for s in seeds[batch]]).images]
-    return out
 
 
 Player = Callable[[Path, int], list[tuple[int, int]]]  # (run folder, k) -> the (anchor, j) a person accepts
@@ -328,7 +312,7 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
     subject = world.SUBJECTS[subject_name]
     fields, prompts = inputs(work / "inputs" / subject_name, subject_name)
     steps = settings.get("train_steps", {}).get(subject.kind)
-    base = Config(**{**fields, "rounds": settings["rounds"], "m": settings["m"], "seed": seed,
+    base = Config(**{**fields, "added": "samples", "rounds": settings["rounds"], "m": settings["m"], "seed": seed,
                      **({"train_steps": steps} if steps else {}), **models})  # the models' settings win
     settled = resolved(base)
     full_steps = settled.train_steps
@@ -362,7 +346,8 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
         for scale in SCALES:
             record(SCALED, first, lora_scale=scale, train_steps=full_steps, scale=scale)
     for row in ROWS + PERFECT_ROWS + COMPOSITE_ROWS:
-        if row.key not in rows or (row.key in COMPOSITE and subject.kind != "object"):  # a style has no region to paste
+        pastes = row.key in COMPOSITE or row.options.get("added") == "composite"
+        if row.key not in rows or (pastes and subject.kind != "object"):  # a style has no region to paste
             continue
         run_dir = folder / row.key
         shared = "query_guidance" not in row.options  # round 1 is shared, its query too; else only its class images

@@ -486,61 +486,6 @@ def cutouts(name: str, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def paste(image: np.ndarray, cutout: tuple[np.ndarray, np.ndarray], clear: int = 0) -> np.ndarray:
-    """`image` (H, W, 3) uint8 with a cutout's subject pasted in where its mask is (both scaled to the image's size).
-    `clear` > 0 first clears the subject's outline (its mask with the holes filled) grown by that many pixels, filled
-    from the picture around it (`_clear`): whatever object the picture had there is gone, not seen through the
-    subject's holes or round its edge."""
-    from PIL import Image
-
-    image = np.asarray(image)
-    reference, mask = cutout
-    if reference.shape[:2] != image.shape[:2]:
-        size = (image.shape[1], image.shape[0])
-        reference = np.asarray(Image.fromarray(reference).resize(size, Image.NEAREST))
-        mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
-    if clear:
-        image = _clear(image, _grow(_outline(mask), clear))
-    return np.where(mask[..., None], reference, image)
-
-
-def _grow(mask: np.ndarray, by: int) -> np.ndarray:
-    """`mask` dilated by `by` pixels (4-neighbourhood, so a diamond)."""
-    for _ in range(by):
-        grown = mask.copy()
-        grown[1:] |= mask[:-1]
-        grown[:-1] |= mask[1:]
-        grown[:, 1:] |= mask[:, :-1]
-        grown[:, :-1] |= mask[:, 1:]
-        mask = grown
-    return mask
-
-
-def _outline(mask: np.ndarray) -> np.ndarray:
-    """`mask` with its holes filled: every pixel the image's border cannot reach without crossing the mask."""
-    outside = np.zeros_like(mask)
-    outside[[0, -1]] = ~mask[[0, -1]]
-    outside[:, [0, -1]] |= ~mask[:, [0, -1]]
-    while True:
-        grown = _grow(outside, 1) & ~mask
-        if (grown == outside).all():
-            return ~outside
-        outside = grown
-
-
-def _clear(image: np.ndarray, region: np.ndarray, iterations: int = 300) -> np.ndarray:
-    """`image` with `region` filled from the pixels around it: each region pixel repeatedly takes the mean of its four
-    neighbours (a discrete Laplace fill, the simplest inpainting; the miniature world's pictures are 32 pixels, and
-    OpenCV's `inpaint` is not worth a dependency for them)."""
-    out = image.astype(np.float32)
-    out[region] = out[~region].mean(axis=0)
-    for _ in range(iterations):
-        padded = np.pad(out, ((1, 1), (1, 1), (0, 0)), mode="edge")
-        mean = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]) / 4
-        out[region] = mean[region]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
 def anchor_prompt(template: str, subject: Subject, plain: bool = False) -> str:
     """Fill an anchor or test template with the subject's phrase (or its plain words, for scoring)."""
     return template.format(subject.plain if plain else subject.phrase)
