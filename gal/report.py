@@ -127,6 +127,8 @@ def write_report(run_dir: Path) -> Path:
             n = r["round"]
             samples, features = ledger.features(n)
             chosen_paths = {a["path"] for a in r["added"]}
+            for a in r["added"]:  # a picked sample, or a composite (--added composite), which is none of them
+                a["thumb"] = thumbnail(run_dir / a["path"])
             for a in r["anchors"]:
                 for s in a["samples"]:
                     s["thumb"] = thumbnail(run_dir / s["path"])
