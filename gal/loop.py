@@ -151,6 +151,8 @@ def _composites(cfg: Config, ledger: Ledger, writer: Writer, parts: Components, 
                 weight: float) -> list[Reference]:
     """`--added composite`: the chosen directions' composites (gal/composite.py) as new references, made from their
     samples' seeds and written before the round that names them closes (a resumed round makes the same ones again)."""
+    if not chosen:  # Eq. 10 ended the run: nothing to add
+        return []
     run_dir = ledger.run_dir
     seeds = [[s.seed for s in sorted(row, key=lambda s: s.j)] for row in _by_direction(ledger.samples(r), chosen)]
     with parts.personalizer.merged(0.0):  # the base model: the LoRA's update at scale 0

@@ -62,6 +62,21 @@ def test_masked_object_references_add_composites_at_weight_1_by_default(tiny, tm
 
 
 
+def test_a_composite_run_that_eq_10_ends_adds_nothing_and_finishes(tiny, tmp_path):
+    refs, anchors = masked_references(tiny, tmp_path / "refs"), tmp_path / "anchors.txt"
+    anchors.write_text(ANCHORS)
+    run = tmp_path / "run"
+    args = run_args(tiny, run, "--rounds", "3", "--anchors", str(anchors), "--k", "5")  # fewer than 5 open: Eq. 10
+    args[args.index("--references") + 1] = str(refs)
+    assert main(args) == 0
+    ledger = Ledger(run, read_only=True)
+    try:
+        assert ledger.get("config")["added"] == "composite" and ledger.get("status") == "finished"
+        assert ledger.round(1)["stop_reason"].startswith("Eq. 10") and not ledger.added(1)
+    finally:
+        ledger.close()
+
+
 @pytest.mark.parametrize("masked, extra, added, balance", [
     (True, {}, "composite", "off"),
     (True, {"balance": "separate"}, "composite", "separate"),
