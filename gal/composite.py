@@ -22,6 +22,7 @@ Four steps per seed of a chosen direction (its samples' seeds), as measured:
 
 from __future__ import annotations
 
+import inspect
 import re
 from contextlib import nullcontext
 from pathlib import Path
@@ -141,6 +142,9 @@ class Composer:
             raise GalError(f"--added composite: diffusers has no image-to-image pipeline for {type(pipe).__name__} "
                            f"({str(e).splitlines()[0][:120]}); expected --added samples") from None
         self.img2img.set_progress_bar_config(disable=True)
+        # the flow-matching twins draw at their default size unless told (SD's draw at the image's)
+        parameters = inspect.signature(self.img2img.__call__).parameters
+        self.size = {"height": resolution, "width": resolution} if "height" in parameters else {}
         self.pipe, self.scorer, self.resolution = pipe, scorer, resolution
         self.batch_size, self.autocast_dtype = batch_size, autocast_dtype
 
@@ -186,6 +190,6 @@ class Composer:
             with torch.no_grad(), autocast:
                 out += [np.asarray(im.convert("RGB")) for im in self.img2img(
                     prompt=list(prompts[batch]), image=[Image.fromarray(im) for im in images[batch]], strength=RESTYLE,
-                    num_inference_steps=max(steps, round(1 / RESTYLE)), generator=generators,
+                    num_inference_steps=max(steps, round(1 / RESTYLE)), generator=generators, **self.size,
                     **family.guidance_kwargs(guidance, len(generators))).images]
         return out

@@ -360,8 +360,11 @@ def validate(c: Config, machine: Machine | None = None) -> None:
         _check_quantize(c, machine)
 
 
-def composite_blocker(c: Config) -> str | None:
-    """Why `--added composite` cannot go with the rest of `c` (None: it can), as '--flag value: reason'."""
+def composite_blocker(c: Config, family=None) -> str | None:
+    """Why `--added composite` cannot go with the rest of `c` (None: it can), as '--flag value: reason'; with the
+    base's `family`, whether it has the img2img pipeline the restyle needs too."""
+    if family is not None and not family.composites:
+        return f"--base {c.base}: gal has no image-to-image pipeline for {family.label}"
     if c.kind != "object":
         return f"--kind {c.kind}: a style has no region to paste"
     if c.method != "lora":
@@ -373,18 +376,18 @@ def composite_blocker(c: Config) -> str | None:
     return None
 
 
-def _check_composite(c: Config) -> None:
-    blocker = composite_blocker(c)
+def _check_composite(c: Config, family=None) -> None:
+    blocker = composite_blocker(c, family)
     if blocker:
         raise GalError(f"--added composite: not with {blocker}; expected --added samples")
 
 
-def settle_added(c: Config, every_reference_masked: bool) -> None:
+def settle_added(c: Config, every_reference_masked: bool, family=None) -> None:
     """`added` and `balance` left open, from a new run's inputs: composites at weight 1 for an object whose every
     reference has a mask (the winner of docs/results.md's "images worth adding"), unless the paper's balance scheme
     is asked for by name; else the paper's samples at Δ."""
     if c.added is None:
-        composites = every_reference_masked and c.balance != "paper" and composite_blocker(c) is None
+        composites = every_reference_masked and c.balance != "paper" and composite_blocker(c, family) is None
         c.added = "composite" if composites else "samples"
     if c.balance is None:
         c.balance = "off" if c.added == "composite" else "paper"
@@ -423,6 +426,8 @@ def fill_family_defaults(c: Config, family, machine: Machine | None = None) -> N
         from gal.memory import pick_quantization
 
         c.quantize = pick_quantization(family, c.base, machine)
+    if c.added == "composite":
+        _check_composite(c, family)
     if c.method == "full" and not family.full_fine_tune:
         raise GalError(f"--method full: gal fine-tunes {family.label} (--base {c.base}) with LoRA only; "
                        "expected --method lora")

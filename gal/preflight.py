@@ -66,7 +66,9 @@ def examine(run_dir: Path, cfg: Config, force: bool) -> Found:
         check_new_folder(run_dir)
         inputs = read_inputs(cfg)
         cfg = dataclasses.replace(cfg, non_soi=list(cfg.non_soi))
-        settle_added(cfg, all(m is not None for m in inputs.masks))
+        from gal.family import family_of
+
+        settle_added(cfg, all(m is not None for m in inputs.masks), family_of(cfg.base))
         return Found("new", None, inputs, None, cfg)
     was = stored_config(stored)
     cfg = dataclasses.replace(cfg, non_soi=list(cfg.non_soi), added=cfg.added or was.added,

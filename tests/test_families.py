@@ -441,3 +441,28 @@ def test_the_tiny_qwen_tokenizer_drops_qwen_images_system_prompt_as_the_released
     template = next(c for c in pipe_template if isinstance(c, str) and c.startswith("<|im_start|>system"))
     prefix = template.split("{}")[0]
     assert len(tokenizer(prefix)["input_ids"]) == 34
+
+
+def test_composites_restyle_where_the_family_has_an_img2img_twin_and_are_refused_where_not(tiny, bases, tmp_path, capsys):
+    """`--added composite` redraws with the family's diffusers img2img pipeline (SDEdit from a strength): where a
+    family has one, it redraws a picture from its seed; where it has none (`family.composites`), the option is
+    refused in one line before anything is written."""
+    from gal.composite import Composer
+    from gal.family import family_of
+    from gal.models import load_pipeline
+    from gal.score import ClipScorer
+
+    scorer = ClipScorer(str(tiny / "clip"))
+    picture = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    for family, base in bases.items():
+        if family_of(str(base)).composites:
+            composer = Composer(load_pipeline(str(base), torch.float32, torch.float32), scorer, 32, 2)
+            made = composer.restyle([picture, picture], ["a ball in dotted style"] * 2, [1, 2], steps=4, guidance=3.0)
+            assert made[0].shape == picture.shape and not np.array_equal(made[0], picture), family
+            assert not np.array_equal(made[0], made[1]), family  # each from its own seed
+        else:
+            out = tmp_path / family
+            assert main(family_args(tiny, bases, family, out, "--added", "composite")) == 2, family
+            err = capsys.readouterr().err.strip()
+            assert "--added composite: not with --base" in err and "\n" not in err and not out.exists(), err
+    assert [f for f, b in bases.items() if not family_of(str(b)).composites] == ["flux2-klein", "z-image", "chroma"]

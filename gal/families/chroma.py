@@ -15,6 +15,7 @@ class Chroma(Flux):
     name = "chroma"
     label = "Chroma"
     pipeline = "ChromaPipeline"
+    composites = False  # diffusers 0.42: no img2img twin AutoPipelineForImage2Image finds
     text_encoders = ("text_encoder",)
     # attention of both streams (FLUX.1's default without the feed-forwards, as SimpleTuner's Chroma default)
     lora_targets = ("attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0", "attn.add_k_proj", "attn.add_q_proj",

@@ -23,6 +23,7 @@ class Flux2Klein(FlowMatching):
     name = "flux2-klein"
     label = "FLUX.2 klein (4B, 9B)"
     pipeline = "Flux2KleinPipeline"
+    composites = False  # diffusers 0.42: its img2img twin takes reference images, not a strength to start from
     text_encoders = ("text_encoder",)
     lora_targets = r".*(attn\.(to_k|to_q|to_v|to_out\.0|to_qkv_mlp_proj)|single_transformer_blocks\.\d+\.attn\.to_out)$"
     text_layers = (9, 18, 27)  # the pipeline's text_encoder_out_layers

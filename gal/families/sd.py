@@ -23,6 +23,7 @@ class SD:
     requires: tuple[str, str] | None = None  # (a module it needs, the line that says so when it is missing)
     quantizable = False  # --quantize: a LoRA on a quantized denoiser and text encoders (the flow-matching transformers)
     steps, guidance = 50, 7.5  # the sampler's usual setting (gal.config.resolved)
+    composites = True  # --added composite: diffusers' img2img twin of its pipeline (SDEdit; gal/composite.py)
 
     def pipeline_class(self):
         import diffusers
