@@ -33,6 +33,9 @@ def test_the_readme_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
     every, anchors = metrics.test_prompts, metrics.validation_prompts
     monkeypatch.setattr(metrics, "test_prompts", lambda *a, **kw: every(*a, **kw)[:6])
     monkeypatch.setattr(metrics, "validation_prompts", lambda *a, **kw: anchors(*a, **kw)[:6])  # and the split's
+    from gal.config import AUTHORS
+
+    monkeypatch.setitem(AUTHORS["style"], "train_steps", 100)  # of the authors' 500: the example's API, not its model
     scope = {}
     exec(compile(api_example(), "README.md", "exec"), scope)
 
