@@ -16,8 +16,8 @@ Four steps per seed of a chosen direction (its samples' seeds), as measured:
 - restyle, where the anchor names a style (`names_a_style`): the base model redraws the composite from RESTYLE of the
   way (diffusers' img2img, SDEdit), so that the style reaches the pasted subject, which is otherwise always the
   references' own. Not elsewhere: on the miniature world's plain anchors it takes the judge's faithful share of the
-  composites from 1.00 to 0.28-0.75 (seeds 0-2), and the scorer prefers the restyled ones all the same, so it
-  cannot be left to choose.
+  composites from 1.00 to 0.28-0.75 (bench seeds 0-2, round 1's base pictures), and the scorer prefers the restyled
+  ones all the same (seeds 0-1), so it cannot be left to choose.
 """
 
 from __future__ import annotations
