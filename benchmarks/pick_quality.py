@@ -53,7 +53,7 @@ def context(caption: str, subject_plain: str) -> str:
 
 def measure(run_dir: Path, subject_name: str, guidances: list[float], scales: list[float], ms: list[int],
             negatives: list[str] = ("none",), judge_dir: Path | None = None) -> list[dict]:
-    from gal import strategy
+    from gal import composite, strategy
     from gal.components import Components
     from gal.config import make_config
     from gal.generate import generate, sample_seed
@@ -83,7 +83,7 @@ def measure(run_dir: Path, subject_name: str, guidances: list[float], scales: li
     picks = candidates()
     pasted = subject.kind == "object"  # a style has no region to paste
     if pasted:
-        cutouts = world.cutouts(subject_name)  # the references with their masks
+        cutouts = [composite.Subject(*c) for c in world.cutouts(subject_name)]  # the references with their masks
     out = []
     settings = [(g, s, n) for n in negatives for g in guidances for s in scales]
     for guidance, scale, negative in settings:
@@ -108,7 +108,7 @@ def measure(run_dir: Path, subject_name: str, guidances: list[float], scales: li
                 seen = judge.predict(np.stack([np.asarray(im.convert("RGB")) for im in images]))
                 verdicts += [judges.verdict(v, w, subject) for v, w in zip(seen, wanted[start:start + len(images)])]
                 if pasted:  # the same samples with the references' subject pasted in, scored and judged alike
-                    c = [world.paste(np.asarray(im.convert("RGB")), cutouts[todo[i][1] % len(cutouts)])
+                    c = [composite.paste(np.asarray(im.convert("RGB")), cutouts[todo[i][1] % len(cutouts)])
                          for i, im in zip(range(start, start + len(images)), images)]
                     ca, cn = parts.scorer.oracle(parts.scorer.image_features(c), texts, non_soi)
                     c_a.append(ca), c_n.append(cn)
