@@ -440,6 +440,8 @@ def fill_family_defaults(c: Config, family, machine: Machine | None = None) -> N
     c.query_guidance = c.guidance if c.query_guidance is None else c.query_guidance
 
 
+MAX_LR = 1e30  # AdamW's step at about 3e37 overflows float32 and raises (tests/test_hostile_classes.py found it); below,
+# a diverging run ends in the loss check's one line (tests/test_reliability.py's runs at 1e20)
 MAX_TEXT = 1000  # characters of a subject phrase or non-SoI text; the text encoders read 77 to 512 tokens
 # (lowest, highest) of each count: the highest where memory or time grows with it beyond any real run
 RANGES = {"m": (2, 10_000), "k": (1, 10_000), "rounds": (1, 1_000), "num_class_images": (1, 100_000),
@@ -519,8 +521,9 @@ def _check_ranges(c: Config) -> None:
     for name in ("lambda_", "added_weight", "prior_loss_weight"):
         if getattr(c, name) < 0:
             raise GalError(f"{_flag(name)} {getattr(c, name)}: expected 0 or more")
-    if c.lr is not None and c.lr <= 0:
-        raise GalError(f"--lr {c.lr}: expected a positive learning rate")
+    if c.lr is not None and not 0 < c.lr <= MAX_LR:
+        raise GalError(f"--lr {c.lr}: expected a positive learning rate of at most {MAX_LR:g} (AdamW's are about 1e-6 "
+                       "to 1e-3)")
     if c.gen_batch_size != "auto":
         try:
             size = integer(c.gen_batch_size)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from test_hostile import one_line_error, png_bytes, reviewed_run
@@ -359,6 +359,7 @@ NUMBER_FLAGS = ["--m", "--k", "--rounds", "--seed", "--lr", "--guidance", "--res
 @given(flag=st.sampled_from(TEXT_FLAGS + NUMBER_FLAGS),
        value=st.one_of(st.text(max_size=30), st.integers(-2**70, 2**70).map(str),
                        st.floats(allow_nan=True, allow_infinity=True).map(repr)))
+@example(flag="--lr", value="3.914511618742852e+37")  # found 2026-12-02: AdamW's step overflowed float32 and raised
 def test_any_flag_value_runs_or_is_refused_in_one_line(flag, value, tiny, tmp_path_factory):
     import contextlib
     import io
