@@ -25,7 +25,7 @@ demo: venv
 
 test: venv
 	$(VENV)/bin/ruff check gal tests benchmarks
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2  # two workers: most tests run one torch thread
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist worksteal  # two workers (most tests run one torch thread), an idle one takes over queued tests
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

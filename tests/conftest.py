@@ -33,3 +33,14 @@ def run_args(tiny, out, *extra):
             "--references", str(tiny / "references"), "--subject", "a <sks> ball", "--non-soi", "a ball on grass",
             "--anchors", str(tiny / "anchors6.txt"), "--m", "4", "--k", "2", "--train-steps", "4", "--steps", "3",
             "--no-prior", "--out", str(out), *extra]
+
+
+# The longest tests (a minute or more each on 2 cores), first: with two xdist workers, one of them started last would
+# keep its worker busy after the other has finished (`make test`'s wall time, not a test's behaviour).
+LONGEST = ("test_the_readme_api_example_runs_as_written", "test_a_killed_two_process_run_resumes_to_the_uninterrupted_result",
+           "test_three_kills_resume_to_the_uninterrupted_result", "test_gal_run_and_eval_on_the_miniature_model",
+           "test_miniature_bench_plumbing_on_tiny_models", "test_two_processes_match_one")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.originalname not in LONGEST)  # stable: the rest keep their order
