@@ -146,6 +146,9 @@ class Composer:
         # the flow-matching twins draw at their default size unless told (SD's draw at the image's)
         parameters = inspect.signature(self.img2img.__call__).parameters
         self.size = {"height": resolution, "width": resolution} if "height" in parameters else {}
+        from gal.family import family_of
+
+        self.family = family_of(pipe)  # its guidance arguments
         self.pipe, self.scorer, self.resolution = pipe, scorer, resolution
         self.batch_size, self.autocast_dtype = batch_size, autocast_dtype
 
@@ -179,9 +182,6 @@ class Composer:
         """`images` redrawn from RESTYLE of the way, each from its own seed, at no fewer than one step."""
         import torch
 
-        from gal.family import family_of
-
-        family = family_of(self.pipe)
         autocast = (torch.autocast(self.img2img.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
                     else nullcontext())
         out = []
@@ -192,5 +192,5 @@ class Composer:
                 out += [np.asarray(im.convert("RGB")) for im in self.img2img(
                     prompt=list(prompts[batch]), image=[Image.fromarray(im) for im in images[batch]], strength=RESTYLE,
                     num_inference_steps=max(steps, round(1 / RESTYLE)), generator=generators, **self.size,
-                    **family.guidance_kwargs(guidance, len(generators))).images]
+                    **self.family.guidance_kwargs(guidance, len(generators))).images]
         return out

@@ -211,7 +211,7 @@ def start(ledger: Ledger, cfg: Config, inputs: Inputs) -> None:
     for i, (ref, caption, mask) in enumerate(zip(inputs.references, inputs.captions, inputs.masks)):
         path = f"references/{i:02d}-{_file_stem(ref.source)}.png"
         write_png(ledger.run_dir / path, ref.image)
-        if mask is not None:  # the run's own copy too: composites and `gal eval --masked` read it
+        if mask is not None:  # the run's own copy too: composites read it (`subjects`)
             write_png(mask_path(ledger.run_dir / path), _grey(mask))
         records.append(Reference(path, reference_prompt(caption, cfg.subject, cfg.subject_plain, cfg.kind),
                                  1.0, 0, None, caption))
