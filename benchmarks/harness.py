@@ -1,7 +1,7 @@
 """The harness of the speed benchmarks (query_phase.py, train_phase.py, gpu.sh).
 
 - which models to measure on: the bundled miniature model when gal/miniature ships one, else a tiny
-  random model built on the spot with gal.builders (or, on request, the miniature or SD 1.5 architecture
+  random model built on the spot with the repository's fixtures (or, on request, the miniature or SD 1.5 architecture
   with random weights: speed depends on the architecture, not on the weights);
 - one process per measured side, so that each side's peak memory is its own;
 - FLOP counting and the GPUs' bf16 dense peaks, for gpu.sh.
@@ -56,9 +56,9 @@ BF16_PEAKS = (  # (substring of torch.cuda.get_device_name, label, peak); first 
 # ---- models ---------------------------------------------------------------------------------------
 
 def resolve_models(base: str | None, scorer: str | None, arch: str, workdir: Path) -> dict:
-    """The (base, scorer) folders to measure on, building random-weight models (gal.builders) when asked or
+    """The (base, scorer) folders to measure on, building random-weight models (fixtures) when asked or
     when nothing is bundled; `label` says which, for the report."""
-    from gal import builders
+    from fixtures import families, models
     from gal.miniature import bundled
 
     if base and scorer:
@@ -68,16 +68,16 @@ def resolve_models(base: str | None, scorer: str | None, arch: str, workdir: Pat
         found = bundled()
         if found:
             return {"base": base or str(found[0]), "scorer": scorer or str(found[1]), "label": "bundled miniature model"}
-        arch, note = "tiny", "no bundled miniature model found: tiny random model (gal.builders)"
+        arch, note = "tiny", "no bundled miniature model found: tiny random model (fixtures)"
     workdir.mkdir(parents=True, exist_ok=True)
     pipeline, clip = workdir / "pipeline", workdir / "clip"
     if arch == "miniature-random":
-        builders.build_miniature(pipeline, clip)
-        label = "miniature architecture (gal.miniature.train.TrainConfig), random weights"
-    elif arch in builders.ARCHS:
-        builders.build_pipeline(pipeline, arch)
-        builders.build_clip(clip, arch)
-        label = note or {"tiny": "tiny random model (gal.builders)", "sd15": "SD 1.5 architecture, random weights",
+        models.build_miniature(pipeline, clip)
+        label = "miniature architecture (gal.miniature.architecture.Sizes), random weights"
+    elif arch in families.ARCHS:
+        families.build_pipeline(pipeline, arch)
+        models.build_clip(clip, arch)
+        label = note or {"tiny": "tiny random model (fixtures)", "sd15": "SD 1.5 architecture, random weights",
                          "sd15-small": "SD 1.5 architecture, random weights (scaled down for a CPU dry run)"}[arch]
     else:
         raise SystemExit(f"--arch {arch}: expected one of {', '.join(ARCHS)}")
@@ -330,10 +330,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
     if args.cmd in ("build-sd15", "build-clip"):
-        from gal import builders
+        from fixtures import families, models
 
         start = time.perf_counter()
-        build = builders.build_pipeline if args.cmd == "build-sd15" else builders.build_clip
+        build = families.build_pipeline if args.cmd == "build-sd15" else models.build_clip
         folder = build(args.folder, "sd15-small" if args.small else "sd15", seed=args.seed)
         print(f"wrote {folder} in {time.perf_counter() - start:.0f} s")
     else:

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's fixtures
+
 SETTINGS = {"subject": "a <sks> ball", "non_soi": ["a ball on grass"], "rounds": 3, "m": 4, "k": 2, "train_steps": 30,
             "steps": 4, "strategy": "random", "gen_batch_size": "2", "prior": False}
 MINIATURE = {"rounds": 3, "m": 4, "k": 2, "train_steps": 100, "strategy": "uncertainty", "gen_batch_size": "8"}
@@ -187,7 +189,8 @@ def main() -> int:
         values = {**fields, **BUNDLED, **MINIATURE}
     else:
         if not args.base:
-            from gal.builders import build_clip, build_pipeline, write_references
+            from fixtures.families import build_pipeline
+            from fixtures.models import build_clip, write_references
 
             args.base = str(build_pipeline(workdir / "models" / "pipeline"))
             args.scorer = str(build_clip(workdir / "models" / "clip"))

@@ -35,7 +35,7 @@ LR = {"lora": 1e-4, "full": 5e-6}  # the project's defaults
 
 
 def examples(n: int, size: int):
-    """`n` pictures (a disc on a two-tone background, as gal.builders.write_references) at `size` px, with prompts."""
+    """`n` pictures (a disc on a two-tone background, as fixtures.models.write_references) at `size` px, with prompts."""
     from PIL import Image, ImageDraw
 
     from gal.personalize import Example

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 import torch  # noqa: E402
 
-from gal import builders  # noqa: E402
+from fixtures import families  # noqa: E402
 
 
 def matmul_tflops(device, n: int, iters: int = 10) -> float:
@@ -47,7 +47,7 @@ def main() -> None:
 
     device = torch.device(a.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    cfg = builders.sd15_configs(a.small)["unet"]
+    cfg = families.sd15_configs(a.small)["unet"]
     latent, seq = cfg["sample_size"], 77
     torch.manual_seed(0)
     with torch.device(device):

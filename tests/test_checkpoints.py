@@ -6,12 +6,11 @@ import shutil
 
 import pytest
 from PIL import Image
-from test_hostile import one_line_error
 
 from gal.checkpoints import find
 from gal.cli import main
 
-from conftest import run_args
+from conftest import one_line_error, run_args
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +83,7 @@ def test_a_kohya_file_scores_as_the_diffusers_folder_of_the_same_weights(layouts
 
 
 def test_the_subject_region_has_its_own_img_aln(layouts, tiny, tmp_path, capsys):
-    from gal.builders import build_clipseg
+    from fixtures.models import build_clipseg
 
     segmenter = build_clipseg(tmp_path / "clipseg")
     refs = tmp_path / "refs"
@@ -96,11 +95,11 @@ def test_the_subject_region_has_its_own_img_aln(layouts, tiny, tmp_path, capsys)
     capsys.readouterr()
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
-    assert all(-1 <= r["img_aln_masked"] <= 1 and r["img_aln_masked"] != r["img_aln"] for r in rows)
+    assert all(r["img_aln_masked"] != r["img_aln"] for r in rows)  # the subject's region, not the whole image
 
 
 def test_bad_checkpoints_are_refused_in_one_line(layouts, trained, tiny, tmp_path, capsys):
-    from gal.builders import build_pipeline
+    from fixtures.families import build_pipeline
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -12,16 +12,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from gal.miniature import world
-from gal.miniature.train import (
-    CLIP_MEAN,
-    Data,
-    TrainConfig,
-    _normalize,
-    _to_unit,
-    scorer_processor,
-    train,
-    write_tokenizer,
-)
+from gal.miniature.architecture import CLIP_MEAN, scorer_pixels, scorer_processor, write_tokenizer
+from gal.miniature.train import Data, TrainConfig, _to_unit, train
 from gal.miniature.world import (
     BACKGROUNDS,
     COLORS,
@@ -120,10 +112,10 @@ def test_anchors_are_eighteen_templates_per_kind_and_test_prompts_are_disjoint()
         tests = OBJECT_TEST_PROMPTS if subject.kind == "object" else STYLE_TEST_PROMPTS
         _, _, non_soi = world.reference_images(subject.name, n=1)
         for template in anchors + tests:
-            plain = world.anchor_prompt(template, subject, plain=True)
+            plain = template.format(subject.plain)
             parse_caption(plain)  # scoring text is in the scorer's grammar
             assert plain != non_soi[0], (subject.name, template)  # else overfitting could not be told apart
-            assert subject.token in world.anchor_prompt(template, subject)
+            assert subject.token in template.format(subject.phrase)
 
 
 def test_reference_images_show_the_subject_on_its_fixed_content():
@@ -150,7 +142,7 @@ def test_scorer_training_normalization_matches_the_saved_processor(tmp_path):
     processor = scorer_processor(write_tokenizer(tmp_path))
     image = render(Scene("ring", "blue", "sea", "dotted"), seed=5)
     saved = processor(images=[image], return_tensors="pt")["pixel_values"]
-    ours = _normalize(_to_unit(torch.from_numpy(image[None])))
+    ours = scorer_pixels(_to_unit(torch.from_numpy(image[None])))
     assert torch.allclose(saved, ours, atol=1e-5)
     assert list(processor.image_processor.image_mean) == list(CLIP_MEAN)
 

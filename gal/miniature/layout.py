@@ -1,7 +1,8 @@
 """What a model folder of the real on-disk layouts holds beside its weights, built locally (no hub): a CLIP
 byte-level BPE tokenizer whose given words are whole tokens, a text encoder's config for it, a CLIP processor, the
-Stable Diffusion pipeline around its modules, and a quiet `save_pretrained`. The miniature world's trainer writes its
-bundled model with these; `gal.builders` (random weights for tests and benchmarks) too."""
+Stable Diffusion pipeline around its modules. The miniature world's architectures
+(`gal.miniature.architecture`) are written with these; the repository's `fixtures` (random weights for tests and
+benchmarks, outside the package) too."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 
-def _bytes_to_unicode() -> list[str]:
-    # The byte-to-character table of GPT-2/CLIP byte-level BPE.
+def bytes_to_unicode() -> list[str]:
+    """The byte-to-character table of GPT-2/CLIP byte-level BPE: character `i` stands for byte `i`."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
     n = 0
@@ -57,7 +58,7 @@ def write_clip_tokenizer(folder: str | Path, words: list[str] | tuple[str, ...] 
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    chars = _bytes_to_unicode()
+    chars = bytes_to_unicode()
     vocab = {c: i for i, c in enumerate(chars)}
     vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
     merges = learn_merges(list(words))
@@ -96,14 +97,3 @@ def clip_processor(tokenizer, image_size: int, **image_kwargs):
     images = CLIPImageProcessor(size={"shortest_edge": image_size},
                                 crop_size={"height": image_size, "width": image_size}, **image_kwargs)
     return CLIPProcessor(image_processor=images, tokenizer=tokenizer)
-
-
-def save_quietly(pipe, folder: Path) -> None:
-    """`save_pretrained` in safetensors, without the libraries' progress bars and notes."""
-    from diffusers.utils import logging
-
-    from gal.models import quiet_transformers
-
-    logging.disable_progress_bar()
-    with quiet_transformers():
-        pipe.save_pretrained(folder, safe_serialization=True)

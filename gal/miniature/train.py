@@ -1,6 +1,6 @@
 """Reproducible, resumable pretraining of the miniature world's text-to-image model and scorer.
 
-Phases, in order; each saves a checkpoint every few minutes and resumes from it:
+Phases, in order; each saves a checkpoint every few minutes and resumes from it (gal.miniature.trainer):
   data    render the training set once (cached as .npy in the checkpoint folder)
   vae     diffusers AutoencoderKL, 32x32x3 -> 8x8x4: L1 + L2 reconstruction, tiny KL
   scorer  transformers CLIPModel, contrastive, with one-attribute-off captions as hard negatives
@@ -9,9 +9,9 @@ Phases, in order; each saves a checkpoint every few minutes and resumes from it:
           min-SNR weighting, caption dropout (for classifier-free guidance), EMA, cosine LR
   final   OUT/model: StableDiffusionPipeline (EMA weights); OUT/scorer: CLIPModel + CLIPProcessor
 
-The step count of each phase is fixed either by the config (exact reproduction) or, by default,
-from the time budget: each phase times its first steps and sets its total to fill its share of
-the budget. The totals are recorded in the checkpoint, so a resumed run keeps them.
+The architectures are gal.miniature.architecture's. The step count of each phase is fixed either by the config
+(exact reproduction) or, by default, from the time budget: each phase times its first steps and sets its total to
+fill its share of the budget. The totals are recorded in the checkpoint, so a resumed run keeps them.
 Randomness is drawn per step from (seed, phase, step), so a checkpoint needs no RNG state.
 
     python -m gal.miniature.train OUT --minutes 120
@@ -20,13 +20,9 @@ Randomness is drawn per step from (seed, phase, step), so a checkpoint needs no 
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import json
 import math
 import shutil
-import signal
-import threading
 import time
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -35,33 +31,35 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from diffusers.training_utils import EMAModel, compute_snr
 
 from gal.miniature import check as quality
-from gal.miniature.layout import clip_processor, sd_pipeline, text_config, write_clip_tokenizer
-from gal.miniature.world import SIZE, Scene, caption, is_held_out, one_off_captions, render, sample_scenes, world_words
+from gal.miniature.architecture import (
+    MAX_LENGTH,
+    Sizes,
+    build_pipeline,
+    build_scorer,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+    noise_schedulers,
+    scorer_pixels,
+    scorer_processor,
+    write_tokenizer,
+)
+from gal.miniature.trainer import Interrupted, Run, averaged, parameters, run_phase, stop_on_signals
+from gal.miniature.world import Scene, caption, is_held_out, one_off_captions, render, sample_scenes
 from gal.score import ClipScorer
-from gal.storage import RunLock, folder_in_place, write_text
+from gal.storage import RunLock, folder_in_place
 
 PHASES = ("vae", "scorer", "unet")
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor defaults, used at training time too
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Sizes):
+    """The models' sizes (architecture.Sizes), and how to train them."""
+
     n_images: int = 48_000  # rendered once; ~a quarter show held-out subjects (VAE and scorer only)
-    # sizes (<= 40 MB of fp32 safetensors in all)
-    vae_channels: tuple = (32, 64, 64)
-    vae_groups: int = 16
-    unet_channels: tuple = (64, 96, 128)
-    unet_head_dim: int = 32
-    unet_groups: int = 32
-    text_width: int = 128
-    text_layers: int = 2
-    scorer_patch: int = 8  # 4x4 patches of 8x8 px: 3x faster than 4-px patches on CPU
-    scorer_width: int = 128
-    scorer_layers: int = 4
     # time split of the budget; the rest (~8%) goes to rendering, measuring and saving.
     # The scorer gets more than a quarter: in an 85-minute run its shape judgement limited every gate.
     vae_share: float = 0.17
@@ -88,330 +86,6 @@ class TrainConfig:
     measure_minutes: float = 15.0  # measured in each phase's own training time
     log_seconds: float = 30.0
     measure_n: int = 64
-
-
-class Interrupted(Exception):
-    """Raised inside a phase when this call's step allowance is used up (after a checkpoint)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Models
-
-MAX_LENGTH = 32  # tokens; the longest world prompt, placeholder included, is ~16
-
-
-def build_vae(cfg: TrainConfig):
-    from diffusers import AutoencoderKL
-
-    n = len(cfg.vae_channels)
-    return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=cfg.vae_channels,
-        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-        layers_per_block=1, norm_num_groups=cfg.vae_groups, sample_size=SIZE,
-    )
-
-
-def write_tokenizer(folder: str | Path, extra_words: tuple[str, ...] = ()):
-    """The world's tokenizer: every word of the world is one token, anything else still tokenizes."""
-    words = [w for w in world_words() + list(extra_words) if w.isalpha() and len(w) > 1]
-    return write_clip_tokenizer(folder, words, max_length=MAX_LENGTH)
-
-
-def _text_config(cfg: TrainConfig, tokenizer, width: int) -> dict:
-    return text_config(tokenizer, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=cfg.text_layers,
-                       num_attention_heads=4)
-
-
-def build_text_encoder(cfg: TrainConfig, tokenizer):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    return CLIPTextModel(CLIPTextConfig(**_text_config(cfg, tokenizer, cfg.text_width)))
-
-
-def build_unet(cfg: TrainConfig, vae_factor: int):
-    from diffusers import UNet2DConditionModel
-
-    n = len(cfg.unet_channels)
-    return UNet2DConditionModel(
-        sample_size=SIZE // vae_factor, in_channels=4, out_channels=4, layers_per_block=1,
-        block_out_channels=cfg.unet_channels, norm_num_groups=cfg.unet_groups,
-        cross_attention_dim=cfg.text_width,
-        attention_head_dim=tuple(max(1, c // cfg.unet_head_dim) for c in cfg.unet_channels),  # = number of heads
-        down_block_types=("CrossAttnDownBlock2D",) * n, up_block_types=("CrossAttnUpBlock2D",) * n,
-    )
-
-
-def build_scorer(cfg: TrainConfig, tokenizer):
-    from transformers import CLIPConfig, CLIPModel
-
-    w = cfg.scorer_width
-    return CLIPModel(CLIPConfig(
-        text_config=_text_config(cfg, tokenizer, cfg.text_width),
-        vision_config=dict(image_size=SIZE, patch_size=cfg.scorer_patch, hidden_size=w, intermediate_size=4 * w,
-                           num_hidden_layers=cfg.scorer_layers, num_attention_heads=4),
-        projection_dim=cfg.text_width,
-    ))
-
-
-def scorer_processor(tokenizer):
-    return clip_processor(tokenizer, SIZE, image_mean=CLIP_MEAN, image_std=CLIP_STD)
-
-
-def noise_schedulers():
-    """(training scheduler, sampling scheduler): SD's beta schedule, v-prediction."""
-    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
-
-    betas = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                 prediction_type="v_prediction")
-    return DDPMScheduler(**betas, clip_sample=False), DPMSolverMultistepScheduler(**betas)
-
-
-def build_pipeline(vae, text_encoder, tokenizer, unet):
-    return sd_pipeline(vae, text_encoder, tokenizer, unet, noise_schedulers()[1])
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints: safetensors for tensors, JSON for everything else (no pickle anywhere)
-
-
-def _optimizer_tensors(opt) -> dict[str, torch.Tensor]:
-    params = [p for group in opt.param_groups for p in group["params"]]
-    return {f"{i}.{k}": v.contiguous() for i, p in enumerate(params) for k, v in opt.state.get(p, {}).items()}
-
-
-def _load_optimizer(opt, tensors: dict[str, torch.Tensor]) -> None:
-    params = [p for group in opt.param_groups for p in group["params"]]
-    for key, value in tensors.items():
-        i, name = key.split(".", 1)
-        opt.state[params[int(i)]][name] = value
-
-
-def _module_tensors(modules: dict) -> dict[str, torch.Tensor]:
-    return {f"{name}.{k}": v.detach().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()}
-
-
-def _load_modules(modules: dict, tensors: dict[str, torch.Tensor]) -> None:
-    for name, m in modules.items():
-        prefix = name + "."
-        m.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-
-
-class EMA:
-    """Exponential moving average of parameters, with the usual warm-up of the decay."""
-
-    def __init__(self, modules: dict, decay: float):
-        self.decay = decay
-        self.shadow = {f"{n}.{k}": p.detach().clone() for n, m in modules.items() for k, p in m.named_parameters()}
-
-    @torch.no_grad()
-    def update(self, modules: dict, step: int) -> None:
-        decay = min(self.decay, (1 + step) / (10 + step))
-        for n, m in modules.items():
-            for k, p in m.named_parameters():
-                self.shadow[f"{n}.{k}"].lerp_(p.detach(), 1 - decay)
-
-    def averaged(self, modules: dict) -> dict:
-        """Copies of the modules holding the averaged weights."""
-        out = {}
-        for n, m in modules.items():
-            out[n] = copy.deepcopy(m).eval()
-            for k, p in out[n].named_parameters():
-                p.data.copy_(self.shadow[f"{n}.{k}"])
-        return out
-
-
-# ---------------------------------------------------------------------------------------------
-# A run: its folder, state, log and step allowance
-
-
-class Run:
-    def __init__(self, out_dir: Path, seed: int, cfg: TrainConfig, minutes_budget: float, max_steps: int | None):
-        self.out, self.seed, self.cfg = out_dir, seed, cfg
-        self.ckpt = out_dir / "checkpoint"
-        self.steps_left = max_steps
-        self.stop_signal: str | None = None  # set by SIGINT/SIGTERM; the step loop then checkpoints and stops
-        state_file = self.ckpt / "state.json"
-        if state_file.exists():
-            self.state = json.loads(state_file.read_text())
-            self._check_same_run(minutes_budget)
-            self.log(f"resuming from {state_file}: " + ", ".join(
-                f"{p} step {s['step']}/{s['total']}" for p, s in self.state["phases"].items()))
-        else:
-            self.ckpt.mkdir(parents=True, exist_ok=True)
-            self.state = {"seed": seed, "config": _jsonable(cfg), "minutes_budget": minutes_budget, "phases": {},
-                          "history": [], "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-            self.log(f"new run: seed {seed}, budget {minutes_budget} min, config {_jsonable(cfg)}")
-
-    def _check_same_run(self, minutes_budget: float) -> None:
-        stored = (self.state["seed"], _without_steps(self.state["config"]))
-        if stored != (self.seed, _without_steps(_jsonable(self.cfg))):
-            raise ValueError(f"{self.ckpt / 'state.json'} holds a run with another seed or config "
-                             f"(seed {stored[0]}); pass force=True to start over")
-        if minutes_budget != self.state["minutes_budget"]:
-            self.log(f"note: keeping the stored budget of {self.state['minutes_budget']} min, not {minutes_budget}")
-
-    def extend(self) -> list[str]:
-        """Explicit step counts above a phase's recorded total train that phase longer (the cosine
-        schedule stretched to the new total, a fresh optimizer if the phase had finished). Only the
-        scorer and the UNet: nothing else is trained on them, while the VAE's latents are."""
-        extended = []
-        for name in PHASES:
-            steps, phase = getattr(self.cfg, f"{name}_steps"), self.state["phases"].get(name)
-            if steps is None or phase is None or phase["total"] in (None, steps):
-                continue
-            if name == "vae" or steps < phase["step"]:
-                raise ValueError(f"--{name}-steps {steps}: the run's {name} phase is at step {phase['step']} of "
-                                 f"{phase['total']}; only the scorer and the UNet can be trained longer")
-            self.log(f"{name}: extending from {phase['total']} to {steps} steps")
-            phase.update(total=steps, done=False)
-            extended.append(name)
-        return extended
-
-    def done(self, phase: str) -> bool:
-        return bool(self.state["phases"].get(phase, {}).get("done"))
-
-    @property
-    def budget_seconds(self) -> float:
-        return 60.0 * self.state["minutes_budget"]
-
-    def log(self, message: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {message}"
-        print(line, flush=True)
-        with open(self.out / "train.log", "a") as f:
-            f.write(line + "\n")
-
-    def record(self, entry: dict) -> None:
-        self.state["history"].append(entry)
-        self.log(json.dumps(entry))
-
-    def save_state(self) -> None:
-        write_text(self.ckpt / "state.json", json.dumps(self.state, indent=1))  # a crash leaves the old or the new
-
-    def save_phase(self, name: str, tensors: dict[str, dict[str, torch.Tensor]]) -> None:
-        """Write the phase's tensors to a fresh folder, then point the state at it, then drop the old one."""
-        phase = self.state["phases"][name]
-        folder = self.ckpt / f"{name}-{phase['step']:07d}"
-        folder.mkdir(exist_ok=True)
-        for file, t in tensors.items():
-            save_file(t, folder / f"{file}.safetensors")
-        old, phase["folder"] = phase.get("folder"), folder.name
-        self.save_state()
-        if old and old != folder.name:
-            shutil.rmtree(self.ckpt / old, ignore_errors=True)
-
-    def load_phase(self, name: str) -> dict[str, dict[str, torch.Tensor]] | None:
-        folder = self.state["phases"].get(name, {}).get("folder")
-        if not folder:
-            return None
-        return {p.stem: load_file(p) for p in (self.ckpt / folder).glob("*.safetensors")}
-
-
-def _jsonable(cfg: TrainConfig) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def _without_steps(config: dict) -> dict:
-    return {k: v for k, v in config.items() if not k.endswith("_steps")}
-
-
-def _step_generator(seed: int, phase: str, step: int) -> torch.Generator:
-    entropy = np.random.SeedSequence([seed, PHASES.index(phase), step]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(entropy))
-
-
-def _lr_at(step: int, total: int | None, peak: float, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak."""
-    if total is not None:
-        warmup = min(warmup, max(1, total // 10))
-    lr = peak * min(1.0, (step + 1) / warmup)
-    if total is not None:
-        lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
-    return lr
-
-
-# ---------------------------------------------------------------------------------------------
-# The generic phase loop: step, time, calibrate, log, checkpoint, measure
-
-
-def run_phase(run: Run, name: str, modules: dict, loss_fn, peak_lr: float, measure, explicit_steps: int | None,
-              share: float, ema: EMA | None = None) -> None:
-    cfg = run.cfg
-    phase = run.state["phases"].setdefault(name, {"step": 0, "total": explicit_steps, "seconds": 0.0, "measured_at": 0.0})
-    params = [p for m in modules.values() for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=peak_lr, weight_decay=0.01)
-    saved = run.load_phase(name)
-    if saved:
-        _load_modules(modules, saved["model"])
-        _load_optimizer(opt, saved.get("optimizer", {}))
-        if ema is not None:
-            ema.shadow = saved["ema"]
-    if phase.get("done"):
-        return
-    for m in modules.values():
-        m.train()
-
-    def save(final: bool = False):
-        tensors = {"model": _module_tensors(modules)}
-        if not final:  # a finished phase needs no optimizer state
-            tensors["optimizer"] = _optimizer_tensors(opt)
-        if ema is not None:
-            tensors["ema"] = ema.shadow
-        run.save_phase(name, tensors)
-
-    calibration = []  # seconds of steps 5..24 of this call, to size the phase from the budget
-    last_save = last_log = time.time()
-    smoothed = None
-    while phase["total"] is None or phase["step"] < phase["total"]:
-        if run.stop_signal or (run.steps_left is not None and run.steps_left <= 0):
-            save()
-            raise Interrupted(f"stopped in phase {name} at step {phase['step']}" +
-                              (f" on {run.stop_signal}" if run.stop_signal else ""))
-        step = phase["step"]
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, phase["total"], peak_lr, cfg.warmup)
-        start = time.perf_counter()
-        loss = loss_fn(_step_generator(run.seed, name, step))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        if ema is not None:
-            ema.update(modules, step)
-        took = time.perf_counter() - start
-        phase["step"] += 1
-        phase["seconds"] += took
-        if run.steps_left is not None:
-            run.steps_left -= 1
-        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
-
-        if phase["total"] is None:
-            calibration.append(took)
-            if len(calibration) == 25:
-                per_step = float(np.mean(calibration[5:]))
-                remaining = share * run.budget_seconds - phase["seconds"]
-                phase["total"] = phase["step"] + max(1, int(remaining / per_step))
-                run.log(f"{name}: {per_step:.3f} s/step -> {phase['total']} steps in its share of the budget")
-        if time.time() - last_log >= cfg.log_seconds or phase["step"] == phase["total"]:
-            run.log(f"{name} step {phase['step']}/{phase['total']} loss {smoothed:.4f} "
-                    f"lr {opt.param_groups[0]['lr']:.2e} {phase['step'] / max(phase['seconds'], 1e-9):.2f} steps/s "
-                    f"(phase {phase['seconds'] / 60:.1f} min)")
-            last_log = time.time()
-        if phase["seconds"] - phase["measured_at"] >= 60 * cfg.measure_minutes:
-            phase["measured_at"] = phase["seconds"]
-            run.record({"phase": name, "step": phase["step"], "loss": smoothed, **_timed(measure)})
-        if time.time() - last_save >= 60 * cfg.checkpoint_minutes:
-            save()
-            last_save = time.time()
-    phase["done"] = True
-    save(final=True)  # before measuring, so an interruption there loses nothing
-    run.record({"phase": name, "step": phase["step"], "loss": smoothed, "final": True, **_timed(measure)})
-    run.save_state()
-
-
-def _timed(measure) -> dict:
-    start = time.time()
-    out = measure()
-    return {**out, "measure_seconds": round(time.time() - start, 1)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -562,11 +236,6 @@ def _pooled(output) -> torch.Tensor:
     return output if torch.is_tensor(output) else output.pooler_output
 
 
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    """What the saved CLIPImageProcessor does to a 32x32 image, on a [0, 1] batch."""
-    return (x - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
-
-
 def train_scorer(run: Run, data: Data, vae, tokenizer):
     cfg = run.cfg
     pool, pool_scene = data.images, torch.arange(len(data.images))
@@ -595,7 +264,7 @@ def train_scorer(run: Run, data: Data, vae, tokenizer):
         position = {t: i for i, t in enumerate(texts)}
         target = torch.tensor([position[t] for t in truths])
         ids, mask = data.token_ids(texts)
-        image_f = _pooled(model.get_image_features(pixel_values=_normalize(_augment(_to_unit(pool[idx]), g))))
+        image_f = _pooled(model.get_image_features(pixel_values=scorer_pixels(_augment(_to_unit(pool[idx]), g))))
         text_f = _pooled(model.get_text_features(input_ids=ids, attention_mask=mask))
         image_f = image_f / image_f.norm(dim=-1, keepdim=True)
         text_f = text_f / text_f.norm(dim=-1, keepdim=True)
@@ -625,7 +294,6 @@ def _training_caption(scene: Scene, g: torch.Generator, dropout: float) -> str:
 
 def train_unet(run: Run, data: Data, vae, tokenizer, scorer, processor):
     cfg = run.cfg
-    vae_factor = 2 ** (len(cfg.vae_channels) - 1)
     held_in = data.held_in
     mean, std = encode_latents(vae, data.images[held_in]) if not run.done("unet") else (None, None)
     if "scaling_factor" not in run.state:
@@ -634,51 +302,54 @@ def train_unet(run: Run, data: Data, vae, tokenizer, scorer, processor):
     vae.register_to_config(scaling_factor=scaling)
     torch.manual_seed(run.seed + 2)
     text_encoder = build_text_encoder(cfg, tokenizer)
-    unet = build_unet(cfg, vae_factor)
+    unet = build_unet(cfg)
     modules = {"unet": unet, "text_encoder": text_encoder}
-    ema = EMA(modules, cfg.ema_decay)
+    # diffusers' warm-up: decay min(ema_decay, n / (9 + n)) at update n, except the first, which copies the weights
+    ema = EMAModel(parameters(modules), decay=cfg.ema_decay)
     noise_scheduler = noise_schedulers()[0]
-    alphas = noise_scheduler.alphas_cumprod
 
     def loss_fn(g):
         pick = torch.randint(len(held_in), (cfg.batch_size,), generator=g)
         z = (mean[pick] + std[pick] * torch.randn(mean[pick].shape, generator=g)) * scaling
         texts = [_training_caption(data.scenes[i], g, cfg.caption_dropout) for i in held_in[pick].tolist()]
         ids, _ = data.token_ids(texts, pad_to=MAX_LENGTH)  # padded as the pipeline pads prompts
-        t = torch.randint(0, len(alphas), (len(z),), generator=g)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(z),), generator=g)
         noise = torch.randn(z.shape, generator=g)
         prediction = unet(noise_scheduler.add_noise(z, noise, t), t, text_encoder(ids)[0]).sample
         target = noise_scheduler.get_velocity(z, noise, t)
-        snr = alphas[t] / (1 - alphas[t])
+        snr = compute_snr(noise_scheduler, t)
         weight = snr.clamp(max=cfg.min_snr_gamma) / (snr + 1)  # min-SNR weighting for v-prediction
         return (weight * (prediction - target).pow(2).mean(dim=(1, 2, 3))).mean()
 
     def measure():
-        averaged = ema.averaged(modules)
-        pipe = build_pipeline(vae, averaged["text_encoder"], tokenizer, averaged["unet"])
+        average = averaged(ema, modules)
+        pipe = build_pipeline(vae, average["text_encoder"], tokenizer, average["unet"])
         return {"generator": quality.generator_accuracy(pipe, ClipScorer.from_modules(scorer, processor), n=cfg.measure_n)}
 
     run_phase(run, "unet", modules, loss_fn, cfg.unet_lr, measure, cfg.unet_steps, cfg.unet_share, ema=ema)
-    return ema.averaged(modules)
+    return averaged(ema, modules)
 
 
 # ---------------------------------------------------------------------------------------------
 # Entry point
 
 
-def _stop_on_signals(run: Run) -> dict:
-    """Ctrl-C or a TERM (e.g. from `timeout`) stops at the next step boundary with a checkpoint;
-    a second Ctrl-C interrupts at once. Returns the handlers to restore."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handler(signum, frame):
-        if run.stop_signal:
-            raise KeyboardInterrupt
-        run.stop_signal = signal.Signals(signum).name
-        run.log(f"{run.stop_signal} received: stopping at the next step with a checkpoint")
-
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+def extend(run: Run) -> list[str]:
+    """Explicit step counts above a phase's recorded total train that phase longer (the cosine
+    schedule stretched to the new total, a fresh optimizer if the phase had finished). Only the
+    scorer and the UNet: nothing else is trained on them, while the VAE's latents are."""
+    extended = []
+    for name in PHASES:
+        steps, phase = getattr(run.cfg, f"{name}_steps"), run.state["phases"].get(name)
+        if steps is None or phase is None or phase["total"] in (None, steps):
+            continue
+        if name == "vae" or steps < phase["step"]:
+            raise ValueError(f"--{name}-steps {steps}: the run's {name} phase is at step {phase['step']} of "
+                             f"{phase['total']}; only the scorer and the UNet can be trained longer")
+        run.log(f"{name}: extending from {phase['total']} to {steps} steps")
+        phase.update(total=steps, done=False)
+        extended.append(name)
+    return extended
 
 
 def final_paths(out_dir: str | Path) -> tuple[Path, Path]:
@@ -723,26 +394,23 @@ def _train_locked(out_dir: Path, seed: int, minutes_budget: float, force: bool, 
     if finished and not force and not (out_dir / "checkpoint" / "state.json").exists():
         raise FileExistsError(f"{out_dir} already holds trained weights ({model_dir}, {scorer_dir}); "
                               "pass force=True (--force) to train again from scratch")
-    run = Run(out_dir, seed, cfg, minutes_budget, max_steps)
-    if not run.extend() and finished and not force:
+    run = Run(out_dir, seed, cfg, minutes_budget, max_steps, PHASES)
+    if not extend(run) and finished and not force:
         raise FileExistsError(f"{out_dir} already holds trained weights ({model_dir}, {scorer_dir}); "
                               "pass force=True (--force) to train again from scratch, or a larger "
                               "--scorer-steps/--unet-steps to train a phase longer")
     start = time.time()
-    previous = _stop_on_signals(run)
     try:
-        tokenizer = write_tokenizer(run.ckpt / "tokenizer")
-        data = load_data(run, tokenizer)
-        vae = train_vae(run, data)
-        scorer, processor = train_scorer(run, data, vae, tokenizer)
-        averaged = train_unet(run, data, vae, tokenizer, scorer, processor)
+        with stop_on_signals(run):
+            tokenizer = write_tokenizer(run.ckpt / "tokenizer")
+            data = load_data(run, tokenizer)
+            vae = train_vae(run, data)
+            scorer, processor = train_scorer(run, data, vae, tokenizer)
+            average = train_unet(run, data, vae, tokenizer, scorer, processor)
     except Interrupted as stop:
         run.log(f"{stop}; run again to resume")
         return {"status": "interrupted", "checkpoint": str(run.ckpt)}
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    write_final(out_dir, build_pipeline(vae, averaged["text_encoder"], tokenizer, averaged["unet"]), scorer, processor)
+    write_final(out_dir, build_pipeline(vae, average["text_encoder"], tokenizer, average["unet"]), scorer, processor)
     final = quality.check(model_dir, scorer_dir, n=cfg.measure_n)
     run.state["final"] = final
     run.state["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
