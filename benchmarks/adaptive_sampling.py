@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 def replay_run(run_dir: Path) -> list[dict]:
     from gal import sampling
     from gal.ledger import Ledger
-    from gal.loop import score_directions
+    from gal.strategy import score_directions
 
     ledger = Ledger(run_dir)
     try:

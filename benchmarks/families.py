@@ -1,5 +1,5 @@
 """Speed and memory of a model family (gal.family) on a GPU, on random weights in its real architecture built on
-the device (gal.builders; nothing is downloaded: speed depends on the architecture, not on the weights).
+the device (fixtures.families; nothing is downloaded: speed depends on the architecture, not on the weights).
 
 - query: gal's query generation (gal.generate.generate: per-sample seeds, the auto batch size, autocast as
   `gal run`) against the loop a user writes with plain diffusers: one pipeline call per anchor with
@@ -37,36 +37,36 @@ import torch  # noqa: E402
 PROMPTS = ["a <sks> dog in a museum", "a <sks> dog on a boat", "a <sks> dog in the snow"]
 
 
-NEW = {"flux2-klein-4b": lambda work, full: builders().flux2_klein_pipeline(work, "4b" if full else None),
-       "flux2-klein-9b": lambda work, full: builders().flux2_klein_pipeline(work, "9b" if full else None),
-       "z-image": lambda work, full: builders().z_image_pipeline(work, full),
-       "qwen-image": lambda work, full: builders().qwen_image_pipeline(work, full),
-       "chroma": lambda work, full: builders().chroma_pipeline(work, full)}
+NEW = {"flux2-klein-4b": lambda work, full: layouts().flux2_klein_pipeline(work, "4b" if full else None),
+       "flux2-klein-9b": lambda work, full: layouts().flux2_klein_pipeline(work, "9b" if full else None),
+       "z-image": lambda work, full: layouts().z_image_pipeline(work, full),
+       "qwen-image": lambda work, full: layouts().qwen_image_pipeline(work, full),
+       "chroma": lambda work, full: layouts().chroma_pipeline(work, full)}
 
 
-def builders():
-    from gal import builders
+def layouts():
+    from fixtures import families
 
-    return builders
+    return families
 
 
 def build(family: str, full: bool, device: torch.device, dtype: torch.dtype, quantize: str = "none"):
     """The family's pipeline with random weights, initialised on `device` in `dtype` (an SDXL VAE stays fp32, as
     gal.models.load_pipeline keeps it), its transformer and text encoders quantized in place (`quantize`)."""
     from gal.family import family_of
-    from gal.models import use_query_sampler
+    from gal.miniature.layout import write_clip_tokenizer
 
     work = Path(tempfile.mkdtemp(prefix="gal-bench-tokenizers-"))
-    tokenizer = builders().write_clip_tokenizer(work / "clip")
+    tokenizer = write_clip_tokenizer(work / "clip")
     torch.manual_seed(0)
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # a 20B transformer is built in bf16, not in fp32 first
     try:
         with torch.device(device):
             if family == "sdxl":
-                pipe = builders().sdxl_pipeline(tokenizer, full=full)
+                pipe = layouts().sdxl_pipeline(tokenizer, full=full)
             elif family == "flux":
-                pipe = builders().flux_pipeline(tokenizer, builders().write_t5_tokenizer(work / "t5"), dev=True, full=full)
+                pipe = layouts().flux_pipeline(tokenizer, layouts().write_t5_tokenizer(work / "t5"), dev=True, full=full)
             else:
                 pipe = NEW[family](work, full)
     finally:
@@ -83,7 +83,7 @@ def build(family: str, full: bool, device: torch.device, dtype: torch.dtype, qua
         pipe.vae.to(torch.float32)
     pipe.vae.enable_slicing()
     pipe.set_progress_bar_config(disable=True)
-    use_query_sampler(pipe)  # gal's sampler for the family, on both sides
+    family_of(pipe).use_query_sampler(pipe)  # gal's sampler for the family, on both sides
     return pipe
 
 

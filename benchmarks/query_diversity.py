@@ -40,18 +40,19 @@ def measure(run_dir: Path, guidances: list[float], samplers: list[str], step_cou
     from gal import strategy
     from gal.components import Components
     from gal.config import make_config
+    from gal.family import family_of
     from gal.generate import generate, sample_seed
     from gal.ledger import Ledger
-    from gal.preflight import non_soi_texts
+    from gal.references import non_soi_texts
 
     ledger = Ledger(run_dir)
     try:
         cfg = make_config({**ledger.get("config"), "out": str(run_dir)}, source=str(run_dir))
-        pool, non_soi = ledger.pool(1), non_soi_texts(cfg, ledger)
+        pool, non_soi = ledger.pool(1), non_soi_texts(cfg, ledger.added(0))
         checkpoint = run_dir / ledger.round(1)["checkpoint"]
     finally:
         ledger.close()
-    parts = Components(cfg)
+    parts = Components(cfg, family_of(cfg.base))
     parts.personalizer.load(checkpoint)
     base_config = parts.pipe.scheduler.config
     todo = [(a, j) for a in pool for j in range(cfg.m)]

@@ -68,35 +68,36 @@ def settings(a, device: torch.device, resolution: int) -> dict:
 
 def project_side(a) -> dict:
     from gal.components import Components
-    from gal.config import Config, resolved
+    from gal.config import Config
+    from gal.family import family_of
     from gal.generate import sample_seed
+    from gal.resolve import settle
 
     device = harness.pick_device(a.device)
     start = time.perf_counter()
-    cfg = resolved(Config(references="-", subject=SUBJECT, base=a.base, scorer=a.scorer, device=str(device),
-                          mixed_precision=harness.MIXED_PRECISION[a.dtype], resolution=a.resolution,
-                          gen_batch_size=str(a.batch_size)))
-    parts = Components(cfg)  # as gal run: pipeline, LoRA adapter, scorer, query sampler
+    cfg, family = settle(Config(references="-", subject=SUBJECT, base=a.base, scorer=a.scorer, device=str(device),
+                                mixed_precision=harness.MIXED_PRECISION[a.dtype], resolution=a.resolution,
+                                gen_batch_size=str(a.batch_size)), family_of=family_of)
+    parts = Components(cfg, family)  # as gal run: pipeline, LoRA adapter, scorer, query sampler
     parts.personalizer.load(Path(a.lora))  # the round's LoRA weights
-    parts.non_soi_texts = NON_SOI
     harness.sync(device)
     load_s = time.perf_counter() - start
 
     pool = anchors(a.anchors)
     if a.warmup == "on":  # one short batch: kernels chosen, caches allocated (no text of the run is cached here)
         n = min(parts.gen_batch_size, 4)
-        for _ in parts.query.scored([pool[0].prompt] * n, ["warm-up"] * n, parts.non_soi_texts, list(range(n)),
+        for _ in parts.query.scored([pool[0].prompt] * n, ["warm-up"] * n, NON_SOI, list(range(n)),
                                     steps=2, guidance=GUIDANCE, desc="warm-up"):
             pass
         parts.scorer._text_cache.clear()
     scores = []
     with harness.Timer(device) as timer:
-        for r in range(1, a.rounds + 1):  # gal.loop._rounds and _sample: every anchor x j, batched across anchors
+        for r in range(1, a.rounds + 1):  # as gal.query.Query.round: every anchor x j, batched across anchors
             todo = [(anchor, j) for anchor in pool for j in range(a.m)]
             seeds = [sample_seed(a.seed, r, anchor.idx, j) for anchor, j in todo]
             with parts.personalizer.merged():
                 for _, _, _, s_a, s_n in parts.query.scored([x.prompt for x, _ in todo], [x.text for x, _ in todo],
-                                                            parts.non_soi_texts, seeds, steps=a.steps,
+                                                            NON_SOI, seeds, steps=a.steps,
                                                             guidance=GUIDANCE, desc=f"round {r}: query"):
                     scores += list(zip(s_a, s_n))
     n = len(scores)
@@ -258,7 +259,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scorer", help="transformers CLIP folder (default: as --base)")
     p.add_argument("--arch", default="auto", choices=harness.ARCHS,
                    help="random-weight model to build when --base/--scorer are not given (default auto: bundled "
-                        "miniature model, else gal.builders' tiny)")
+                        "miniature model, else the fixtures' tiny)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--anchors", type=int, default=18, help="anchors per round (default 18, the paper's)")
     p.add_argument("--m", type=int, default=10, help="samples per anchor (default 10)")

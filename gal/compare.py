@@ -41,17 +41,18 @@ def evaluate_checkpoints(cfg: Config, loras: Sequence[str], scales: Sequence[flo
 
     from gal import models
     from gal.anchors import make_anchors, read_templates
-    from gal.config import check_device, resolved, this_machine
     from gal.family import family_of
     from gal.generate import auto_batch_size
     from gal.query import Query
     from gal.references import read_references
+    from gal.resolve import check_device, settle, this_machine
     from gal.score import ClipScorer
 
     for s in scales:
         check_lora_scale(s)
-    cfg = resolved(cfg, this_machine(), family_of)
-    check_device(device, cfg.mixed_precision, this_machine())
+    machine = this_machine()
+    cfg, family = settle(cfg, machine, family_of=family_of)
+    check_device(device, cfg.mixed_precision, machine)
     m = m or cfg.m
     found = [c for path in loras for c in find(path)] if loras else [None]
     if len(scales) != len(set(scales)):
@@ -69,9 +70,9 @@ def evaluate_checkpoints(cfg: Config, loras: Sequence[str], scales: Sequence[flo
     scorer = ClipScorer(cfg.scorer, device=torch_device)
     precision = models.mixed_precision(cfg.mixed_precision, torch_device)  # bf16 on GPUs, as `gal run`
     dtype = models.precision_dtype(precision)
-    pipe = models.load_pipeline(cfg.base, dtype, dtype).to(torch_device)
-    models.use_query_sampler(pipe)
-    resolution = models.image_resolution(pipe, cfg.resolution)
+    pipe = models.load_pipeline(cfg.base, dtype, dtype, family=family).to(torch_device)
+    family.use_query_sampler(pipe)
+    resolution = models.image_resolution(pipe, cfg.resolution, family)
     query = Query(pipe, scorer, PartialState(), auto_batch_size(torch_device, resolution), resolution,
                   dtype if precision != "no" else None)
     regions = _Regions(segmenter, torch_device, cfg, refs, scorer) if masked else None
@@ -127,17 +128,16 @@ def evaluate_model(cfg: Config, *, lora: str | None = None, n: int = N_EVAL, see
 
 
 def recommended(rows: list[dict]) -> dict:
-    """`gal.keep`'s rule on the validation split (the anchors): the best TXT-ALN among the rows that keep 80% of the
-    IMG-ALN of the last checkpoint at scale 1 (or the row nearest scale 1), ties to the earlier step and the lower
-    scale."""
-    from gal.keep import KEEP_IMAGE
+    """`gal.keep.keep_rule` on the validation split (the anchors), against the IMG-ALN of the last checkpoint at scale 1
+    (or the row nearest scale 1), ties to the earlier step and the lower scale."""
+    from gal.keep import KEEP_IMAGE, keep_rule
 
     last = [r for r in rows if r["checkpoint"] == rows[-1]["checkpoint"]]
     reference = min(last, key=lambda r: abs(r["scale"] - 1.0))
-    floor = reference["validation"]["img_aln"] - (1 - KEEP_IMAGE) * abs(reference["validation"]["img_aln"])
-    kept = [r for r in rows if r["validation"]["img_aln"] >= floor]
-    best = max(kept, key=lambda r: (r["validation"]["txt_aln"], -(r["step"] or 0), -r["scale"]))
-    dropped = len(rows) - len(kept)
+    order = sorted(rows, key=lambda r: (r["step"] or 0, r["scale"]))  # the ties' preference
+    chosen, lost = keep_rule([r["validation"]["txt_aln"] for r in order], [r["validation"]["img_aln"] for r in order],
+                             reference["validation"]["img_aln"])
+    best, dropped = order[chosen], len(lost)
     why = (f"the best TXT-ALN on the validation split (the anchors, {best['validation']['txt_aln']:.3f}) among the "
            f"checkpoints and scales that keep {KEEP_IMAGE:.0%} of {reference['label']}'s IMG-ALN "
            f"({reference['validation']['img_aln']:.3f})" + (f"; {dropped} lost more of it" if dropped else ""))

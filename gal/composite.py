@@ -25,13 +25,15 @@ from __future__ import annotations
 import inspect
 import re
 from contextlib import nullcontext
-from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
 
+from gal import run_folder, strategy
 from gal.errors import GalError
+from gal.ledger import Reference
+from gal.storage import write_png
 
 CLEAR = 6 / 32  # of the picture's side: 6 pixels of the miniature world's 32 (its objects sit a little off the
 # references' and can be larger; looked at on seed 0's round-1 pictures, checked on seed 2's)
@@ -55,11 +57,6 @@ def names_a_style(template: str) -> bool:
 def clearing(side: int) -> int:
     """How many pixels round the subject's outline are cleared in a picture of `side` pixels."""
     return max(1, round(CLEAR * side))
-
-
-def mask_path(reference: Path) -> Path:
-    """Where a run keeps a reference's mask: `NAME.mask.png` beside its copy `NAME.png`, the users' convention."""
-    return reference.with_name(reference.stem + ".mask.png")
 
 
 def cutout(image: Image.Image, mask: np.ndarray, resolution: int) -> Subject:
@@ -129,12 +126,19 @@ def fill(image: np.ndarray, region: np.ndarray, iterations: int = 300) -> np.nda
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def subjects(ledger, resolution: int) -> list[Subject]:
+    """The references' subjects that composites paste, from the run's own copies of the images and their masks."""
+    return [cutout(run_folder.read_image(ledger.run_dir / t.path, "reference"),
+                   run_folder.read_mask(ledger.run_dir / t.path), resolution) for t in ledger.added(0)]
+
+
 class Composer:
     """The composites of a round's chosen directions, as a component beside the query: built from the loaded pipeline
-    (its image-to-image twin shares every module, `AutoPipelineForImage2Image.from_pipe`), the scorer and the batch
-    size. The caller turns the LoRA off (`Personalizer.merged(0)`): both pipelines draw as the base model."""
+    (its image-to-image twin shares every module, `AutoPipelineForImage2Image.from_pipe`), its family, the scorer and
+    the batch size. `best` draws with whatever weights the pipeline holds; `add` turns the LoRA off first
+    (`Personalizer.merged(0)`): both pipelines draw as the base model."""
 
-    def __init__(self, pipe, scorer, resolution: int, batch_size: int, autocast_dtype=None):
+    def __init__(self, pipe, family, scorer, resolution: int, batch_size: int, autocast_dtype=None):
         from diffusers import AutoPipelineForImage2Image
 
         try:
@@ -146,11 +150,24 @@ class Composer:
         # the flow-matching twins draw at their default size unless told (SD's draw at the image's)
         parameters = inspect.signature(self.img2img.__call__).parameters
         self.size = {"height": resolution, "width": resolution} if "height" in parameters else {}
-        from gal.family import family_of
-
-        self.family = family_of(pipe)  # its guidance arguments
+        self.family = family  # its guidance arguments
         self.pipe, self.scorer, self.resolution = pipe, scorer, resolution
         self.batch_size, self.autocast_dtype = batch_size, autocast_dtype
+
+    def add(self, personalizer, ledger, writer, r: int, chosen: list, weight: float, *, steps: int,
+            guidance: float) -> list:
+        """Round r's chosen directions' composites as new references of T, at `weight`, made from their samples' seeds
+        with the LoRA turned off, and written (`rounds/R/added/`) before the round that names them closes (a resumed
+        round makes the same ones again)."""
+        if not chosen:  # Eq. 10 ended the run: nothing to add
+            return []
+        seeds = [[s.seed for s in sorted(row, key=lambda s: s.j)] for row in strategy.by_direction(ledger.samples(r), chosen)]
+        with personalizer.merged(0.0):  # the base model: the LoRA's update at scale 0
+            made = self.best([a.text for a in chosen], seeds, [names_a_style(a.template) for a in chosen],
+                             subjects(ledger, self.resolution), steps=steps, guidance=guidance)
+        paths = [run_folder.added(r, a.idx) for a in chosen]
+        writer.files(lambda: [write_png(ledger.run_dir / p, Image.fromarray(image)) for p, image in zip(paths, made)])
+        return [Reference(p, a.prompt, weight, r, a.idx) for p, a in zip(paths, chosen)]
 
     def best(self, texts: Sequence[str], seeds: Sequence[Sequence[int]], restyled: Sequence[bool],
              subjects: Sequence[Subject], *, steps: int, guidance: float) -> list[np.ndarray]:

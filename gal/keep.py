@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from typing import Sequence
 
-KEEP_IMAGE = 0.8  # the share of round 1's IMG-ALN a recommended round keeps
+KEEP_IMAGE = 0.8  # the share of the fully trained checkpoint's IMG-ALN a recommended one keeps
+
+
+def keep_rule(txt_aln: Sequence[float], img_aln: Sequence[float], reference: float, keep: float = KEEP_IMAGE
+              ) -> tuple[int, list[int]]:
+    """The rule that names the checkpoint to keep, for a run's rounds and for any trainer's checkpoints alike: the best
+    TXT-ALN among the candidates that keep `keep` of the `reference` IMG-ALN (the fully trained checkpoint's: the
+    subject is still there), ties to the first candidate (list them in the order to prefer). Returns the chosen
+    candidate and those that lost more of it."""
+    floor = reference - (1 - keep) * abs(reference)
+    kept = [i for i, v in enumerate(img_aln) if v >= floor]
+    return max(kept, key=lambda i: (txt_aln[i], -i)), [i for i, v in enumerate(img_aln) if v < floor]
 
 
 def recommended_round(evaluated: Sequence[dict], keep: float = KEEP_IMAGE) -> tuple[int, str]:
-    """The checkpoint to keep, from a run's evaluated rounds (in order, round 1 first): the best TXT-ALN
-    among the rounds that keep `keep` of round 1's IMG-ALN (the subject is still there), ties to the
-    earlier round. `gal bench` measures how this choice stands against the frontier of training less."""
+    """The round to keep, from a run's evaluated rounds (in order, round 1 first): `keep_rule` against round 1's IMG-ALN,
+    ties to the earlier round. `gal bench` measures how this choice stands against the frontier of training less."""
     first = evaluated[0]
-    floor = first["img_aln"] - (1 - keep) * abs(first["img_aln"])
-    kept = [r for r in evaluated if r["img_aln"] >= floor]
-    best = max(kept, key=lambda r: (r["txt_aln"], -r["round"]))
-    dropped = [r["round"] for r in evaluated if r["img_aln"] < floor]
+    chosen, lost = keep_rule([r["txt_aln"] for r in evaluated], [r["img_aln"] for r in evaluated], first["img_aln"], keep)
+    best, dropped = evaluated[chosen], [evaluated[i]["round"] for i in lost]
     why = (f"the best TXT-ALN ({best['txt_aln']:.3f}) among the rounds that keep {keep:.0%} of round 1's "
            f"IMG-ALN ({first['img_aln']:.3f})")
     if dropped:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import re
 from importlib import resources
 from pathlib import Path
@@ -141,15 +140,6 @@ def validation_prompts(anchors, added_from: set[int]) -> list[TestPrompt]:
     return [TestPrompt(a.prompt, a.text) for a in anchors if a.idx not in added_from]
 
 
-def evaluation_folder(settings: dict) -> str:
-    """Where one evaluation setting's images go, relative to the run: a folder of its own per setting, so that
-    no evaluation writes over another's images (`eval/n4-seed0-test-1a2b3c/round-2/`)."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
-    split = "validation" if settings["prompts"] == "validation" else "test"
-    scale = f"-scale{settings['lora_scale']:g}" if "lora_scale" in settings else ""
-    return f"eval/n{settings['n']}-seed{settings['seed']}-{split}{scale}-{digest}"
-
-
 def _file_digest(path: str) -> str:
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -157,27 +147,21 @@ def _file_digest(path: str) -> str:
         raise GalError(f"--prompts {path}: cannot read it ({e.__class__.__name__}); expected a text file") from None
 
 
-def evaluate_run(run_dir: Path, *, rounds: list[int] | None = None, n: int = N_EVAL, seed: int = 0,
-                 prompts_file: str | None = None, image_model: str | None = None, lora_scale: float = 1.0,
-                 split: str = "test", device: str = "auto", log=print) -> list[dict]:
-    """Evaluate every round's checkpoint of a run (or `rounds`), each once per setting: results are kept
-    in the run's ledger and read back on the next call. `split`: the test prompts (the paper's, or
-    `prompts_file`), or the validation split (`validation_prompts`); `lora_scale` turns each round's LoRA
-    down (or up) as a user of the LoRA file can."""
-    return evaluate_splits(run_dir, rounds=rounds, n=n, seed=seed, prompts_file=prompts_file, image_model=image_model,
-                           lora_scale=lora_scale, splits=(split,), device=device, log=log)[split]
-
-
 def evaluate_splits(run_dir: Path, *, rounds: list[int] | None = None, n: int = N_EVAL, seed: int = 0,
                     prompts_file: str | None = None, image_model: str | None = None, lora_scale: float = 1.0,
                     splits: Sequence[str] = ("test",), device: str = "auto", log=print) -> dict[str, list[dict]]:
-    """`evaluate_run` for several splits at once, each round's weights loaded once for all of them (`prompts_file`
-    is the test split's). A run whose anchors all had an image added has no validation split: [] when other
-    splits are asked for too, else refused."""
+    """Every round's checkpoint of a run (or `rounds`) on each split, each once per setting: results are kept in the
+    run's ledger and read back on the next call, each round's weights loaded once for all splits. `splits`: the test
+    prompts (the paper's, or `prompts_file`) and the validation split (`validation_prompts`); a run whose anchors all
+    had an image added has no validation split: [] when other splits are asked for too, else refused. `lora_scale`
+    turns each round's LoRA down (or up) as a user of the LoRA file can."""
+    from gal import run_folder
     from gal.components import Components
-    from gal.config import check_device, make_config, this_machine
+    from gal.config import make_config
+    from gal.family import family_of
     from gal.ledger import Ledger
-    from gal.preflight import load_checkpoint, non_soi_texts, read_image
+    from gal.references import non_soi_texts
+    from gal.resolve import check_device, this_machine
     from gal.storage import RunLock
 
     run_dir = Path(run_dir)
@@ -229,20 +213,22 @@ def evaluate_splits(run_dir: Path, *, rounds: list[int] | None = None, n: int = 
                     jobs[split] = (settings, prompts)
             todo = [r for r in done if any(ledger.evaluation(r["round"], j[0]) is None for j in jobs.values())]
             if todo:
-                parts = Components(cfg, trains=False)
+                parts = Components(cfg, family_of(cfg.base), trains=False)
                 embedder = ImageEmbedder(image_model, parts.accelerator.device) if image_model else None
-                references = [read_image(run_dir / ref.path, "reference") for ref in ledger.added(0)]
+                references = [run_folder.read_image(run_dir / ref.path, "reference") for ref in ledger.added(0)]
+                non_soi = non_soi_texts(cfg, ledger.added(0))
                 for r in todo:
                     if not (run_dir / r["checkpoint"]).is_dir():
                         raise GalError(f"{run_dir / r['checkpoint']}: missing; it holds round {r['round']}'s weights; "
                                        "restore it from a copy of the run folder (--round N evaluates the others)")
-                    load_checkpoint(parts.personalizer, run_dir / r["checkpoint"], r["round"], closed=bool(r["closed"]))
+                    run_folder.load_checkpoint(parts.personalizer, run_dir / r["checkpoint"], r["round"],
+                                               closed=bool(r["closed"]))
                     for split, (settings, prompts) in jobs.items():
                         if ledger.evaluation(r["round"], settings) is not None:
                             continue
-                        folder = f"{evaluation_folder(settings)}/round-{r['round']}"
+                        folder = f"{run_folder.evaluation(settings)}/round-{r['round']}"
                         with parts.personalizer.merged(lora_scale):
-                            metrics = evaluate(parts.query, prompts, references, non_soi_texts(cfg, ledger), n=n,
+                            metrics = evaluate(parts.query, prompts, references, non_soi, n=n,
                                                seed=seed, steps=cfg.steps, guidance=cfg.guidance, image_model=embedder,
                                                save_dir=run_dir / folder, desc=f"round {r['round']}: eval ({split})")
                         metrics["folder"] = folder

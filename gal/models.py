@@ -35,16 +35,18 @@ def quiet_transformers():
 
 
 def load_pipeline(name_or_path: str, frozen_dtype: torch.dtype = torch.float32,
-                  denoiser_dtype: torch.dtype = torch.float32, allow_pickle: bool = False, quantize: str = "none"):
-    """The pipeline of the base's family (gal.family), with VAE and text encoders in `frozen_dtype` (an SDXL VAE
-    stays fp32) and the denoiser (UNet, or Flux's transformer) in `denoiser_dtype`; `quantize` (int8, nf4, fp8)
-    quantizes the denoiser's and the text encoders' linear layers as they load (`quantization_config`)."""
+                  denoiser_dtype: torch.dtype = torch.float32, allow_pickle: bool = False, quantize: str = "none",
+                  family=None):
+    """The pipeline of the base's family (gal.family; read from its model_index.json unless given), with VAE and text
+    encoders in `frozen_dtype` (an SDXL VAE stays fp32) and the denoiser (UNet, or Flux's transformer) in
+    `denoiser_dtype`; `quantize` (int8, nf4, fp8) quantizes the denoiser's and the text encoders' linear layers as they
+    load (`quantization_config`)."""
     from gal.family import family_of
 
     name_or_path = locate(name_or_path, "--base")
     check_model_folder(name_or_path, "--base", allow_pickle)
     with quiet_transformers():
-        family = family_of(name_or_path)
+        family = family or family_of(name_or_path)
         try:
             # each part read straight into its dtype: a 12B Flux transformer never sits in CPU memory in fp32
             dtypes = {"default": frozen_dtype, family.denoiser: denoiser_dtype,
@@ -98,25 +100,18 @@ def quantization_method(module) -> str | None:
     return getattr(method, "value", method)
 
 
-def use_query_sampler(pipe) -> None:
-    """The query and evaluation sampler of the pipeline's family (SD, SDXL: DPM-Solver, as the authors' code)."""
-    from gal.family import family_of
-
-    family_of(pipe).use_query_sampler(pipe)
-
-
 def native_resolution(pipe) -> int:
     from gal.family import family_of
 
     return family_of(pipe).native_resolution(pipe)
 
 
-def image_resolution(pipe, requested: int | None) -> int:
+def image_resolution(pipe, requested: int | None, family=None) -> int:
     """`--resolution`, or the model's own; refused in one line when the family cannot work at it (Flux packs 2x2
     latent pixels: with its 8x VAE, sides are multiples of 16)."""
     from gal.family import family_of
 
-    family = family_of(pipe)
+    family = family or family_of(pipe)
     resolution, multiple = requested or family.native_resolution(pipe), family.resolution_multiple(pipe)
     if resolution % multiple:
         raise GalError(f"--resolution {resolution}: {family.label} works on sides that are multiples of {multiple}; "

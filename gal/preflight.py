@@ -1,22 +1,22 @@
-"""What a run starts from: the checks of its inputs and folder, and the first record in the ledger."""
+"""What a run starts from, before anything is written: the folder's state, the inputs read and checked, every value
+of the config settled (`resolve.settle`), and, under the folder's lock, the first record in the ledger."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import yaml
-from PIL import Image
 
+from gal import run_folder
 from gal.anchors import make_anchors, read_templates
-from gal.composite import mask_path
-from gal.config import Config, make_config, resolved, result_dict, settle_added, to_dict, valid_keys
-from gal.errors import GalError
+from gal.config import Config, result_dict, to_dict, valid_keys
+from gal.errors import GalError, warn
 from gal.ledger import Anchor, Ledger, Reference
-from gal.references import ReferenceImage, load_rgb, read_references, reference_prompt
+from gal.references import ReferenceImage, read_references, reference_prompt
+from gal.resolve import settle, stored_config, this_machine, validate
 from gal.storage import write_png, write_text
 
 
@@ -25,70 +25,79 @@ class Inputs(NamedTuple):
     references: list[ReferenceImage]
     templates: dict[int, str]
     captions: list[str]
-    class_images: list[ReferenceImage]  # the user's (--class-images), copied into the run; [] to generate them
     masks: list  # per reference, its subject's mask ((H, W) in [0, 1], `masks.given_mask`) or None
+    class_images: list[ReferenceImage] = ()  # the user's (--class-images), copied into the run; [] to generate them
 
 
 class Found(NamedTuple):
-    """What `gal run` found in its folder: a new run, an unfinished one to resume, or a finished one."""
+    """What `gal run` found: its config settled, and in its folder a new run, an unfinished one or a finished one."""
     state: str  # "new", "unfinished", "finished"
-    config: dict | None  # the stored config (unfinished, finished)
-    inputs: Inputs | None  # a new run's
-    summary: dict | None  # a finished run's
-    cfg: Config  # the run's config with what its inputs decide settled (`added`, `balance`)
+    cfg: Config  # every value settled (a resumed run's `added` and `balance` as it was started)
+    family: Any  # the base's model family (gal.family)
+    notes: list[str]  # lines for the user about what was settled
+    stored: dict | None = None  # the ledger's config (unfinished, finished)
+    inputs: Inputs | None = None  # a new run's
+    summary: dict | None = None  # a finished run's
 
 
-def read_inputs(cfg: Config) -> Inputs:
-    from gal.masks import given_mask
+def examine(config: Config, force: bool = False) -> Found:
+    """The fast answers, before the models load: every value checked, the folder's state, a new run's inputs read
+    and checked, and the config settled once from them (a resumed run's as it was started)."""
+    from gal.family import family_of
 
-    refs = read_references(cfg.references)
-    templates = read_templates(cfg.anchors, cfg.kind)
-    if cfg.k > len(templates):
-        raise GalError(f"--k {cfg.k}: larger than the {len(templates)} anchors in the pool; expected --k {len(templates)} or less")
-    class_images = read_references(cfg.class_images, flag="--class-images") if cfg.class_images and cfg.prior else []
-    masks = [given_mask(ref.source) for ref in refs]
-    for ref, mask in zip(refs, masks):
-        if mask is not None and mask.shape != (ref.image.height, ref.image.width):
-            raise GalError(f"--references {mask_path(ref.source)}: {mask.shape[1]}x{mask.shape[0]} pixels; expected "
-                           f"the mask of {ref.source.name} at its size, {ref.image.width}x{ref.image.height}")
-    missing = next((ref.source for ref, mask in zip(refs, masks) if mask is None), None)
-    if cfg.added == "composite" and missing is not None:
-        raise GalError(f"--added composite: {missing} has no mask; expected {mask_path(missing).name} beside it "
-                       "(white on the subject) or an alpha channel")
-    return Inputs(refs, templates, captions(refs, cfg), class_images, masks)
-
-
-def examine(run_dir: Path, cfg: Config, force: bool) -> Found:
-    """The folder's state and, for a new run, its inputs, with what they decide of the config settled (a resumed
-    run's as it was started): the fast answers, before the models load."""
+    machine, run_dir = this_machine(), Path(config.out)
+    validate(config, machine)  # every value, before the inputs are read with them
     stored = existing_config(run_dir)
     if stored is None:
         check_new_folder(run_dir)
-        inputs = read_inputs(cfg)
-        cfg = dataclasses.replace(cfg, non_soi=list(cfg.non_soi))
-        from gal.family import family_of
+        inputs = read_inputs(config)
+        unmasked = [ref.source for ref, mask in zip(inputs.references, inputs.masks) if mask is None]
+        cfg, family = settle(config, machine, unmasked=unmasked, family_of=family_of)
+        if cfg.class_images and cfg.prior:
+            inputs = inputs._replace(class_images=read_references(cfg.class_images, flag="--class-images"))
+        found = Found("new", cfg, family, [], inputs=inputs)
+    else:
+        was = stored_config(stored)  # left open: as the run was started
+        cfg, family = settle(dataclasses.replace(config, added=config.added or was.added,
+                                                 balance=config.balance or was.balance), machine, family_of=family_of)
+        check_same_config(stored, cfg, force)
+        ledger = Ledger(run_dir)
+        try:
+            finished = ledger.get("status") == "finished"
+            from gal.view import ledger_summary
 
-        settle_added(cfg, all(m is not None for m in inputs.masks), family_of(cfg.base))
-        return Found("new", None, inputs, None, cfg)
-    was = stored_config(stored)
-    cfg = dataclasses.replace(cfg, non_soi=list(cfg.non_soi), added=cfg.added or was.added,
-                              balance=cfg.balance or was.balance)  # left open: as the run was started
-    check_same_config(stored, cfg, force)
-    ledger = Ledger(run_dir)
-    try:
-        finished = ledger.get("status") == "finished"
-        from gal.view import ledger_summary
+            found = Found("finished" if finished else "unfinished", cfg, family, [], stored,
+                          summary=ledger_summary(ledger) if finished else None)
+        finally:
+            ledger.close()
+    if config.quantize == "auto" and cfg.quantize != "none":  # chosen for this GPU: say so
+        from gal.memory import explain
 
-        return Found("finished" if finished else "unfinished", stored, None,
-                     ledger_summary(ledger) if finished else None, cfg)
-    finally:
-        ledger.close()
+        found.notes.append(explain(family, cfg.base, machine, cfg.quantize))
+    return found
+
+
+def read_inputs(config: Config) -> Inputs:
+    """A new run's references (with their captions and masks) and anchors, read and checked."""
+    from gal.masks import given_mask
+
+    refs = read_references(config.references)
+    templates = read_templates(config.anchors, config.kind)
+    if config.k > len(templates):
+        raise GalError(f"--k {config.k}: larger than the {len(templates)} anchors in the pool; expected --k "
+                       f"{len(templates)} or less")
+    masks = [given_mask(ref.source) for ref in refs]
+    for ref, mask in zip(refs, masks):
+        if mask is not None and mask.shape != (ref.image.height, ref.image.width):
+            raise GalError(f"--references {run_folder.mask(ref.source)}: {mask.shape[1]}x{mask.shape[0]} pixels; "
+                           f"expected the mask of {ref.source.name} at its size, {ref.image.width}x{ref.image.height}")
+    return Inputs(refs, templates, captions(refs, config), masks)
 
 
 _STATES = {"new": "no run yet", "unfinished": "an unfinished run", "finished": "a finished run"}
 
 
-def confirm(ledger: Ledger, found: Found, cfg: Config, force: bool) -> None:
+def confirm(ledger: Ledger, found: Found, force: bool) -> None:
     """`examine`'s decision again, under the folder's lock and before anything is written: another `gal run` may
     have started, finished or changed the run in between (while this one loaded its models)."""
     config = ledger.get("config")
@@ -98,15 +107,16 @@ def confirm(ledger: Ledger, found: Found, cfg: Config, force: bool) -> None:
                        f"its models (it found {_STATES[found.state]}, now {_STATES[state]}); nothing was changed: "
                        "run the command again to see what to do with it")
     if config is not None:
-        check_same_config(config, cfg, force, quiet=True)
+        check_same_config(config, found.cfg, force, quiet=True)
 
 
-def prepare(ledger: Ledger, found: Found, cfg: Config, parts, force: bool) -> None:
+def prepare(ledger: Ledger, found: Found, parts, force: bool) -> None:
     """The run's folder made ready by the main process, holding its lock, before anything else happens in it:
     `examine`'s decision confirmed, a new run's inputs copied in and recorded, the files a resume reads checked."""
     import numpy as np
 
-    confirm(ledger, found, cfg, force)  # what was decided about the folder, decided again
+    cfg = found.cfg
+    confirm(ledger, found, force)  # what was decided about the folder, decided again
     if found.state == "new":
         anchors = make_anchors(found.inputs.templates, cfg.subject, cfg.subject_plain)
         warn_about_inputs(cfg, found.inputs.references, anchors, parts.pipe.tokenizer, parts.resolution)
@@ -117,47 +127,10 @@ def prepare(ledger: Ledger, found: Found, cfg: Config, parts, force: bool) -> No
     if cfg.added == "composite":
         keep_masks(ledger, cfg)
     if ledger.reference_features().size == 0:  # for the report's map of each round
-        images = [read_image(ledger.run_dir / t.path, "reference") for t in ledger.added(0)]
+        images = [run_folder.read_image(ledger.run_dir / t.path, "reference") for t in ledger.added(0)]
         ledger.set_reference_features([f.numpy().astype(np.float16).tobytes() for f in parts.scorer.image_features(images)])
     check_files(ledger)
     ledger.set("status", "running")
-
-
-def read_image(path: Path, what: str) -> Image.Image:
-    """A file of the run folder that training or evaluation reads, opened under one guard: a damaged or missing
-    file is named, with what it is and what to do."""
-    fixes = {"reference": "copy the reference image back from your --references folder under this name",
-             "added image": "restore it from a copy of the run folder, or start a new run with another --out",
-             "class image": "restore it from a copy of the run folder (or, for generated ones, delete the folder's "
-                            "class_images and the run: they are made again only before round 1 trains)",
-             "reference's mask": "copy the mask back from your --references folder under this name (NAME.mask.png, "
-                                 "white on the subject)"}
-    try:
-        return load_rgb(path)
-    except FileNotFoundError:
-        raise GalError(f"{path}: missing; it is a {what} of this run; expected it back: {fixes[what]}") from None
-    except Exception as e:  # noqa: BLE001 - whatever Pillow raises for a damaged file, one line
-        raise GalError(f"{path}: cannot read it ({e.__class__.__name__}: {str(e)[:100]}); it is a {what} of this run; "
-                       f"{fixes[what]}") from None
-
-
-def subjects(ledger: Ledger, resolution: int) -> list:
-    """The references' subjects that composites paste (`composite.Subject`), from the run's own copies of the images
-    and their masks."""
-    import numpy as np
-
-    from gal.composite import cutout
-
-    out = []
-    for t in ledger.added(0):
-        path = ledger.run_dir / t.path
-        mask = np.asarray(read_image(mask_path(path), "reference's mask").convert("L"), dtype=np.float32) / 255
-        out.append(cutout(read_image(path, "reference"), mask, resolution))
-    return out
-
-
-def warn(message: str) -> None:
-    print(f"gal: warning: {message}", file=sys.stderr)
 
 
 def captions(refs: list[ReferenceImage], cfg: Config) -> list[str]:
@@ -173,57 +146,21 @@ def captions(refs: list[ReferenceImage], cfg: Config) -> list[str]:
     return out
 
 
-def load_checkpoint(personalizer, folder: Path, round_: int, closed: bool = False) -> None:
-    """A round's recorded weights, loaded under one guard: a damaged file is named, with what to do (a round still
-    open is trained again once its folder is gone; a closed one is not)."""
-    fix = ("restore the folder from a copy of the run (a closed round is not trained again)" if closed else
-           f"delete that folder and run the same `gal run` command again: round {round_} is trained again from the "
-           "same data and seeds")
-    try:
-        personalizer.load(folder)
-    except GalError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a truncated or overwritten safetensors file, whatever the library raises
-        raise GalError(f"{folder}: cannot load round {round_}'s weights ({e.__class__.__name__}: {str(e)[:100]}); "
-                       f"{fix}") from None
-
-
-def check_weights(folder: Path, round_: int) -> None:
-    """The safetensors files of a round's checkpoint, their headers read (a truncated or overwritten file fails
-    here, before a resumed run records anything), as `load_checkpoint` would name them."""
-    from safetensors import safe_open
-
-    for path in sorted(folder.rglob("*.safetensors")):
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                list(f.keys())
-        except Exception as e:  # noqa: BLE001 - safetensors' own error types
-            raise GalError(f"{folder}: cannot load round {round_}'s weights ({path.name}: {str(e)[:100]}); delete that "
-                           f"folder and run the same `gal run` command again: round {round_} is trained again from "
-                           "the same data and seeds") from None
-
-
 def start(ledger: Ledger, cfg: Config, inputs: Inputs) -> None:
     """Copy the references (and the user's class images) into the run as RGB PNG, and record config, anchors and
     T in one transaction: what a resume trains on is the run's own copy, whatever happens to the folders."""
     anchors = make_anchors(inputs.templates, cfg.subject, cfg.subject_plain)
     records = []
     for i, (ref, caption, mask) in enumerate(zip(inputs.references, inputs.captions, inputs.masks)):
-        path = f"references/{i:02d}-{_file_stem(ref.source)}.png"
+        path = run_folder.reference(i, ref.source)
         write_png(ledger.run_dir / path, ref.image)
-        if mask is not None:  # the run's own copy too: composites read it (`subjects`)
-            write_png(mask_path(ledger.run_dir / path), _grey(mask))
+        if mask is not None:  # the run's own copy too: composites read it (`composite.subjects`)
+            write_png(run_folder.mask(ledger.run_dir / path), run_folder.grey(mask))
         records.append(Reference(path, reference_prompt(caption, cfg.subject, cfg.subject_plain, cfg.kind),
                                  1.0, 0, None, caption))
-    write_text(ledger.run_dir / "config.yaml", "# the resolved config of this run\n"
+    write_text(ledger.run_dir / run_folder.CONFIG, "# the resolved config of this run\n"
                + yaml.safe_dump(to_dict(cfg), sort_keys=False))
     ledger.start(result_dict(cfg), anchors, records, _copy_class_images(ledger.run_dir, inputs.class_images))
-
-
-def _grey(mask) -> Image.Image:
-    import numpy as np
-
-    return Image.fromarray(np.clip(np.rint(mask * 255), 0, 255).astype(np.uint8))
 
 
 def keep_masks(ledger: Ledger, cfg: Config) -> None:
@@ -235,26 +172,27 @@ def keep_masks(ledger: Ledger, cfg: Config) -> None:
     from gal.masks import given_mask
 
     run_dir = ledger.run_dir
-    missing = [t for t in ledger.added(0) if not mask_path(run_dir / t.path).exists()]
+    missing = [t for t in ledger.added(0) if not run_folder.mask(run_dir / t.path).exists()]
     if not missing:
         return
     folder = Path(cfg.references) if cfg.references else None
     sources = read_references(folder) if folder is not None and folder.is_dir() else []
-    by_copy = {f"references/{i:02d}-{_file_stem(r.source)}.png": r for i, r in enumerate(sources)}
+    by_copy = {run_folder.reference(i, r.source): r for i, r in enumerate(sources)}
     for t in missing:
         source = by_copy.get(t.path)
         mask = given_mask(source.source) if source is not None else None
-        if mask is None or not np.array_equal(np.asarray(source.image), np.asarray(read_image(run_dir / t.path, "reference"))):
+        if mask is None or not np.array_equal(np.asarray(source.image),
+                                              np.asarray(run_folder.read_image(run_dir / t.path, "reference"))):
             raise GalError(f"{run_dir / t.path}: no mask in the run, and none for this image in --references {folder}; "
-                           f"--added composite needs one per reference: expected {mask_path(run_dir / t.path)} (white "
-                           "on the subject), or --added samples")
-        write_png(mask_path(run_dir / t.path), _grey(mask))
+                           f"--added composite needs one per reference: expected {run_folder.mask(run_dir / t.path)} "
+                           "(white on the subject), or --added samples")
+        write_png(run_folder.mask(run_dir / t.path), run_folder.grey(mask))
 
 
 def _copy_class_images(run_dir: Path, images: list[ReferenceImage]) -> list[tuple[int, int, str]]:
     rows = []
     for i, image in enumerate(images):
-        path = f"class_images/given-{i:04d}.png"
+        path = run_folder.class_image(i, given=True)
         write_png(run_dir / path, image.image)
         rows.append((i, -1, path))  # seed -1: given by the user, not generated
     return rows
@@ -265,12 +203,6 @@ def keep_class_images(ledger: Ledger, cfg: Config) -> None:
     the run now, so that a later change of that folder cannot change the run."""
     if cfg.class_images and cfg.prior and not ledger.class_images():
         ledger.add_class_images(_copy_class_images(ledger.run_dir, read_references(cfg.class_images, "--class-images")))
-
-
-def _file_stem(source: Path) -> str:
-    """A reference's name for its copy: letters, digits, `-` and `_` (a name the file system could not decode, or
-    one with spaces, still makes a plain file name)."""
-    return re.sub(r"[^\w-]", "_", source.stem, flags=re.ASCII)[:40] or "image"
 
 
 def warn_about_inputs(cfg: Config, refs: list[ReferenceImage], anchors: list[Anchor], tokenizer, resolution: int) -> None:
@@ -295,8 +227,6 @@ def warn_about_inputs(cfg: Config, refs: list[ReferenceImage], anchors: list[Anc
 
 
 def _placeholders(subject: str) -> list[str]:
-    import re
-
     return re.findall(r"<[^<>\s]+>", subject)
 
 
@@ -312,7 +242,7 @@ def existing_config(run_dir: Path) -> dict | None:
 
 def check_new_folder(run_dir: Path) -> None:
     if Ledger.exists(run_dir):
-        if (run_dir / "rounds").exists():  # rounds without a record: an emptied ledger, not a run to start over
+        if (run_dir / run_folder.ROUNDS).exists():  # rounds without a record: an emptied ledger, not a run to start over
             raise GalError(Ledger.damaged(run_dir, "it holds no record of the run"))
         return  # a run killed before its first transaction: start it again
     if run_dir.exists() and not run_dir.is_dir():
@@ -328,19 +258,11 @@ def check_new_folder(run_dir: Path) -> None:
 def changed_keys(stored: dict, cfg: Config) -> list[str]:
     now = result_dict(cfg)
     # A ledger from an earlier version: its values read as today's (balance true -> "paper"), keys it
-    # lacks at their defaults (resolved as today: the query's steps are --steps), keys unknown today kept as
+    # lacks at their defaults (settled as today: the query's steps are --steps), keys unknown today kept as
     # they are (so they count as changed).
     known = set(valid_keys())
     stored = {**result_dict(stored_config(stored)), **{k: v for k, v in stored.items() if k not in known}}
     return [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
-
-
-def stored_config(stored: dict) -> Config:
-    """A ledger's config read as today's: keys it lacks at their defaults, resolved as today (a run of an earlier gal
-    added samples, at Δ unless it said otherwise)."""
-    known = set(valid_keys())
-    values = {"added": "samples", "balance": "paper", **{k: v for k, v in stored.items() if k in known}}
-    return resolved(make_config(values, source="ledger"))
 
 
 def check_same_config(stored: dict, cfg: Config, force: bool, quiet: bool = False) -> None:
@@ -355,17 +277,6 @@ def check_same_config(stored: dict, cfg: Config, force: bool, quiet: bool = Fals
         warn(f"--force: going on with a changed config ({', '.join(changed)}); earlier rounds keep their old results")
 
 
-def non_soi_texts(cfg: Config, ledger: Ledger) -> list[str]:
-    """ē* of Eq. 8: the references' non-SoI captions (or, as in the authors' style code, their whole
-    reference prompts in plain words)."""
-    refs = ledger.added(0)
-    if cfg.oracle == "reference-prompt":
-        texts = [reference_prompt(r.caption, cfg.subject_plain, cfg.subject_plain, cfg.kind) for r in refs]
-    else:
-        texts = list(cfg.non_soi) + [r.caption for r in refs]
-    return list(dict.fromkeys(t for t in texts if t))
-
-
 def check_files(ledger: Ledger) -> None:
     """The files the ledger names, before a run resumes: a sample of a round still open is made again (its seed
     is on record: the same image); a reference or class image that training needs is named, with why it cannot
@@ -378,17 +289,17 @@ def check_files(ledger: Ledger) -> None:
                     f"an image added to the training set in round {t.added_in_round}, made by that round's weights")
             raise GalError(f"{run_dir / t.path}: missing; it is {what}; expected it back (restore it from a copy "
                            "of the run folder), or start a new run with another --out")
-        read_image(run_dir / t.path, "reference" if t.added_in_round == 0 else "added image")  # damaged: named now
+        run_folder.read_image(run_dir / t.path, "reference" if t.added_in_round == 0 else "added image")  # damaged
     for _, _, path in ledger.class_images():
         if not (run_dir / path).exists():
             raise GalError(f"{run_dir / path}: missing; it is a class image of prior preservation the fine-tunes "
                            "train on; expected it back (restore it from a copy of the run folder)")
-        read_image(run_dir / path, "class image")
+        run_folder.read_image(run_dir / path, "class image")
     for r in ledger.rounds():
         if r["closed"]:
             continue
         if r["checkpoint"] and (run_dir / r["checkpoint"]).is_dir():
-            check_weights(run_dir / r["checkpoint"], r["round"])
+            run_folder.check_weights(run_dir / r["checkpoint"], r["round"])
         gone = [(s.anchor_idx, s.j) for s in ledger.samples(r["round"]) if not (run_dir / s.path).exists()]
         if gone:
             warn(f"{run_dir}: {len(gone)} sample(s) of round {r['round']} missing; making them again "

@@ -11,6 +11,10 @@ What it owns so that its callers (the loop's query and class images, `gal eval`,
 - skipping what is on record: only the batches holding a job still to do are made;
 - the files: PNGs are written in a thread while the next batch generates, and a batch's rows reach the caller only
   once its files are on disk (the ledger never names a file that is not there).
+
+`round` is Algorithm 1's query of one round on top of it: every anchor of the pool m times (Eq. 4), or in waves where
+the round's choice is still open (`--sampling adaptive`, gal/sampling.py), each sample recorded in the ledger with its
+seed, file, s_a, s_n and Φ (Eq. 8) batch by batch, so that a resumed round makes only what is not on record.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import Callable, Collection, Iterator, NamedTuple, Sequence
 import numpy as np
 from accelerate.utils import gather_object
 
-from gal.generate import generate
+from gal import run_folder, sampling, strategy
+from gal.generate import generate, sample_seed
+from gal.ledger import Sample
 from gal.progress import progress
 from gal.storage import write_png
 
@@ -118,3 +124,52 @@ class Query:
                 previous = (written, rows)
             if previous is not None:
                 deliver(*previous)
+
+    # ---- Algorithm 1's query of a round -----------------------------------------------------------------------------
+    def round(self, cfg, ledger, writer, r: int, pool: list, non_soi: Sequence[str], log) -> None:
+        """Round r's m samples per anchor of the pool (Eq. 4), scored by the oracle (Eq. 8) and recorded; with
+        `--sampling adaptive` as many as the round's choice needs: waves recorded in the ledger before they are made
+        (a resumed run finishes the last one and decides the next from the same samples), each with the full query's
+        seeds (gal/sampling.py)."""
+        if cfg.sampling == "full":
+            return self._sample(cfg, ledger, writer, r, [(a, j) for a in pool for j in range(cfg.m)], non_soi)
+        made: list[list[int]] = [[0] * len(pool)]
+
+        def make(wave: int, targets: list[int]) -> list[list[int]]:
+            writer.record_wave(r, wave, {a.idx: t for a, t in zip(pool, targets)})  # on record before it is made
+            made.append(targets)
+            for before, after in zip(made, made[1:]):  # each wave's own samples, in its own batches
+                self._sample(cfg, ledger, writer, r, [(a, j) for a, b, t in zip(pool, before, after) for j in range(b, t)],
+                             non_soi)
+            return [[s.overfit for s in row] for row in strategy.by_direction(ledger.samples(r), pool)]  # Φ, j order
+
+        waves = sampling.waves(len(pool), cfg.m, cfg.k, cfg.seed, r, make)
+        log(f"round {r}: adaptive sampling made {sum(waves[-1])} of {len(pool) * cfg.m} images in {len(waves)} wave(s)")
+
+    def _sample(self, cfg, ledger, writer, r: int, wanted: list[tuple], non_soi: Sequence[str]) -> None:
+        """The `wanted` (anchor, j) samples not yet on record, made and scored (Eq. 4, 8) and recorded batch by batch."""
+        run_dir = ledger.run_dir
+        jobs = [Job((a.idx, j), a.prompt, sample_seed(cfg.seed, r, a.idx, j), run_dir / run_folder.sample(r, a.idx, j),
+                    a.text) for a, j in wanted]
+
+        def record(made: list[Made]) -> None:
+            writer.add_samples([Sample(r, *m.job.key, m.job.seed, m.job.path.relative_to(run_dir).as_posix(), m.s_a,
+                                       m.s_n, int(strategy.overfit(m.s_a, m.s_n)),
+                                       m.features.numpy().astype(np.float16).tobytes()) for m in made])
+
+        self.make(jobs, steps=cfg.query_steps, guidance=cfg.query_guidance, desc=f"round {r}: query", on_batch=record,
+                  skip={(s.anchor_idx, s.j) for s in ledger.samples(r)}, non_soi=non_soi)
+
+    def identity(self, ledger, r: int, pool: list) -> np.ndarray:
+        """(n, m) how much of the references' subject each of round r's samples shows (`ClipScorer.identity`), from the
+        features on record; padded like s_a (`strategy.score_directions`)."""
+        import torch
+
+        rows = strategy.by_direction(ledger.samples(r), pool)
+        flat = [s for row in rows for s in row]
+        text = {a.idx: a.text for a in pool}
+        values = iter(self.scorer.identity(
+            torch.from_numpy(np.stack([np.frombuffer(s.features, np.float16) for s in flat])),
+            [text[s.anchor_idx] for s in flat], torch.from_numpy(ledger.reference_features()),
+            [t.caption or t.prompt for t in ledger.added(0)]).tolist())
+        return strategy.padded([[next(values) for _ in row] for row in rows], -np.inf)

@@ -118,3 +118,13 @@ def reference_prompt(caption: str, subject: str, subject_plain: str, kind: str) 
     if subject_plain and subject_plain in caption:
         return caption.replace(subject_plain, subject, 1)
     return subject
+
+
+def non_soi_texts(cfg, references) -> list[str]:
+    """ē* of Eq. 8 for a run's `references` (its round-0 `Reference`s): the references' non-SoI captions and the
+    --non-soi texts (or, as in the authors' style code, their whole reference prompts in plain words)."""
+    if cfg.oracle == "reference-prompt":
+        texts = [reference_prompt(r.caption, cfg.subject_plain, cfg.subject_plain, cfg.kind) for r in references]
+    else:
+        texts = list(cfg.non_soi) + [r.caption for r in references]
+    return list(dict.fromkeys(t for t in texts if t))

@@ -75,15 +75,22 @@ def remove_leftovers(folder: Path) -> None:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
+_PASSES: dict[str, int] = {}  # how often this process passed each pause point
+
+
 def pause_point(name: str) -> None:
-    """For tests that make a race happen: with GAL_PAUSE_AT=NAME:FILE, this process writes FILE.waiting here and
-    waits (up to a minute) until FILE.go exists. Without the variable (always, outside tests), nothing."""
-    wanted = os.environ.get("GAL_PAUSE_AT", "")
-    if not wanted.startswith(name + ":"):
+    """For tests that make a race or a kill happen at a known moment: with GAL_PAUSE_AT=NAME:FILE (or NAME#N:FILE: the
+    N-th time this process passes NAME), this process writes FILE.waiting here and waits (up to a minute) until FILE.go
+    exists. Without the variable (always, outside tests), nothing."""
+    point, _, barrier = os.environ.get("GAL_PAUSE_AT", "").partition(":")
+    wanted, _, nth = point.partition("#")
+    if wanted != name:
+        return
+    _PASSES[name] = _PASSES.get(name, 0) + 1
+    if nth and int(nth) != _PASSES[name]:
         return
     import time
 
-    barrier = Path(wanted[len(name) + 1:])
     Path(f"{barrier}.waiting").write_text(str(os.getpid()))
     deadline = time.monotonic() + 60
     while not Path(f"{barrier}.go").exists() and time.monotonic() < deadline:

@@ -2,7 +2,8 @@
 
 Shapes: a round scores `n` anchors still in the pool with `m` samples each, so `sim_anchor`,
 `sim_non_soi` and `phi` are (n, m) and `beta`, `omega` are (n,). Rows are positions in the pool,
-not anchor indices; the loop maps them back.
+not anchor indices; the loop maps them back. `score_directions` reads a round's samples on record (the ledger's
+`Sample`s, by their fields) into these arrays.
 """
 
 from __future__ import annotations
@@ -127,6 +128,36 @@ def clip_feedback(scores: RoundScores, k: int, rng: np.random.Generator, pick: S
     """StyleDrop-CF style feedback: the k directions whose best sample has the highest s_a, each with its pick."""
     best = scores.sim_anchor.max(axis=1)
     return [Pick(i, pick(scores, i)) for i in top_k(best, k)]
+
+
+def by_direction(samples: list, pool: list) -> list[list]:
+    """A round's samples (the ledger's, in j order) grouped by the anchors of its pool, in pool order."""
+    return [[s for s in samples if s.anchor_idx == a.idx] for a in pool]
+
+
+def padded(rows: list[list[float]], fill: float) -> np.ndarray:
+    """(n, m) from rows of up to m values: a direction that adaptive sampling left with fewer is padded with `fill`."""
+    width = max(len(row) for row in rows)
+    return np.array([row + [fill] * (width - len(row)) for row in rows], dtype=np.float64)
+
+
+def score_directions(samples: list, pool: list, lam: float) -> tuple[RoundScores, np.ndarray, np.ndarray, float]:
+    """A round's scores per direction from its samples on record: s_a, s_n and Ω (what the strategies read), β, and
+    the openness Δ. A direction that adaptive sampling left with fewer samples has its s_a padded with -inf (never
+    picked)."""
+    rows = by_direction(samples, pool)
+    s_a = padded([[s.sim_anchor for s in row] for row in rows], -np.inf)
+    s_n = padded([[s.sim_non_soi for s in row] for row in rows], np.inf)
+    beta = np.array([overfit_rate(overfit([s.sim_anchor for s in row], [s.sim_non_soi for s in row]))
+                     for row in rows])  # Eq. 8, Eq. 7
+    omega = entropy(beta)  # Eq. 6
+    return RoundScores(s_a, omega, s_n), beta, omega, openness(omega, lam)  # Eq. 9
+
+
+def reviewed_picks(accepted: list[tuple[int, int]], pool: list) -> list[Pick]:
+    """A person's accepted images, (anchor index, j), as picks of the round's pool."""
+    row_of = {a.idx: i for i, a in enumerate(pool)}
+    return [Pick(row_of[a], j) for a, j in accepted]
 
 
 class Choice(NamedTuple):

@@ -16,8 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
-from gal.config import AUTHORS, LR, N_EVAL, PAPER_BASE, PAPER_SCORER, Config, command_line
+from gal.config import N_EVAL, PAPER_BASE, PAPER_SCORER, Config, command_line
 from gal.errors import GalError
+from gal.resolve import AUTHORS, LR
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Row:
     strategy: str
     balance: str
     options: dict = field(default_factory=dict)  # other Config fields, e.g. {"query_guidance": 2.0}
+    added: str = "samples"  # what a chosen direction adds to T: the paper's rows add its samples
 
 
 # The paper's Table 1, for this suite and the miniature bench alike. "Human" is a person's picks at weight 1; with
@@ -86,7 +88,7 @@ def runs(suite: str, data: Path, out: Path) -> list[tuple[str, str, Config]]:
                 base=PAPER_BASE, scorer=PAPER_SCORER, references=str(data / c.name), kind=c.kind, subject=c.subject,
                 subject_plain=c.subject_plain, non_soi=list(c.non_soi), strategy=row.strategy, balance=row.balance,
                 rounds=1 if row.strategy == "none" else ROUNDS, m=M, k=K, lambda_=LAMBDA, seed=0, **SETTINGS[suite],
-                **{"added": "samples", **row.options}, out=str(out / c.name / _folder(row.name)))))
+                added=row.added, **row.options, out=str(out / c.name / _folder(row.name)))))
     return found
 
 

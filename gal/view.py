@@ -167,3 +167,19 @@ def from_summary(folder: Path, summary: dict) -> Run:
         recommended = {**recommended, "checkpoint": path(recommended["checkpoint"])}
     return Run(folder, make_config(summary["config"] or {}, source=str(folder)), summary["status"],
                path(summary["result"]), added(summary["references"]), rounds, recommended)
+
+
+def round_line(r: int, loss: float, pool, beta, omega, delta: float, picks, stop: str | None) -> str:
+    """The line `gal run` prints as it closes a round: its loss, β, Ω and Δ (Eq. 7, 6, 9), and what it chose."""
+    chosen = ", ".join(f"[{pool[p.row].idx}] {pool[p.row].template} (Ω {omega[p.row]:.3f})" for p in picks)
+    line = (f"round {r}: loss {loss:.4f} | anchor overfit {float(beta.mean()):.2f} over {len(pool)} directions | "
+            f"{int((omega > 0).sum())} uncertain | openness Δ {delta:.5f}")
+    return line + (f" | stop: {stop}" if stop else f" | chose {chosen}")
+
+
+def start_line(cfg: Config, ledger, device) -> str:
+    """The line `gal run` prints as it starts or resumes a run: T, the anchors and the settings of Algorithm 1."""
+    return (f"{ledger.run_dir}: {len(ledger.added(0))} reference(s), {len(ledger.anchors())} anchors, "
+            f"{strategy_label(cfg.strategy, cfg.balance)}, m={cfg.m} k={cfg.k} λ={cfg.lambda_}, "
+            f"{cfg.method} on {cfg.base}, {device}"
+            + (", added images: composites (gal/composite.py)" if cfg.added == "composite" else ""))

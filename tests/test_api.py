@@ -28,14 +28,14 @@ def test_importing_gal_loads_no_model_stack():
 
 
 def test_validation_is_pure_and_the_machine_is_passed_in():
-    from gal.config import Machine, resolved
+    from gal.resolve import Machine, settle
 
     cfg = gal.Config(references="refs", subject="a <sks> cat")
-    on_a_gpu = resolved(cfg, Machine(cpu_only=False, miniature=True))
-    on_a_laptop = resolved(cfg, Machine(cpu_only=True, miniature=True))
+    on_a_gpu = settle(cfg, Machine(cpu_only=False, miniature=True)).config
+    on_a_laptop = settle(cfg, Machine(cpu_only=True, miniature=True)).config
     assert on_a_gpu.base == "CompVis/stable-diffusion-v1-4" and on_a_laptop.base == "miniature"
     assert on_a_laptop.lr == 10 * on_a_gpu.lr  # the miniature model's LoRA rate
-    assert resolved(gal.Config(references="refs", subject="a <sks> cat", base="b", scorer="s")).base == "b"
+    assert settle(gal.Config(references="refs", subject="a <sks> cat", base="b", scorer="s")).config.base == "b"
     assert cfg.base is None  # the input is not changed
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from gal import composite
+from gal import composite, run_folder
 from gal.cli import main
 from gal.ledger import Ledger
 
@@ -49,7 +49,7 @@ def test_masked_object_references_add_composites_at_weight_1_by_default(tiny, tm
         ledger.close()
     assert len(added) == 5 and all(t.weight == 1.0 for t in added)
     assert all(t.path.startswith("rounds/1/added/") and t.path not in samples for t in added)
-    assert all(composite.mask_path(run / t.path).exists() for t in references)
+    assert all(run_folder.mask(run / t.path).exists() for t in references)
     size = Image.open(run / added[0].path).size[0]
     subjects = [composite.cutout(Image.open(refs / f"ref{i}.png").convert("RGB"),
                                  np.asarray(Image.open(refs / f"ref{i}.mask.png"), dtype=np.float32) / 255, size)
@@ -88,16 +88,16 @@ def test_a_composite_run_that_eq_10_ends_adds_nothing_and_finishes(tiny, tmp_pat
 def test_what_is_added_by_default_follows_the_references_masks(tiny, tmp_path, masked, extra, added, balance):
     """Left open, `--added` and `--balance` are settled by a new run's inputs (`preflight.examine`, before any model
     loads): composites at weight 1 where every reference of an object has a mask, else the paper's samples at Δ."""
-    from gal.config import Config, resolved
+    from gal.config import Config
     from gal.preflight import examine
 
     refs = masked_references(tiny, tmp_path / "refs") if masked else tiny / "references"
-    cfg = resolved(Config(**{"references": str(refs), "subject": "a <sks> ball", "base": str(tiny / "pipeline"),
-                             "scorer": str(tiny / "clip"), "non_soi": ["a ball on grass"], "out": str(tmp_path / "run"),
-                             **extra}))
-    found = examine(tmp_path / "run", cfg, force=False)
+    config = Config(**{"references": str(refs), "subject": "a <sks> ball", "base": str(tiny / "pipeline"),
+                       "scorer": str(tiny / "clip"), "non_soi": ["a ball on grass"], "out": str(tmp_path / "run"),
+                       **extra})
+    found = examine(config)
     assert (found.cfg.added, found.cfg.balance) == (added, balance)
-    assert (cfg.added, cfg.balance) == (None, extra.get("balance"))  # the caller's config is left as it was
+    assert (config.added, config.balance) == (None, extra.get("balance"))  # the caller's config is left as it was
 
 
 def test_composite_steps_keep_the_subject_and_clear_round_it():

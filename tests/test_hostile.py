@@ -14,25 +14,14 @@ from PIL import Image
 
 from gal.anchors import read_templates
 from gal.cli import main
-from gal.config import Config, Machine, make_config, resolved, valid_keys
+from gal.config import Config, make_config, valid_keys
 from gal.errors import GalError
 from gal.references import read_references
+from gal.resolve import Machine, settle
 
-from conftest import run_args
+from conftest import one_line_error, png_bytes, run_args
 
 pytestmark = pytest.mark.hostile
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("gal: error: "), err
-    return err[0]
-
-
-def png_bytes(size=(32, 32), color=(200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def with_header_size(png: bytes, width: int, height: int) -> bytes:
@@ -162,7 +151,7 @@ values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.te
 def test_any_config_mapping_is_accepted_or_refused_in_one_line(mapping):
     """Whatever a YAML file can hold for gal's keys: a Config, or one GalError line, nothing else."""
     try:
-        resolved(make_config(mapping, source="--config f.yaml"), MACHINE)
+        settle(make_config(mapping, source="--config f.yaml"), MACHINE)
     except GalError as e:
         assert "\n" not in str(e)
 
@@ -218,33 +207,20 @@ def test_flag_values(flag, tiny, tmp_path, capsys):
 
 
 def test_absurd_but_valid_numbers_are_accepted_and_sizes_have_a_ceiling():
-    cfg = resolved(Config(references="r", subject="a <sks> cat", m=10**4, rounds=1000, lr=1e-30), MACHINE)
+    cfg = settle(Config(references="r", subject="a <sks> cat", m=10**4, rounds=1000, lr=1e-30), MACHINE).config
     assert cfg.m == 10**4
     for field, value in (("m", 10**6), ("resolution", 100_000), ("batch_size", 10**5), ("gen_batch_size", "99999"),
                          ("num_class_images", 10**7), ("seed", -1), ("seed", 2**64)):
         with pytest.raises(GalError, match="expected"):
-            resolved(Config(references="r", subject="a <sks> cat", **{field: value}), MACHINE)
+            settle(Config(references="r", subject="a <sks> cat", **{field: value}), MACHINE)
 
 
 # ---- a damaged or tampered run folder ----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def finished_run(tiny, tmp_path_factory):
-    out = tmp_path_factory.mktemp("hostile") / "run"
-    assert main(run_args(tiny, out, "--rounds", "2", "--strategy", "random")) == 0
-    return out
-
-
-def copy_of(run: Path, tmp_path: Path) -> Path:
-    import shutil
-
-    return Path(shutil.copytree(run, tmp_path / "run"))
-
-
 @pytest.mark.parametrize("damage", ["truncated", "random bytes", "zero bytes"])
 @pytest.mark.parametrize("command", ["show", "report", "eval", "run"])
 def test_a_damaged_ledger_is_diagnosed(damage, command, finished_run, tiny, tmp_path, capsys):
-    run = copy_of(finished_run, tmp_path)
+    run = finished_run.copy(tmp_path / "run").folder
     ledger = run / "gal.sqlite"
     data = ledger.read_bytes()
     ledger.write_bytes({"truncated": data[:len(data) // 2], "random bytes": bytes(range(256)) * 64,
@@ -259,7 +235,7 @@ def test_a_damaged_ledger_is_diagnosed(damage, command, finished_run, tiny, tmp_
 
 
 def test_a_ledger_from_a_newer_gal_is_refused(finished_run, tmp_path, capsys):
-    run = copy_of(finished_run, tmp_path)
+    run = finished_run.copy(tmp_path / "run").folder
     with sqlite3.connect(run / "gal.sqlite") as db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     assert main(["show", str(run)]) == 2
@@ -267,7 +243,7 @@ def test_a_ledger_from_a_newer_gal_is_refused(finished_run, tmp_path, capsys):
 
 
 def test_a_missing_sample_is_a_placeholder_in_the_report(finished_run, tmp_path, capsys):
-    run = copy_of(finished_run, tmp_path)
+    run = finished_run.copy(tmp_path / "run").folder
     gone = sorted(run.glob("rounds/1/samples/**/*.png"))[:3]
     assert gone
     for p in gone:
@@ -280,7 +256,7 @@ def test_a_missing_sample_is_a_placeholder_in_the_report(finished_run, tmp_path,
 
 
 def test_foreign_files_in_a_run_folder_are_left_alone(finished_run, tiny, tmp_path, capsys):
-    run = copy_of(finished_run, tmp_path)
+    run = finished_run.copy(tmp_path / "run").folder
     (run / "notes.txt").write_text("my notes")
     (run / "rounds" / "1" / "stray.png").write_bytes(png_bytes())
     (run / "extra").mkdir()
@@ -289,34 +265,8 @@ def test_foreign_files_in_a_run_folder_are_left_alone(finished_run, tiny, tmp_pa
     assert (run / "notes.txt").read_text() == "my notes" and (run / "extra").is_dir()
 
 
-def reviewed_run(tiny, out: Path, rounds: int) -> list[str]:
-    """A --strategy human run after round 1's query, with a review of two of its images submitted (round 1 is not
-    closed yet: the next `gal run` closes it); returns its command line."""
-    from gal.ledger import Ledger
-    from gal.review import pending_round
-
-    args = run_args(tiny, out, "--rounds", str(rounds), "--strategy", "human")
-    assert main(args) == 0
-    ledger = Ledger(out)
-    r = pending_round(ledger)
-    ledger.submit_review(r, [(s.anchor_idx, s.j) for s in ledger.samples(r)[:8:4]])
-    ledger.close()
-    return args
-
-
-@pytest.fixture(scope="module")
-def waiting_run(tiny, tmp_path_factory):
-    """A run waiting for its second review: round 1 closed with two added images, round 2 queried."""
-    out = tmp_path_factory.mktemp("waiting") / "run"
-    args = reviewed_run(tiny, out, 3)
-    assert main(args) == 0
-    return out, args
-
-
 def test_missing_samples_of_an_open_round_are_made_again_the_same(waiting_run, tmp_path, capsys):
-    run, args = waiting_run
-    run = copy_of(run, tmp_path)
-    args = [str(run) if a == str(waiting_run[0]) else a for a in args]
+    run, args = waiting_run.copy(tmp_path / "run")
     gone = sorted(run.glob("rounds/2/samples/*.png"))[:3]
     before = {p: p.read_bytes() for p in gone}
     for p in gone:
@@ -330,9 +280,7 @@ def test_missing_samples_of_an_open_round_are_made_again_the_same(waiting_run, t
 def test_a_missing_checkpoint_is_trained_again_the_same(waiting_run, tmp_path, capsys):
     import shutil
 
-    run, args = waiting_run
-    run = copy_of(run, tmp_path)
-    args = [str(run) if a == str(waiting_run[0]) else a for a in args]
+    run, args = waiting_run.copy(tmp_path / "run")
     weights = run / "rounds" / "2" / "checkpoint" / "pytorch_lora_weights.safetensors"
     before = weights.read_bytes()
     shutil.rmtree(weights.parent)
@@ -346,9 +294,7 @@ def test_a_missing_checkpoint_is_trained_again_the_same(waiting_run, tmp_path, c
 def test_a_missing_training_image_is_named(which, waiting_run, tmp_path, capsys):
     from gal.ledger import Ledger
 
-    run, args = waiting_run
-    run = copy_of(run, tmp_path)
-    args = [str(run) if a == str(waiting_run[0]) else a for a in args]
+    run, args = waiting_run.copy(tmp_path / "run")
     ledger = Ledger(run)
     path = ledger.added(0 if which == "reference" else 1)[0].path
     ledger.close()
@@ -381,7 +327,7 @@ def review_client(waiting_run, tmp_path):
 
     from gal.review import create_app
 
-    run = copy_of(waiting_run[0], tmp_path)
+    run = waiting_run.copy(tmp_path / "run").folder
     return run, TestClient(create_app(run, "t0k3n"))  # a server error would raise here, not pass as a status
 
 
@@ -413,7 +359,7 @@ def test_review_addresses(address, waiting_run, capsys):
         busy.listen()
         host, port = {"a port in use": ("127.0.0.1", busy.getsockname()[1]), "port 70000": ("127.0.0.1", 70000),
                       "an address not of this machine": ("203.0.113.7", 0)}[address]
-        assert main(["review", str(waiting_run[0]), "--host", host, "--port", str(port)]) == 2
+        assert main(["review", str(waiting_run.folder), "--host", host, "--port", str(port)]) == 2
     assert f"--port {port}" in one_line_error(capsys)
 
 
@@ -430,7 +376,7 @@ def fuzzed_client(waiting_run, tmp_path_factory):
 
     from gal.review import create_app
 
-    return TestClient(create_app(copy_of(waiting_run[0], tmp_path_factory.mktemp("fuzz")), "t0k3n"))
+    return TestClient(create_app(waiting_run.copy(tmp_path_factory.mktemp("fuzz") / "run").folder, "t0k3n"))
 
 
 @given(body=json_values)
@@ -446,7 +392,7 @@ def test_readers_work_and_writers_refuse_while_a_run_holds_the_folder(finished_r
 
     from gal.storage import RunLock
 
-    run = copy_of(finished_run, tmp_path)
+    run = finished_run.copy(tmp_path / "run").folder
     with RunLock(run):  # as a running `gal run` holds it
         assert main(["show", str(run)]) == 0 and main(["report", str(run)]) == 0
         capsys.readouterr()

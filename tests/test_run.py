@@ -1,13 +1,6 @@
 """`gal run` end to end on tiny random models loaded from disk like real checkpoints."""
 
-import json
-import math
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,56 +8,7 @@ import torch
 
 from gal.cli import main
 
-from conftest import run_args
-
-
-def show_json(run_dir, capsys):
-    capsys.readouterr()
-    assert main(["show", str(run_dir), "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
-
-
-def entropy(beta):
-    return 0.0 if beta in (0.0, 1.0) else -((1 - beta) * math.log(1 - beta) + beta * math.log(beta))
-
-
-def check_against_equations(summary):
-    """Recompute Eq. 6-10 and the selection from the scores the run recorded."""
-    cfg = summary["config"]
-    selected_before = set()
-    for r in summary["rounds"]:
-        anchors = r["anchors"]
-        if not anchors:  # a round without a query: the last one
-            assert r["stopped"] and r is summary["rounds"][-1]
-            continue
-        assert not selected_before & {a["index"] for a in anchors}  # chosen directions leave the pool
-        omegas = []
-        for a in anchors:
-            assert len(a["samples"]) == cfg["m"]
-            phi = [int(s["sim_anchor"] <= s["sim_non_soi"]) for s in a["samples"]]  # Eq. 8
-            assert phi == [s["overfit"] for s in a["samples"]]
-            beta = sum(phi) / len(phi)  # Eq. 7
-            assert a["beta"] == pytest.approx(beta)
-            assert a["entropy"] == pytest.approx(entropy(beta))  # Eq. 6
-            omegas.append(a["entropy"])
-        delta = cfg["lambda"] / len(anchors) * sum(omegas)  # Eq. 9
-        assert r["openness"] == pytest.approx(delta)
-        chosen = [a for a in anchors if a["selected"]]
-        if cfg["strategy"] == "uncertainty":
-            stop = sum(o > 0 for o in omegas) < cfg["k"]  # Eq. 10
-            assert r["stopped"] == stop
-            if not stop:
-                ranked = sorted(anchors, key=lambda a: (-a["entropy"], a["index"]))[:cfg["k"]]
-                assert {a["index"] for a in chosen} == {a["index"] for a in ranked}
-        if not r["stopped"]:
-            assert len(chosen) == len(r["added"]) == cfg["k"]
-            for a, added in zip(chosen, r["added"]):
-                assert added["anchor_index"] == a["index"] and added["prompt"] == a["prompt"]
-                assert added["weight"] == pytest.approx(1.0 if cfg["balance"] == "off" else delta)
-                if cfg["strategy"] in ("uncertainty", "clip"):
-                    best = max(a["samples"], key=lambda s: (s["sim_anchor"], -s["j"]))
-                    assert added["path"] == best["path"]
-        selected_before |= {a["index"] for a in chosen}
+from conftest import check_against_equations, killed_at, ledger_samples, run_args, show_json
 
 
 def test_three_rounds_record_every_number_and_match_eq_6_to_10(tiny, tmp_path, capsys):
@@ -149,27 +93,13 @@ def test_prior_preservation_generates_class_images_once(tiny, tmp_path, capsys):
     assert rows == (3,)
 
 
-def _ledger_samples(out):
-    try:
-        return sqlite3.connect(out / "gal.sqlite", timeout=1).execute("SELECT count(*) FROM sample").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def test_killed_run_resumes_to_the_same_result(tiny, tmp_path, capsys):
     """SIGKILL in the middle of round 1's query, run again: same selections, weights and added images."""
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     extra = ("--rounds", "3", "--strategy", "random", "--gen-batch-size", "2")
     assert main(run_args(tiny, clean, *extra)) == 0
-    cmd = [sys.executable, "-m", "gal", *run_args(tiny, killed, *extra)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
-    deadline = time.time() + 120
-    while _ledger_samples(killed) < 4 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 0 < _ledger_samples(killed) < 24  # it stopped mid-query
+    killed_at("samples#2", run_args(tiny, killed, *extra), tmp_path / "barrier")  # after 4 of round 1's 24 samples
+    assert ledger_samples(killed) == 4  # it stopped mid-query
     assert main(run_args(tiny, killed, *extra)) == 0
     a, b = show_json(clean, capsys), show_json(killed, capsys)
     for ra, rb in zip(a["rounds"], b["rounds"]):
@@ -238,7 +168,7 @@ def test_balance_schemes_build_the_loss_terms():
     from PIL import Image
 
     from gal.config import Config
-    from gal.loop import training_terms
+    from gal.fine_tune import training_terms
     from gal.personalize import Example
 
     image = Image.new("RGB", (8, 8))
@@ -265,8 +195,9 @@ def test_separate_balance_runs_and_resumes_like_the_paper_scheme(tiny, tmp_path,
 def test_the_query_has_its_own_sampler_settings(tiny, tmp_path, capsys):
     """--query-guidance changes round 1's samples, not its fine-tune; a ledger written before the setting
     existed reads as `--guidance` (no changed config on resume)."""
-    from gal.config import Config, resolved, to_dict
+    from gal.config import Config, to_dict
     from gal.preflight import changed_keys
+    from gal.resolve import settle
 
     runs = {}
     for name, extra in (("default", ()), ("low", ("--query-guidance", "1", "--query-steps", "2"))):
@@ -281,11 +212,11 @@ def test_the_query_has_its_own_sampler_settings(tiny, tmp_path, capsys):
     first = a["rounds"][0]["anchors"][0]["samples"][0]["path"]
     assert (runs["default"] / first).read_bytes() != (runs["low"] / first).read_bytes()
 
-    cfg = resolved(Config(references="r", subject="a <sks> cat", base="b", scorer="s"))
+    cfg = settle(Config(references="r", subject="a <sks> cat", base="b", scorer="s")).config
     before = {k: v for k, v in to_dict(cfg).items() if not k.startswith("query_")}
     assert changed_keys(before, cfg) == []
-    assert changed_keys(before, resolved(Config(references="r", subject="a <sks> cat", base="b", scorer="s",
-                                                query_guidance=2.0))) == ["query_guidance"]
+    assert changed_keys(before, settle(Config(references="r", subject="a <sks> cat", base="b", scorer="s",
+                                              query_guidance=2.0)).config) == ["query_guidance"]
 
 
 def test_8bit_adamw_off_a_gpu_is_refused_in_one_line_before_anything_is_written(tiny, tmp_path, capsys):

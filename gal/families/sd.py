@@ -22,7 +22,7 @@ class SD:
     kohya_copy = True  # also write the LoRA in kohya's layout (AUTOMATIC1111, ComfyUI, sd-scripts)
     requires: tuple[str, str] | None = None  # (a module it needs, the line that says so when it is missing)
     quantizable = False  # --quantize: a LoRA on a quantized denoiser and text encoders (the flow-matching transformers)
-    steps, guidance = 50, 7.5  # the sampler's usual setting (gal.config.resolved)
+    steps, guidance = 50, 7.5  # the sampler's usual setting (gal.resolve.settle)
     composites = True  # --added composite: diffusers' img2img twin of its pipeline (SDEdit; gal/composite.py)
 
     def pipeline_class(self):
