@@ -85,7 +85,7 @@ def main() -> None:
     from gal.locations import WEIGHTS
     from gal.miniature import judge as judges
     from gal.miniature import world
-    from gal.miniature.table1 import interval
+    from gal.miniature.results import interval
 
     judge = judges.Judge(WEIGHTS / "judge")
     results = []

@@ -127,7 +127,7 @@ def main() -> None:
             f = scored(r, "faithful")
             print(f"{subject} seed {seed}: keep {r['recommended']} (faithful {f['chosen_score']:.3f}); the judge's best "
                   f"{f['best']} ({f['best_score']:.3f})", flush=True)
-    from gal.miniature.table1 import interval
+    from gal.miniature.results import interval
 
     for criterion in CRITERIA:
         s = [scored(r, criterion) for r in results]

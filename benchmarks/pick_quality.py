@@ -154,7 +154,7 @@ def table(rows: list[dict]) -> str:
     """Markdown: per kind and query setting, the mean over runs (95% bootstrap interval) of the base rates (and the
     faithful share kept and followed would give if they were independent), of the directions with a faithful sample,
     and of each pick's faithful share over every direction; with composites, theirs."""
-    from gal.miniature.table1 import interval
+    from gal.miniature.results import interval
 
     def cell(values) -> str:
         mean, lo, hi = interval(values)

@@ -121,20 +121,20 @@ def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="the paper's comparison on the miniature world (Table 1, Figure 5); "
                                      "--suite paper-object|paper-style: the real protocol")
     p.add_argument("--suite", choices=["paper-object", "paper-style"], help="the paper's protocol on Stable Diffusion")
-    p.add_argument("--quick", action="store_true", help="miniature bench: 2 subjects, 1 seed, 2 rounds, shorter fine-tunes")
+    p.add_argument("--quick", action="store_true",
+                   help="miniature bench, a smoke test of its machinery in minutes: Table 1's rows and the controls "
+                        "(other rows when --rows names them) on one style, 1 seed, 2 rounds, m 2, 100-step fine-tunes")
     p.add_argument("--only", metavar="SUBJECT", action="append",
                    help="miniature bench: run these subjects only (repeatable), e.g. to split a bench across processes")
     p.add_argument("--seed", type=integer, action="append", help="miniature bench: run these seeds only (repeatable)")
-    p.add_argument("--rows", action="append", metavar="ROWS",
-                   help="miniature bench: run these rows only, comma-separated: frontier, exposure, random, uncertainty, "
-                        "balance, separate, oracle, guidance2 (default: all)")
+    p.add_argument("--rows", action="append", metavar="KEYS",
+                   help="miniature bench: run these rows only, by key, comma-separated: the controls fewer-steps, "
+                        "lora-scale, exposure; Table 1's random, human, uncertainty, balance, oracle; or the bench's "
+                        "own (an unknown key lists every key). Default: every row (--quick: the controls and Table 1's)")
     p.add_argument("--results", metavar="FILE", help="miniature bench: write the table and plot here (e.g. docs/results.md)")
     p.add_argument("--summary", metavar="FILE", help="miniature bench: also write this invocation's summary (JSON) here")
     p.add_argument("--merge", metavar="FILE", action="append",
                    help="miniature bench: add the runs of another bench.json that this one lacks (subject, seed, row) to --results")
-    p.add_argument("--base", help=argparse.SUPPRESS)
-    p.add_argument("--scorer", help=argparse.SUPPRESS)
-    p.add_argument("--judge", help=argparse.SUPPRESS)
     p.add_argument("--dry-run", action="store_true", help="print the plan and check --data; run nothing")
     p.add_argument("--data", metavar="DIR", help="your copy of the suite's images: DIR/<concept>/")
     p.add_argument("--out", default="gal-bench", metavar="DIR")
@@ -144,8 +144,6 @@ def _demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="GAL on the bundled miniature world for a held-out style, evaluated and reported")
     p.add_argument("--out", default="gal-demo", metavar="DIR", help="run folder (default: gal-demo)")
     p.add_argument("--subject", default="mosaic", help="held-out subject: mosaic, neon, twotone_star, spotted_ring")
-    p.add_argument("--base", help=argparse.SUPPRESS)  # tests: other (tiny) models, few steps
-    p.add_argument("--scorer", help=argparse.SUPPRESS)
 
 
 def _report_parser(sub) -> None:
@@ -179,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "demo":
             from gal.demo import main as demo
 
-            models = {"base": args["base"], "scorer": args["scorer"], "steps": 3, "train_steps": 10} if args["base"] else None
-            return demo(Path(args["out"]), args["subject"], models)
+            return demo(Path(args["out"]), args["subject"])
         if command == "miniature":
             return _miniature(args["action"], args["rest"])
         if command == "review":
@@ -218,12 +215,11 @@ def _bench(a: dict) -> int:
     if a["suite"] is None:
         import shlex
 
-        from gal.miniature import table1
+        from gal.miniature import bench
 
         rows = [r for x in a["rows"] for r in x.split(",") if r] if a["rows"] else None
-        table1.main(Path(a["out"]), quick=a["quick"], only=a["only"], seeds=a["seed"], rows=rows,
-                    results=a["results"], summary=a["summary"], merge=a["merge"], base=a["base"], scorer=a["scorer"],
-                    judge=a["judge"], command="gal " + shlex.join(sys.argv[1:]))
+        bench.main(Path(a["out"]), quick=a["quick"], only=a["only"], seeds=a["seed"], rows=rows, results=a["results"],
+                   summary=a["summary"], merge=a["merge"], command="gal " + shlex.join(sys.argv[1:]))
         return 0
     from gal import suite
 

@@ -10,31 +10,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gal.config import Config
 from gal.errors import GalError
 
 
-def main(out: Path, subject: str = "mosaic", models: dict | None = None, log=print) -> int:
-    """`models`: other models than the bundled ones (`gal demo --base DIR --scorer DIR`, hidden: tests)."""
+def main(out: Path, subject: str = "mosaic", log=print) -> int:
     import gal
     from gal.locations import bundled
-    from gal.metrics import rows_text
+
+    cfg, test_prompts = demo_config(out, subject)
+    if bundled() is None:
+        raise GalError("gal demo: the bundled miniature model is not in this installation; train it with "
+                       "`gal miniature train OUT` (docs/miniature.md)")
+    gal.run(cfg, log=log)
+    evaluate_and_report(out, test_prompts, log)
+    return 0
+
+
+def demo_config(out: Path, subject: str) -> tuple[Config, Path]:
+    """The demo's run on the bundled models (its inputs written beside `out`), and its test prompts."""
     from gal.miniature import SETTINGS
     from gal.miniature.inputs import inputs
-    from gal.report import write_report
-    from gal.view import run_summary, run_text
 
     if not str(out).strip() or not out.name:
         raise GalError(f"--out {str(out)!r}: expected a folder for the demo's run, e.g. --out gal-demo")
-    work = out.parent / f"{out.name}-inputs"
-    fields, test_prompts = inputs(work, subject)
-    if models is None and bundled() is None:
-        raise GalError("gal demo: the bundled miniature model is not in this installation; train it with "
-                       "`gal miniature train OUT` (docs/miniature.md)")
-    models = models or SETTINGS
+    fields, test_prompts = inputs(out.parent / f"{out.name}-inputs", subject)
     # the paper's m, k, λ and round budget; the balance scheme is gal's default
-    gal.run(gal.Config(**fields, **models, strategy="uncertainty", out=str(out)), log=log)
+    return Config(**fields, **SETTINGS, strategy="uncertainty", out=str(out)), test_prompts
+
+
+def evaluate_and_report(out: Path, test_prompts: Path, log=print) -> None:
+    """Every round of the run in `out` on the test prompts, the rounds' table, the round to keep and the report."""
+    import gal
+    from gal.metrics import rows_text
+    from gal.report import write_report
+    from gal.view import run_summary, run_text
+
     rows = gal.evaluate(out, prompts_file=str(test_prompts))
     log(run_text(out, run_summary(out)))
     log(rows_text(rows))
     log(f"wrote {write_report(out)}")
-    return 0

@@ -1,14 +1,15 @@
 """`gal demo`'s inputs come from the miniature world; `--base miniature` names the bundled model."""
 
+import dataclasses
+
 from gal.cli import main
 from gal.locations import bundled
-from gal.miniature.inputs import prepare
+from gal.miniature.inputs import inputs
 
 
 def test_demo_inputs_for_a_held_out_style(tmp_path):
-    flags, prompts = prepare(tmp_path, "mosaic")
-    options = dict(zip(flags[::2], flags[1::2]))
-    assert options["--subject"] == "in <mosaic> style" and options["--kind"] == "style"
+    fields, prompts = inputs(tmp_path, "mosaic")
+    assert fields["subject"] == "in <mosaic> style" and fields["kind"] == "style"
     refs = sorted(p.name for p in (tmp_path / "references").iterdir())
     assert refs == ["mosaic-0.png", "mosaic-0.txt"]
     assert (tmp_path / "references" / "mosaic-0.txt").read_text().strip() == "a red circle on grass"
@@ -28,12 +29,18 @@ def test_miniature_names_the_bundled_model_or_says_it_is_missing(tiny, tmp_path,
 
 
 def test_demo_runs_end_to_end_through_the_python_api(tiny, tmp_path, capsys):
-    """`make demo`'s code path (run, evaluate, show, report) on tiny random models (`gal demo`'s hidden --base and
-    --scorer, as `gal bench`'s)."""
-    assert main(["demo", "--out", str(tmp_path / "run"), "--base", str(tiny / "pipeline"),
-                 "--scorer", str(tiny / "clip")]) == 0
-    out = capsys.readouterr().out
-    assert "TXT-ALN" in out and "keep: round" in out and (tmp_path / "run" / "report.html").exists()
+    """`make demo`'s code path (its run's config, gal.run, then evaluate, show and report) on tiny random models in
+    place of the bundled ones, with few steps."""
+    import gal
+    from gal import demo
+
+    out = tmp_path / "run"
+    cfg, test_prompts = demo.demo_config(out, "mosaic")
+    assert (cfg.base, cfg.scorer, cfg.strategy, cfg.kind) == ("miniature", "miniature", "uncertainty", "style")
+    gal.run(dataclasses.replace(cfg, base=str(tiny / "pipeline"), scorer=str(tiny / "clip"), steps=3, train_steps=10))
+    demo.evaluate_and_report(out, test_prompts)
+    printed = capsys.readouterr().out
+    assert "TXT-ALN" in printed and "keep: round" in printed and (out / "report.html").exists()
 
 
 def test_demo_without_the_bundled_weights_says_how_to_make_them(tmp_path, monkeypatch, capsys):

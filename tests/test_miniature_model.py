@@ -8,9 +8,11 @@ import pytest
 
 from gal.cli import main
 from gal.miniature import bundled, check, world
-from gal.miniature.inputs import prepare
+from gal.miniature.inputs import inputs
 from gal.models import load_pipeline
 from gal.score import ClipScorer
+
+from conftest import flags
 
 # Fast subsets of `gal miniature check`'s gates (scorer >= 0.90 on 200 renders, generator >= 0.70 on
 # 100 prompts there). Smaller samples are noisier, so these bounds sit a little under the full gates.
@@ -48,9 +50,9 @@ def test_scorer_and_generator_gates_on_a_fast_subset(weights):
 
 
 def test_gal_run_and_eval_on_the_miniature_model(weights, tmp_path, capsys):
-    flags, prompts = prepare(tmp_path / "inputs", "mosaic")
+    fields, prompts = inputs(tmp_path / "inputs", "mosaic")
     out = tmp_path / "run"
-    argv = ["run", *flags, "--base", "miniature", "--scorer", "miniature", "--strategy", "uncertainty", "--balance",
+    argv = ["run", *flags(fields), "--base", "miniature", "--scorer", "miniature", "--strategy", "uncertainty", "--balance",
             "--rounds", "2", "--m", "4", "--k", "2", "--train-steps", "60", "--steps", "10", "--guidance", "4",
             "--out", str(out)]
     assert main(argv) == 0
@@ -60,14 +62,14 @@ def test_gal_run_and_eval_on_the_miniature_model(weights, tmp_path, capsys):
     assert summary["config"]["lr"] == pytest.approx(1e-3)  # the miniature model's LoRA rate
     first = summary["rounds"][0]
     assert len(first["anchors"]) == len(world.STYLE_ANCHORS)
-    assert all(0.0 <= a["beta"] <= 1.0 for a in first["anchors"])
+    assert all(a["beta"] == pytest.approx(np.mean([s["overfit"] for s in a["samples"]])) for a in first["anchors"])
     assert (out / "rounds" / "1" / "checkpoint" / "pytorch_lora_weights.safetensors").exists()
 
     assert main(["eval", str(out), "--prompts", str(prompts), "--n", "1", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rounds"]
     assert [r["round"] for r in rows] == [r["round"] for r in summary["rounds"] if r["checkpoint"]]
-    for r in rows:
-        assert -1 <= r["txt_aln"] <= 1 and -1 <= r["img_aln"] <= 1 and 0 <= r["ovf"] <= 1
+    for r in rows:  # the bundled model draws what its prompts say, as its scorer reads them
+        assert r["txt_aln"] > 0.3 and r["ovf"] * r["images"] == round(r["ovf"] * r["images"])
     # The metrics measure the images: the base model (no personalization) scores differently.
     assert main(["eval", "--base", "miniature", "--scorer", "miniature", "--references", str(tmp_path / "inputs" / "references"),
                  "--kind", "style", "--subject", "in <mosaic> style", "--subject-plain", "in mosaic style", "--non-soi", "a red circle on grass",

@@ -36,9 +36,3 @@ def inputs(work: Path, subject: str) -> tuple[dict, Path]:
     fields = {"references": str(refs), "kind": s.kind, "subject": s.phrase, "subject_plain": s.plain,
               "anchors": str(work / "anchors.txt")}
     return fields, work / "test_prompts.txt"
-
-
-def prepare(work: Path, subject: str) -> tuple[list[str], Path]:
-    """`inputs` as `gal run` flags."""
-    fields, prompts = inputs(work, subject)
-    return [x for key, value in fields.items() for x in (f"--{key.replace('_', '-')}", value)], prompts

@@ -486,11 +486,6 @@ def cutouts(name: str, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def anchor_prompt(template: str, subject: Subject, plain: bool = False) -> str:
-    """Fill an anchor or test template with the subject's phrase (or its plain words, for scoring)."""
-    return template.format(subject.plain if plain else subject.phrase)
-
-
 # ---------------------------------------------------------------------------------------------
 # Anchors and test prompts. Built like the paper's: object anchors put the subject in the
 # world's contexts ("{} in a museum" -> "{} at night"), style anchors are world contents
