@@ -3,7 +3,6 @@
 import re
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from gal.miniature import bundled, world
@@ -17,8 +16,8 @@ def api_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-@pytest.mark.skipif(bundled() is None, reason="the example's CPU default is the bundled miniature model")
 def test_the_readme_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    assert bundled() is not None  # the example's CPU default is the bundled miniature model, in this repository
     monkeypatch.chdir(tmp_path)
     photos = Path("photos/my-style")
     photos.mkdir(parents=True)
@@ -33,7 +32,7 @@ def test_the_readme_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
     every, anchors = metrics.test_prompts, metrics.validation_prompts
     monkeypatch.setattr(metrics, "test_prompts", lambda *a, **kw: every(*a, **kw)[:6])
     monkeypatch.setattr(metrics, "validation_prompts", lambda *a, **kw: anchors(*a, **kw)[:6])  # and the split's
-    from gal.config import AUTHORS
+    from gal.resolve import AUTHORS
 
     monkeypatch.setitem(AUTHORS["style"], "train_steps", 100)  # of the authors' 500: the example's API, not its model
     scope = {}
@@ -47,3 +46,16 @@ def test_the_readme_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
     recommended = run.recommended
     assert recommended["round"] in trained and recommended["why"] in capsys.readouterr().out
     assert recommended["checkpoint"].exists()
+
+
+def test_every_relative_link_of_the_readme_and_the_docs_names_a_file_that_exists():
+    """The README sends a newcomer to docs/ pages: a moved or renamed page must not leave a dead link."""
+    pages = [README] + sorted((README.parent / "docs").glob("*.md"))
+    dead = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # code blocks hold no links
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            path = target.split("#")[0]
+            if path and not re.match(r"[a-z]+:", path) and not (page.parent / path).exists():
+                dead.append(f"{page.name}: {target}")
+    assert not dead, dead
