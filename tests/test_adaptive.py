@@ -1,22 +1,15 @@
 """`--sampling adaptive`: waves of the full query's own samples, decided by gal.sampling, resumed exactly."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_run import _ledger_samples
 
 from gal import sampling, strategy
 from gal.cli import main
 from gal.ledger import Ledger
 
-from conftest import run_args
+from conftest import killed_at, ledger_samples, run_args
 
 ADAPTIVE = ("--rounds", "2", "--m", "6", "--sampling", "adaptive", "--gen-batch-size", "2")
 
@@ -72,15 +65,9 @@ def test_adaptive_run_is_a_prefix_of_the_full_query_and_resumes_to_the_same_wave
     assert recorded == [{a.idx: t for a, t in zip(pool, w)} for w in replay]
     assert sorted(some) == sorted((a.idx, j) for a, t in zip(pool, replay[-1]) for j in range(t))
 
-    cmd = [sys.executable, "-m", "gal", *run_args(tiny, killed, *ADAPTIVE)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
-    deadline = time.time() + 120
-    while _ledger_samples(killed) < 14 and proc.poll() is None and time.time() < deadline:  # inside wave 2
-        time.sleep(0.02)
-    if proc.poll() is not None:
-        pytest.skip("the run ended before it could be killed")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert sum(replay[0]) == 12 and sum(replay[-1]) > 14  # wave 1: 2 samples of each of 6 directions
+    killed_at("samples#7", run_args(tiny, killed, *ADAPTIVE), tmp_path / "barrier")  # wave 2's first batch recorded
+    assert ledger_samples(killed) == 14 and len(Ledger(killed).waves(1)) == 2
     assert main(run_args(tiny, killed, *ADAPTIVE)) == 0
     for r in (1, 2):
         a, b = _samples(adaptive, r), _samples(killed, r)

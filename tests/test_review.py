@@ -20,21 +20,15 @@ from conftest import run_args
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def human_run(tiny, out, capsys, *extra):
-    assert main(run_args(tiny, out, "--rounds", "3", "--strategy", "human", "--balance", *extra)) == 0
-    assert "waiting for review" in capsys.readouterr().out
-
-
 def reviews(out):
     return sqlite3.connect(out / "gal.sqlite").execute(
         "SELECT round, anchor_idx, j, accepted FROM review ORDER BY round, anchor_idx, j").fetchall()
 
 
 @pytest.fixture
-def waiting(tiny, tmp_path, capsys):
-    out = tmp_path / "run"
-    human_run(tiny, out, capsys)
-    return out
+def waiting(human_run, tmp_path):
+    """A copy of the session's human run, waiting for its first review."""
+    return human_run.copy(tmp_path / "run").folder
 
 
 def test_human_run_waits_then_continues_with_the_picked_images(waiting, tiny, capsys):
