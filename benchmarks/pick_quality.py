@@ -56,25 +56,26 @@ def measure(run_dir: Path, subject_name: str, guidances: list[float], scales: li
     from gal import composite, strategy
     from gal.components import Components
     from gal.config import make_config
+    from gal.family import family_of
     from gal.generate import generate, sample_seed
     from gal.ledger import Ledger
     from gal.locations import WEIGHTS
     from gal.miniature import judge as judges
     from gal.miniature import world
-    from gal.preflight import non_soi_texts
+    from gal.references import non_soi_texts
 
     subject = world.SUBJECTS[subject_name]
     judge = judges.Judge(judge_dir or WEIGHTS / "judge")
     ledger = Ledger(run_dir)
     try:
         cfg = make_config({**ledger.get("config"), "out": str(run_dir)}, source=str(run_dir))
-        pool, non_soi = ledger.pool(1), non_soi_texts(cfg, ledger)
+        pool, non_soi = ledger.pool(1), non_soi_texts(cfg, ledger.added(0))
         checkpoint = run_dir / ledger.round(1)["checkpoint"]
         references = torch.from_numpy(ledger.reference_features().astype(np.float32))
         captions = [t.caption or t.prompt for t in ledger.added(0)]
     finally:
         ledger.close()
-    parts = Components(cfg, trains=False)
+    parts = Components(cfg, family_of(cfg.base), trains=False)
     parts.personalizer.load(checkpoint)
     m_max = max(ms)
     todo = [(a, j) for a in pool for j in range(m_max)]

@@ -1,7 +1,7 @@
 """`--sampling adaptive`: waves of the full query's own samples, decided by gal.sampling, resumed exactly."""
 
-
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,6 +48,7 @@ def _samples(run_dir, r=1):
         ledger.close()
 
 
+@pytest.mark.slow
 def test_adaptive_run_is_a_prefix_of_the_full_query_and_resumes_to_the_same_waves(tiny, tmp_path, capsys):
     full, adaptive, killed = tmp_path / "full", tmp_path / "adaptive", tmp_path / "killed"
     assert main(run_args(tiny, full, *ADAPTIVE[:-4], "--gen-batch-size", "2")) == 0

@@ -56,6 +56,7 @@ def test_dry_run_checks_a_data_folder(tmp_path, capsys):
     assert "ready" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_miniature_bench_plumbing_on_tiny_models(tiny, tmp_path):
     """The comparison's machinery end to end (tiny random models, a barely trained judge): both controls (fewer steps,
     a lower LoRA scale), the exposure-matched baseline, a strategy row, a person's row (the simulated person's picks
@@ -224,6 +225,7 @@ def test_both_controls_the_judges_reading_and_a_round_chosen_off_the_test_prompt
     assert mb.round_two(summary["results"][0])["round"] == 1  # a run that stopped at round 1 keeps its model
 
 
+@pytest.mark.slow
 def test_composite_probe_pastes_the_references_subject_into_gals_directions(tiny, tmp_path):
     """The composite rows' player: of GAL's top-k directions by Ω (or every direction), the sample whose composite the
     scorer finds closest to its anchor has its file replaced by that composite (the references' subject pasted in by

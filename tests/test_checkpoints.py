@@ -53,6 +53,7 @@ def test_the_layouts_are_found_in_step_order(layouts, trained):
     assert [c.label for c in find(layouts["kohya"] / "cat-000010.safetensors")] == ["cat-000010"]
 
 
+@pytest.mark.slow
 def test_a_series_at_several_scales_with_where_it_copies_and_the_one_to_keep(layouts, tiny, tmp_path, capsys):
     report = tmp_path / "which.html"
     capsys.readouterr()

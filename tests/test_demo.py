@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import pytest
+
 from gal.cli import main
 from gal.locations import bundled
 from gal.miniature.inputs import inputs
@@ -28,6 +30,7 @@ def test_miniature_names_the_bundled_model_or_says_it_is_missing(tiny, tmp_path,
         assert main(argv[:4] + ["miniature"] + argv[5:]) == 0
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_through_the_python_api(tiny, tmp_path, capsys):
     """`make demo`'s code path (its run's config, gal.run, then evaluate, show and report) on tiny random models in
     place of the bundled ones, with few steps."""

@@ -13,6 +13,8 @@ from safetensors.numpy import load_file
 
 from conftest import run_args
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 
 @pytest.mark.parametrize("strategy", ["random", "uncertainty"])
 def test_two_processes_match_one(tiny, tmp_path, strategy):

@@ -48,6 +48,7 @@ def test_eval_reports_three_metrics_per_round_recomputable_from_its_images(evalu
         assert r["ovf"] == pytest.approx((s_a <= s_n).float().mean().item())
 
 
+@pytest.mark.slow
 def test_eval_is_computed_once_and_shown(evaluated_run, capsys):
     assert main(["eval", str(evaluated_run), "--n", "2", "--round", "2", "--json"]) == 0
     first = capsys.readouterr().out
@@ -94,6 +95,7 @@ def rows_of(summary: dict, prompts: str) -> list[dict]:
             for r in summary["rounds"] for e in r["evaluations"] if e["settings"]["prompts"] == prompts]
 
 
+@pytest.mark.slow
 def test_evaluations_never_write_over_each_other(evaluated_run, tmp_path, capsys):
     """Another seed, n, prompt file or LoRA scale: images of their own; the ledger's metrics and the files agree."""
     import gal
@@ -117,6 +119,7 @@ def test_evaluations_never_write_over_each_other(evaluated_run, tmp_path, capsys
     assert main(["eval", str(evaluated_run), "--lora-scale", "3"]) == 2
 
 
+@pytest.mark.slow
 def test_eval_of_one_model_with_a_lora_and_a_second_image_model(evaluated_run, tiny, tmp_path, capsys):
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 

@@ -57,6 +57,7 @@ def sd_record(tiny, bases, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["sdxl", "flux", "sd3", *NEW])
 def test_a_run_of_each_family_records_what_an_sd_run_records(family, tiny, bases, sd_record, tmp_path, capsys):
     out = tmp_path / "run"
@@ -85,6 +86,7 @@ def test_a_run_of_each_family_records_what_an_sd_run_records(family, tiny, bases
         assert row[metric] == pytest.approx(own[metric], abs=1e-3), metric
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["sd", "sdxl", "flux", "flux-schnell", "sd3", *NEW])
 def test_a_rounds_lora_reproduces_gals_query_in_plain_diffusers(family, tiny, bases, tmp_path, capsys):
     """What a user writes: the family's pipeline, `load_lora_weights`, the sample's seed in a generator (and, for the
@@ -132,6 +134,7 @@ def test_a_rounds_lora_reproduces_gals_query_in_plain_diffusers(family, tiny, ba
 
 # of the 2026 bases, klein (FLUX.2's patchified, batch-normalized latents) and Qwen-Image (a video VAE, true CFG):
 # Z-Image and Chroma resume through the same code (the ledger, the query, the trainer), and CI's 15 minutes are spent
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["sdxl", "flux", "flux2-klein", "qwen-image"])
 def test_a_killed_run_of_each_family_resumes_to_the_same_result(family, tiny, bases, tmp_path, capsys):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
@@ -211,6 +214,7 @@ def test_a_resolution_the_family_cannot_pack_is_refused_in_one_line(tiny, bases,
                    "expected e.g. --resolution 32"] and not out.exists()
 
 
+@pytest.mark.slow
 def test_every_strategy_runs_on_flux(tiny, bases, tmp_path, capsys):
     """The loop and the strategies do not know the family (human waits for `gal review`, as on SD)."""
     for strategy in ("uncertainty", "random", "clip", "none", "human"):
@@ -222,6 +226,7 @@ def test_every_strategy_runs_on_flux(tiny, bases, tmp_path, capsys):
         assert summary["status"] == ("waiting for review" if strategy == "human" else "finished"), strategy
 
 
+@pytest.mark.slow
 def test_a_full_sdxl_fine_tune_is_a_pipeline_folder_plain_diffusers_loads(tiny, bases, tmp_path):
     from diffusers import StableDiffusionXLPipeline
 
@@ -233,6 +238,7 @@ def test_a_full_sdxl_fine_tune_is_a_pipeline_folder_plain_diffusers_loads(tiny, 
     assert changed and pipe.vae.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_a_v_prediction_base_trains_on_the_velocity(tiny, tmp_path, capsys):
     """SD 2.x (768-v) layout: the same StableDiffusionPipeline with a v-prediction scheduler; the trainer's target is
     the velocity, read from the scheduler config, and the query samples with it."""
@@ -265,6 +271,7 @@ def test_a_v_prediction_base_trains_on_the_velocity(tiny, tmp_path, capsys):
     assert losses["epsilon"] != losses["v_prediction"]  # the same noise and timesteps, another target
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", PIPELINES)
 def test_each_familys_query_images_do_not_depend_on_the_batch_size(family, bases):
     """Each sample's noise comes from its own seed (gal.family.initial_noise), whatever the batch."""
@@ -333,6 +340,7 @@ def test_the_family_benchmark_runs_its_code_path_on_the_cpu(args):
 QUANTIZED_TOLERANCE = 4 / 255  # the int8 base's rounding: measured 1.6 and 2.1 / 255 on the tiny klein (2026-12-01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["flux2-klein"])
 def test_a_lora_trained_on_an_int8_base_gives_back_gals_images_in_the_unquantized_pipeline(family, tiny, bases,
                                                                                             tmp_path, capsys):
@@ -437,6 +445,7 @@ def test_the_tiny_qwen_tokenizer_drops_qwen_images_system_prompt_as_the_released
     assert len(tokenizer(prefix)["input_ids"]) == 34
 
 
+@pytest.mark.slow
 def test_composites_restyle_where_the_family_has_an_img2img_twin_and_are_refused_where_not(tiny, bases, tmp_path, capsys):
     """`--added composite` redraws with the family's diffusers img2img pipeline (SDEdit from a strength): where a
     family has one, it redraws a picture from its seed; where it has none (`family.composites`), the option is

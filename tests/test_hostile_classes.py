@@ -39,6 +39,7 @@ def snapshot(folder: Path) -> dict:
 
 # ---- 1. every check under the lock: two processes race on one folder ----------------------------------------
 
+@pytest.mark.slow
 def test_a_run_that_lost_the_race_refuses_and_leaves_the_finished_run_intact(tiny, tmp_path):
     """B checks the folder (new), loads its models and waits at a barrier before the lock; A runs and finishes;
     then B goes on. B must not carry on A's run with its own settings (here: one round more)."""
@@ -320,6 +321,7 @@ def test_an_avif_reference_is_read(tmp_path):
     assert ref.image.size == (32, 32)
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_is_named_not_taken_for_a_damaged_ledger(tiny, tmp_path):
     out = tmp_path / "run"
     limit = "import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)); "

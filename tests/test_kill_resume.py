@@ -3,7 +3,11 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from conftest import run_args
+
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
 
 def load_benchmark():
@@ -24,16 +28,24 @@ def test_three_kills_resume_to_the_uninterrupted_result(tiny, tmp_path):
     assert report["identical"], report["runs"]
 
 
-def test_the_comparison_sees_a_difference(tiny, tmp_path):
-    """The torture test can fail: a run with another seed is not identical."""
-    import subprocess
+def test_the_comparison_sees_a_difference(finished_run, tmp_path):
+    """The torture test can fail: a copy of a finished run is identical, and one byte changed in an added image or in
+    a checkpoint is not."""
+    from gal.ledger import Ledger
 
     bench = load_benchmark()
-    args = run_args(tiny, "unused", "--rounds", "2", "--strategy", "random")
-    args = args[:args.index("--out")]
-    subprocess.run(bench.gal(*args, "--out", str(tmp_path / "a")), check=True, capture_output=True)
-    subprocess.run(bench.gal(*args, "--seed", "7", "--out", str(tmp_path / "b")), check=True, capture_output=True)
-    assert bench.compare(tmp_path / "a", tmp_path / "b")
+    same = finished_run.copy(tmp_path / "same").folder
+    assert bench.compare(finished_run.folder, same) == []
+    ledger = Ledger(same)
+    added = ledger.added(1)[0].path
+    ledger.close()
+    for i, changed in enumerate((added, "rounds/1/checkpoint/pytorch_lora_weights.safetensors")):
+        other = finished_run.copy(tmp_path / f"other{i}").folder
+        target = other / changed
+        data = bytearray(target.read_bytes())
+        data[-9] ^= 1
+        target.write_bytes(bytes(data))
+        assert bench.compare(finished_run.folder, other), changed
 
 
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(tiny, tmp_path):

@@ -41,6 +41,7 @@ def test_bundled_folders_are_safetensors_within_the_size_limit_and_load_as_real_
     CLIPProcessor.from_pretrained(scorer_dir)
 
 
+@pytest.mark.slow
 def test_scorer_and_generator_gates_on_a_fast_subset(weights):
     clip = ClipScorer(str(weights[1]))
     scorer = check.scorer_accuracy(clip, n=96)
@@ -49,6 +50,7 @@ def test_scorer_and_generator_gates_on_a_fast_subset(weights):
     assert generator["top1"] >= GENERATOR_SUBSET, generator
 
 
+@pytest.mark.slow
 def test_gal_run_and_eval_on_the_miniature_model(weights, tmp_path, capsys):
     fields, prompts = inputs(tmp_path / "inputs", "mosaic")
     out = tmp_path / "run"

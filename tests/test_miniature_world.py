@@ -183,6 +183,7 @@ def test_second_call_refuses_without_force(trained):
         train(out, seed=0, minutes_budget=1, config=TINY)
 
 
+@pytest.mark.slow
 def test_a_finished_run_trains_its_scorer_longer_without_touching_the_generator(trained, tmp_path):
     from safetensors.torch import load_file
 
@@ -200,6 +201,7 @@ def test_a_finished_run_trains_its_scorer_longer_without_touching_the_generator(
         train(out, seed=0, minutes_budget=1, config=replace(longer, vae_steps=TINY.vae_steps + 1))
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_to_the_same_weights(trained, tmp_path):
     from safetensors.torch import load_file
 
@@ -235,6 +237,7 @@ def test_cli_refuses_to_overwrite_weights_or_share_a_folder(tmp_path, capsys):
         assert "another gal process" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_simulated_person_reads_prompts_in_world_terms(tmp_path):
     from gal.miniature import judge, world
 

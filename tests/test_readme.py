@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from gal.miniature import bundled, world
@@ -16,6 +17,7 @@ def api_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_the_readme_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
     assert bundled() is not None  # the example's CPU default is the bundled miniature model, in this repository
     monkeypatch.chdir(tmp_path)

@@ -29,6 +29,7 @@ def test_torch_load_is_never_reached(tiny, tmp_path, monkeypatch, capsys):
     assert main(run_args(tiny, out, "--rounds", "2", "--strategy", "random")) == 0  # the finished run, read back
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_torch_load_is_never_reached_when_checkpoints_are_loaded(tiny, tmp_path, monkeypatch, capsys, method):
     """A resumed run loads its round's checkpoint, `gal eval` loads every round's: safetensors only."""
@@ -75,6 +76,7 @@ def test_second_run_in_a_locked_folder_is_refused_and_a_stale_lock_is_taken_over
     assert main(run_args(tiny, out, "--rounds", "1")) == 0
 
 
+@pytest.mark.slow
 def test_full_disk_stops_cleanly_and_the_run_resumes_to_the_same_result(tiny, tmp_path, monkeypatch, capsys):
     extra = ("--rounds", "3", "--strategy", "random")
     clean, full = tmp_path / "clean", tmp_path / "full"
@@ -110,6 +112,7 @@ def test_nan_loss_aborts_the_round_with_a_message_and_keeps_the_data(tiny, tmp_p
     assert (out / "gal.sqlite").exists() and len(list((out / "references").iterdir())) == 3
 
 
+@pytest.mark.slow
 def test_a_run_that_diverged_goes_on_with_a_new_lr_only_with_force(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     args = run_args(tiny, out, "--rounds", "2", "--strategy", "random")

@@ -31,6 +31,7 @@ def test_three_rounds_record_every_number_and_match_eq_6_to_10(tiny, tmp_path, c
     assert "random + balance" in table and len([l for l in table.splitlines() if l.strip()[:1].isdigit()]) == 3
 
 
+@pytest.mark.slow
 def test_uncertainty_run_follows_its_recorded_scores(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(run_args(tiny, out, "--rounds", "3", "--m", "6", "--k", "1", "--no-balance")) == 0
@@ -84,6 +85,7 @@ def test_rerun_of_finished_run_exits_0_and_changed_config_is_refused(tiny, tmp_p
     assert (out / "gal.sqlite").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_prior_preservation_generates_class_images_once(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     args = [a for a in run_args(tiny, out, "--rounds", "2", "--strategy", "random") if a != "--no-prior"]
@@ -151,6 +153,7 @@ def test_frozen_components_load_in_the_asked_precision(tiny):
     assert pipe.unet.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_from_previous_round_continues_instead_of_restarting(tiny, tmp_path):
     from safetensors.torch import load_file
 
@@ -192,6 +195,7 @@ def test_separate_balance_runs_and_resumes_like_the_paper_scheme(tiny, tmp_path,
     assert "already finished" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_query_has_its_own_sampler_settings(tiny, tmp_path, capsys):
     """--query-guidance changes round 1's samples, not its fine-tune; a ledger written before the setting
     existed reads as `--guidance` (no changed config on resume)."""

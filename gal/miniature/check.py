@@ -95,8 +95,8 @@ def phenomenon(model_dir: str | Path, scorer_dir: str | Path, subject: str = "mo
     import tempfile
 
     import gal
-    from gal.config import default_lr
     from gal.miniature.inputs import inputs
+    from gal.resolve import default_lr
 
     work = Path(work or tempfile.mkdtemp(prefix="gal-phenomenon-"))
     fields, _ = inputs(work / "inputs", subject)
