@@ -86,7 +86,6 @@ def test_a_run_of_each_family_records_what_an_sd_run_records(family, tiny, bases
         assert row[metric] == pytest.approx(own[metric], abs=1e-3), metric
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("family", ["sd", "sdxl", "flux", "flux-schnell", "sd3", *NEW])
 def test_a_rounds_lora_reproduces_gals_query_in_plain_diffusers(family, tiny, bases, tmp_path, capsys):
     """What a user writes: the family's pipeline, `load_lora_weights`, the sample's seed in a generator (and, for the
