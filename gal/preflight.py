@@ -18,6 +18,7 @@ from gal.ledger import Anchor, Ledger, Reference
 from gal.references import ReferenceImage, read_references, reference_prompt
 from gal.resolve import settle, stored_config, this_machine, validate
 from gal.storage import write_png, write_text
+from gal.view import ledger_summary
 
 
 class Inputs(NamedTuple):
@@ -26,7 +27,7 @@ class Inputs(NamedTuple):
     templates: dict[int, str]
     captions: list[str]
     masks: list  # per reference, its subject's mask ((H, W) in [0, 1], `masks.given_mask`) or None
-    class_images: list[ReferenceImage] = ()  # the user's (--class-images), copied into the run; [] to generate them
+    class_images: list[ReferenceImage] = ()  # the user's (--class-images), copied into the run; none: made by the base
 
 
 class Found(NamedTuple):
@@ -64,8 +65,6 @@ def examine(config: Config, force: bool = False) -> Found:
         ledger = Ledger(run_dir)
         try:
             finished = ledger.get("status") == "finished"
-            from gal.view import ledger_summary
-
             found = Found("finished" if finished else "unfinished", cfg, family, [], stored,
                           summary=ledger_summary(ledger) if finished else None)
         finally:
