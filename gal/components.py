@@ -36,7 +36,8 @@ class Components:
         self.resolution = image_resolution(self.pipe, cfg.resolution, family)
         self.pipe.to(self.accelerator.device)
         self.personalizer = Personalizer(self.pipe, self.accelerator, method=cfg.method, lr=cfg.lr, rank=cfg.lora_rank,
-                                         resolution=self.resolution, trains=trains, optimizer=cfg.optimizer)
+                                         resolution=self.resolution, trains=trains, optimizer=cfg.optimizer,
+                                         family=family)
         if cfg.compile:
             getattr(self.pipe, family.denoiser).compile()  # in place: pipeline, trainer and LoRA share it
         family.use_query_sampler(self.pipe)

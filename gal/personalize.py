@@ -62,11 +62,11 @@ def to_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
 
 class Personalizer:
     def __init__(self, pipe, accelerator, *, method: str, lr: float, rank: int, resolution: int, trains: bool = True,
-                 optimizer: str = "adamw"):
+                 optimizer: str = "adamw", family=None):
         """`trains=False` (evaluation): checkpoints load and generate, but no optimizer and, for `full`, no copy
-        of the base weights is made."""
+        of the base weights is made. `family`: the pipeline's (gal.family), where the caller has it already."""
         self.pipe, self.accelerator, self.method = pipe, accelerator, method
-        self.family = family_of(pipe)
+        self.family = family or family_of(pipe)
         self.resolution = resolution
         # The base model's training noise schedule (the pipeline's sampler may be swapped for queries).
         self.noise_scheduler = self.family.training_schedule(pipe)
