@@ -159,6 +159,7 @@ def _settle_added(c: Config, unmasked: list[Path] | None, family) -> None:
 AUTHORS = {"object": {"train_steps": 800, "batch_size": 1, "prior": True},
            "style": {"train_steps": 500, "batch_size": 2, "prior": False}}
 LR = {"full": 5e-6, "lora": 1e-4}
+MINIATURE_SAMPLER = (20, 4.0)  # steps and guidance: the bundled miniature model's query needs fewer and less than SD's
 
 
 def fill_defaults(c: Config, machine: Machine | None = None) -> None:
@@ -191,7 +192,7 @@ def fill_family_defaults(c: Config, family, machine: Machine | None = None) -> N
     if c.method == "full" and not family.full_fine_tune:
         raise GalError(f"--method full: gal fine-tunes {family.label} (--base {c.base}) with LoRA only; "
                        "expected --method lora")
-    steps, guidance = (20, 4.0) if c.base == "miniature" else family.sampling_defaults(c.base)
+    steps, guidance = MINIATURE_SAMPLER if c.base == "miniature" else family.sampling_defaults(c.base)
     if c.steps is None:
         c.steps = steps
     if c.guidance is None:

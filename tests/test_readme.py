@@ -34,9 +34,10 @@ def test_the_readme_api_example_runs_as_written(tmp_path, monkeypatch, capsys):
     every, anchors = metrics.test_prompts, metrics.validation_prompts
     monkeypatch.setattr(metrics, "test_prompts", lambda *a, **kw: every(*a, **kw)[:6])
     monkeypatch.setattr(metrics, "validation_prompts", lambda *a, **kw: anchors(*a, **kw)[:6])  # and the split's
-    from gal.resolve import AUTHORS
+    from gal import resolve
 
-    monkeypatch.setitem(AUTHORS["style"], "train_steps", 100)  # of the authors' 500: the example's API, not its model
+    monkeypatch.setitem(resolve.AUTHORS["style"], "train_steps", 100)  # of the authors' 500: the example's API, not
+    monkeypatch.setattr(resolve, "MINIATURE_SAMPLER", (5, 4.0))  # its model; and 5 sampling steps of 20
     scope = {}
     exec(compile(api_example(), "README.md", "exec"), scope)
 
