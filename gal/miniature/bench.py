@@ -286,13 +286,15 @@ def bench(out: Path, quick: bool = False, settings: dict | None = None, models: 
     from gal.miniature import SETTINGS
 
     settings = dict(settings or (QUICK if quick else FULL))
-    for name, chosen, known in (("--only", only, settings["subjects"]), ("--seed", seeds, settings["seeds"]),
-                                ("--rows", rows, ROW_KEYS)):
+    for name, chosen, known in (("--only", only, settings["subjects"]), ("--rows", rows, ROW_KEYS)):
         unknown = [x for x in chosen or [] if x not in known]
         if unknown:
             raise GalError(f"{name} {unknown[0]}: not part of this bench; expected one of {', '.join(map(str, known))}")
+    if any(s < 0 for s in seeds or []):
+        raise GalError(f"--seed {min(seeds)}: expected a seed of 0 or more")
     settings["subjects"] = [s for s in settings["subjects"] if not only or s in only]
-    settings["seeds"] = [s for s in settings["seeds"] if seeds is None or s in seeds]
+    # --seed: any seed, those of the whole bench (FULL's) or others (more seeds for the rows that decide a default)
+    settings["seeds"] = sorted(set(seeds)) if seeds is not None else settings["seeds"]
     settings["rows"] = [k for k in ROW_KEYS if k in (rows or (QUICK_ROWS if quick else ROW_KEYS))]
     if models is None and bundled() is None:
         raise GalError("gal bench: the bundled miniature model is not in this installation; train it with "
