@@ -14,8 +14,10 @@ Four steps per seed of a chosen direction (its samples' seeds), as measured:
   picture around it, so that the base model's own object shows neither through the subject's holes nor round it;
 - paste: the subject's pixels of reference j mod their number, cropped as the fine-tune crops it;
 - restyle, where the anchor names a style (`names_a_style`): the base model redraws the composite from RESTYLE of the
-  way (diffusers' img2img, SDEdit), so that the style reaches the pasted subject, which is otherwise always the
-  references' own. Not elsewhere: on the miniature world's plain anchors it takes the judge's faithful share of the
+  way (diffusers' img2img, SDEdit), so that the style reaches the clearing round the pasted subject; then the subject's
+  own pixels are pasted again, so that the redraw never repaints the subject (it did, up to 2026-12-07: on a subject
+  whose identity is its colours, every restyled composite lost them, s_a preferred those, and the next round learned
+  them; docs/training-less.md). Not elsewhere: on the miniature world's plain anchors it takes the judge's faithful share of the
   composites from 1.00 to 0.28-0.75 (bench seeds 0-2, round 1's base pictures), and the scorer prefers the restyled
   ones all the same (seeds 0-1), so it cannot be left to choose.
 """
@@ -62,13 +64,9 @@ def clearing(side: int) -> int:
 def cutout(image: Image.Image, mask: np.ndarray, resolution: int) -> Subject:
     """A reference and its mask (white, or above one half, on the subject) cropped to the square `resolution` the way
     `personalize.to_pixels` crops it for training."""
-    from gal.personalize import center_crop
+    from gal.personalize import cropped, to_pixel_weights
 
-    resized, (top, left) = center_crop(image.size, resolution)
-    box = (left, top, left + resolution, top + resolution)
-    pixels = image.convert("RGB").resize(resized, Image.Resampling.BICUBIC).crop(box)
-    grey = Image.fromarray(np.clip(np.rint(np.asarray(mask) * 255), 0, 255).astype(np.uint8))
-    return Subject(np.asarray(pixels), np.asarray(grey.resize(resized, Image.Resampling.BILINEAR).crop(box)) >= 128)
+    return Subject(np.asarray(cropped(image.convert("RGB"), resolution)), to_pixel_weights(mask, resolution)[0].numpy() >= 0.5)
 
 
 def paste(picture: np.ndarray, subject: Subject, clear: int = 0) -> np.ndarray:
@@ -186,7 +184,7 @@ class Composer:
         todo = [i for i, f in enumerate(flat) if f[3]]
         for i, image in zip(todo, self.restyle([made[i] for i in todo], [prompts[i] for i in todo],
                                                [flat_seeds[i] for i in todo], steps=steps, guidance=guidance)):
-            made[i] = image  # restyle
+            made[i] = paste(image, subjects[flat[i][2] % len(subjects)])  # restyle round the subject, which it keeps
         s_a = (self.scorer.image_features(made) * self.scorer.text_features(prompts)).sum(-1).numpy()
         out, start = [], 0
         for own in seeds:

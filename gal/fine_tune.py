@@ -17,7 +17,7 @@ from gal.config import Config
 from gal.errors import GalError, warn
 from gal.generate import sample_seed
 from gal.ledger import Anchor, Ledger, Reference, Sample
-from gal.personalize import Example, Personalizer, Term
+from gal.personalize import Example, Personalizer, Term, masked
 from gal.query import Job, Query
 from gal.storage import folder_in_place
 from gal.writer import Writer
@@ -70,7 +70,8 @@ class FineTune:
             self.personalizer.reset(seed=sample_seed(cfg.seed, "init", r) % 2**31)
         references = ledger.training_set(r)
         T = [Example(run_folder.read_image(run_dir / t.path, "reference" if t.added_in_round == 0 else "added image"),
-                     t.prompt, t.weight) for t in references]
+                     t.prompt, t.weight, masked(run_folder.read_mask(run_dir / t.path), cfg.masked_loss)
+                     if cfg.masked_loss is not None and t.added_in_round == 0 else None) for t in references]
         loss = self.personalizer.train(training_terms(cfg, T, [t.added_in_round for t in references], prior),
                                        steps=cfg.train_steps, batch_size=cfg.batch_size,
                                        seed=sample_seed(cfg.seed, "train", r), desc=f"round {r}: fine-tune")

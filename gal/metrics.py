@@ -102,20 +102,25 @@ class ImageEmbedder:
 
 def evaluate(query, prompts: Sequence[TestPrompt], references: list[Image.Image], non_soi: list[str], *, n: int,
              seed: int, steps: int, guidance: float, image_model: ImageEmbedder | None = None,
-             save_dir: Path | None = None, desc: str = "eval") -> dict:
+             save_dir: Path | None = None, subjects: list[Image.Image] | None = None, desc: str = "eval") -> dict:
     """Generate `n` images per test prompt through the query (gal.query: the same batches, seeds and oracle as a
-    run's) and score them. Returns the three metrics (and the second model's IMG-ALN if given)."""
+    run's) and score them. Returns the three metrics (and the second model's IMG-ALN if given; with `subjects`, the
+    references' subjects on grey (`masks.on_grey`), IMG-ALN against them: `img_aln_subject`, which a copied
+    background does not raise)."""
     jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
     seeds = [sample_seed(seed, "eval", i, j) for i, j in jobs]
     ref_clip = query.scorer.image_features(references)
     ref_extra = image_model.features(references) if image_model else None
-    txt, img, ovf, extra = [], [], [], []
+    ref_subject = query.scorer.image_features(subjects) if subjects else None
+    txt, img, ovf, extra, subject = [], [], [], [], []
     for mine, images, features, s_a, s_n in query.scored([prompts[i].prompt for i, _ in jobs],
                                                          [prompts[i].text for i, _ in jobs], non_soi, seeds,
                                                          steps=steps, guidance=guidance, desc=desc):
         f = torch.stack(features)
         txt += s_a
         img += (f @ ref_clip.T).mean(dim=1).tolist()
+        if ref_subject is not None:
+            subject += (f @ ref_subject.T).mean(dim=1).tolist()
         ovf += strategy.overfit(s_a, s_n).tolist()  # Eq. 8 on test prompts
         if image_model:
             extra += (image_model.features(images) @ ref_extra.T).mean(dim=1).tolist()
@@ -127,6 +132,8 @@ def evaluate(query, prompts: Sequence[TestPrompt], references: list[Image.Image]
               "images": len(jobs)}
     if image_model:
         result["img_aln_" + image_model.name] = float(np.mean(extra))
+    if subject:
+        result["img_aln_subject"] = float(np.mean(subject))
     return result
 
 
@@ -160,6 +167,7 @@ def evaluate_splits(run_dir: Path, *, rounds: list[int] | None = None, n: int = 
     from gal.config import make_config
     from gal.family import family_of
     from gal.ledger import Ledger
+    from gal.masks import on_grey
     from gal.references import non_soi_texts
     from gal.resolve import check_device, this_machine
     from gal.storage import RunLock
@@ -216,6 +224,9 @@ def evaluate_splits(run_dir: Path, *, rounds: list[int] | None = None, n: int = 
                 parts = Components(cfg, family_of(cfg.base), trains=False)
                 embedder = ImageEmbedder(image_model, parts.accelerator.device) if image_model else None
                 references = [run_folder.read_image(run_dir / ref.path, "reference") for ref in ledger.added(0)]
+                masks = [run_folder.mask(run_dir / ref.path) for ref in ledger.added(0)]
+                subjects = [on_grey(image, run_folder.read_mask(run_dir / ref.path))
+                            for image, ref in zip(references, ledger.added(0))] if all(m.exists() for m in masks) else None
                 non_soi = non_soi_texts(cfg, ledger.added(0))
                 for r in todo:
                     if not (run_dir / r["checkpoint"]).is_dir():
@@ -230,7 +241,7 @@ def evaluate_splits(run_dir: Path, *, rounds: list[int] | None = None, n: int = 
                         with parts.personalizer.merged(lora_scale):
                             metrics = evaluate(parts.query, prompts, references, non_soi, n=n,
                                                seed=seed, steps=cfg.steps, guidance=cfg.guidance, image_model=embedder,
-                                               save_dir=run_dir / folder, desc=f"round {r['round']}: eval ({split})")
+                                               save_dir=run_dir / folder, subjects=subjects, desc=f"round {r['round']}: eval ({split})")
                         metrics["folder"] = folder
                         if digest and split == "test":
                             metrics["prompts_sha256"] = digest

@@ -32,6 +32,13 @@ class Example(NamedTuple):
     image: Image.Image
     prompt: str
     weight: float
+    pixel_weights: np.ndarray | None = None  # masked loss: the loss's weight per pixel, (H, W) at the image's size; None: 1
+
+
+def masked(mask: np.ndarray, outside: float) -> np.ndarray:
+    """Masked loss's weight per pixel from a subject's mask in [0, 1]: 1 on the subject, `outside` elsewhere
+    (kohya's --masked_loss and OneTrainer's unmasked weight, 0 by default)."""
+    return outside + (1.0 - outside) * np.asarray(mask, dtype=np.float32)
 
 
 class Term(NamedTuple):
@@ -51,13 +58,23 @@ def center_crop(size: tuple[int, int], resolution: int) -> tuple[tuple[int, int]
     return resized, ((resized[1] - resolution) // 2, (resized[0] - resolution) // 2)
 
 
-def to_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
-    """Resize the shorter side to `resolution`, center-crop, scale to [-1, 1]; (3, H, W)."""
+def cropped(image: Image.Image, resolution: int, resample=Image.Resampling.BICUBIC) -> Image.Image:
+    """The square a fine-tune trains on: the shorter side resized to `resolution`, center-cropped."""
     resized, (top, left) = center_crop(image.size, resolution)
-    image = image.resize(resized, Image.Resampling.BICUBIC)
-    image = image.crop((left, top, left + resolution, top + resolution))
-    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    return image.resize(resized, resample).crop((left, top, left + resolution, top + resolution))
+
+
+def to_pixels(image: Image.Image, resolution: int) -> torch.Tensor:
+    """`cropped`, scaled to [-1, 1]; (3, H, W)."""
+    array = np.asarray(cropped(image, resolution), dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def to_pixel_weights(weights: np.ndarray, resolution: int) -> torch.Tensor:
+    """A weight map in [0, 1] cropped as `to_pixels` crops its image (bilinear); (1, H, W)."""
+    grey = Image.fromarray(np.clip(np.rint(np.asarray(weights) * 255), 0, 255).astype(np.uint8))
+    array = np.asarray(cropped(grey, resolution, Image.Resampling.BILINEAR), dtype=np.float32) / 255
+    return torch.from_numpy(array)[None]
 
 
 class Personalizer:
@@ -211,11 +228,15 @@ class Personalizer:
         acc = self.accelerator
         device, family, schedule = acc.device, self.family, self.noise_scheduler
         terms = [t for t in terms if t.examples]
-        encoded = []
+        encoded, maps = [], []
         for term in terms:
             mean, std, cond = self._encode(term.examples)
             weights = torch.tensor([e.weight for e in term.examples], dtype=torch.float32, device=device)
             encoded.append((mean, std, cond, weights))
+            maps.append(torch.stack([to_pixel_weights(e.pixel_weights if e.pixel_weights is not None else
+                                                      np.ones(e.image.size[::-1], np.float32), self.resolution)
+                                     for e in term.examples]) if any(e.pixel_weights is not None for e in term.examples)
+                        else None)
         # Every process draws the same global batch and trains on its share: with `accelerate launch`,
         # DDP's gradient average then equals the one-process step on the whole batch.
         if batch_size % acc.num_processes:
@@ -231,11 +252,12 @@ class Personalizer:
             losses = []
             bar = progress(range(steps), desc=desc, disable=not acc.is_local_main_process)
             for step in bar:
-                parts = []
-                for (mean, std, cond, weights), order in zip(encoded, orders):
+                parts, drawn_maps = [], []
+                for (mean, std, cond, weights), order, term_maps in zip(encoded, orders, maps):
                     idx = order.next()
                     parts.append((family.to_latents(_draw(mean[idx], std[idx], g), self.pipe.vae),
                                   {k: v[idx] for k, v in cond.items()}, weights[idx]))
+                    drawn_maps.append(term_maps[idx][share] if term_maps is not None else None)
                 x0 = torch.cat([x[share] for x, _, _ in parts])
                 cond = {k: torch.cat([c[k][share] for _, c, _ in parts]) for k in parts[0][1]}
                 noise = torch.cat([torch.randn(x.shape, generator=g)[share] for x, _, _ in parts]).to(device)
@@ -243,7 +265,7 @@ class Personalizer:
                 noisy, target = family.noised(schedule, x0, noise, t)
                 with acc.autocast():
                     pred = family.predict(self.pipe, self.denoiser, schedule, noisy, t, cond)
-                per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+                per_sample = _masked_mse(pred, target, drawn_maps, [len(x[share]) for x, _, _ in parts])
                 loss, start = 0.0, 0
                 for term, (_, _, w) in zip(terms, parts):
                     w = w[share]
@@ -304,6 +326,20 @@ class _Batches:
             self.queue += torch.randperm(self.n, generator=self.g).tolist()
         batch, self.queue = self.queue[:self.size], self.queue[self.size:]
         return batch
+
+
+def _masked_mse(pred: torch.Tensor, target: torch.Tensor, maps: list, sizes: list[int]) -> torch.Tensor:
+    """Each example's mean squared error; where a term has weight maps (masked loss), each latent's error is first
+    multiplied by its map scaled to the latents' grid (area mean: a latent's share of the subject), as kohya's
+    sd-scripts do: the subject's latents learn as without a mask, the rest by their weight. Not normalized by the
+    subject's area (OneTrainer's option): that would raise the subject's step size in a small subject."""
+    error = F.mse_loss(pred.float(), target.float(), reduction="none")
+    if any(m is not None for m in maps):
+        grid = error.shape[-2:]
+        scaled = [F.interpolate(m.to(error.device), size=grid, mode="area") if m is not None
+                  else torch.ones(n, 1, *grid, device=error.device) for m, n in zip(maps, sizes)]
+        error = error * torch.cat(scaled)
+    return error.mean(dim=(1, 2, 3))
 
 
 def _draw(mean: torch.Tensor, std: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -123,7 +123,7 @@ def prepare(ledger: Ledger, found: Found, parts, force: bool) -> None:
     elif force:
         ledger.set("config", result_dict(cfg))
     keep_class_images(ledger, cfg)  # a resumed run of an earlier gal copies them now
-    if cfg.added == "composite":
+    if cfg.added == "composite" or cfg.masked_loss is not None:
         keep_masks(ledger, cfg)
     if ledger.reference_features().size == 0:  # for the report's map of each round
         images = [run_folder.read_image(ledger.run_dir / t.path, "reference") for t in ledger.added(0)]
@@ -163,8 +163,8 @@ def start(ledger: Ledger, cfg: Config, inputs: Inputs) -> None:
 
 
 def keep_masks(ledger: Ledger, cfg: Config) -> None:
-    """A run that adds composites reads its references' masks from its own copies. One that has none (started by an
-    earlier gal, or turned to `--added composite` with --force) copies them now from --references, each where the
+    """A run that adds composites or trains with masked loss reads its references' masks from its own copies. One that
+    has none (started by an earlier gal, or turned to `--added composite` or `--masked-loss` with --force) copies them now from --references, each where the
     image there is still the one the run copied; else one clear line."""
     import numpy as np
 
@@ -183,8 +183,8 @@ def keep_masks(ledger: Ledger, cfg: Config) -> None:
         if mask is None or not np.array_equal(np.asarray(source.image),
                                               np.asarray(run_folder.read_image(run_dir / t.path, "reference"))):
             raise GalError(f"{run_dir / t.path}: no mask in the run, and none for this image in --references {folder}; "
-                           f"--added composite needs one per reference: expected {run_folder.mask(run_dir / t.path)} "
-                           "(white on the subject), or --added samples")
+                           f"{'--added composite' if cfg.added == 'composite' else '--masked-loss'} needs one per reference: "
+                           f"expected {run_folder.mask(run_dir / t.path)} (white on the subject)")
         write_png(run_folder.mask(run_dir / t.path), run_folder.grey(mask))
 
 

@@ -143,9 +143,10 @@ def _settle_added(c: Config, unmasked: list[Path] | None, family) -> None:
     winner of docs/results.md's "images worth adding"), unless the paper's balance scheme is asked for by name; else
     the paper's samples at Δ. (A resumed run's are its ledger's: `stored_config`.) Composites asked for by name need
     every reference's mask."""
-    if c.added == "composite" and unmasked:
-        raise GalError(f"--added composite: {unmasked[0]} has no mask; expected {unmasked[0].stem}.mask.png beside it "
-                       "(white on the subject) or an alpha channel")
+    for flag, needs in (("--added composite", c.added == "composite"), ("--masked-loss", c.masked_loss is not None)):
+        if needs and unmasked:
+            raise GalError(f"{flag}: {unmasked[0]} has no mask; expected {unmasked[0].stem}.mask.png beside it "
+                           "(white on the subject) or an alpha channel")
     if c.added is None:
         composites = unmasked == [] and c.balance != "paper" and composite_blocker(c, family) is None
         c.added = "composite" if composites else "samples"
@@ -207,7 +208,7 @@ MAX_TEXT = 1000  # characters of a subject phrase or non-SoI text; the text enco
 # (lowest, highest) of each count: the highest where memory or time grows with it beyond any real run
 RANGES = {"m": (2, 10_000), "k": (1, 10_000), "rounds": (1, 1_000), "num_class_images": (1, 100_000),
           "lora_rank": (1, 1024), "train_steps": (1, 10_000_000), "batch_size": (1, 1024), "resolution": (8, 4096),
-          "steps": (1, 10_000), "query_steps": (1, 10_000), "seed": (0, 2**63 - 1)}
+          "steps": (1, 10_000), "query_steps": (1, 10_000), "seed": (0, 2**63 - 1), "masked_loss": (0, 1)}
 
 
 def _flag(name: str) -> str:

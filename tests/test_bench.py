@@ -129,7 +129,7 @@ def test_bench_rows_are_named_by_key(tmp_path, capsys):
     """`--rows` takes row keys, checked before anything runs; the error lists them."""
     assert main(["bench", "--quick", "--rows", "balance,frontier", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "--rows frontier: not part of this bench" in err and "fewer-steps, lora-scale, exposure, random" in err
+    assert "--rows frontier: not part of this bench" in err and "fewer-steps, lora-scale, exposure, masked, masked-fewer-steps" in err
     assert not any(tmp_path.iterdir())
 
 

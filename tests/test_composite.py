@@ -29,8 +29,8 @@ def masked_references(tiny, folder, n=3, size=48):
 def test_masked_object_references_add_composites_at_weight_1_by_default(tiny, tmp_path, capsys):
     """Every reference has a mask: `gal run` settles on composites at weight 1 (config.yaml says so), copies the
     masks into the run, and each chosen direction adds one new file, not one of its samples. Its subject's pixels
-    are the reference's, cropped as training crops it, where the anchor names no style; where it names one, the
-    base model has redrawn them a little. Without masks the same command adds the paper's samples at Δ."""
+    are the reference's, cropped as training crops it, on every anchor: where it names a style, the base model has
+    redrawn what surrounds them, never them. Without masks the same command adds the paper's samples at Δ."""
     refs, anchors = masked_references(tiny, tmp_path / "refs"), tmp_path / "anchors.txt"
     anchors.write_text(ANCHORS)
     run = tmp_path / "run"
@@ -58,7 +58,7 @@ def test_masked_object_references_add_composites_at_weight_1_by_default(tiny, tm
         image = np.asarray(Image.open(run / t.path).convert("RGB"))
         # the subject of one of the references, pasted where its mask is (reference j mod their number)
         kept = [np.array_equal(image[s.mask], s.pixels[s.mask]) for s in subjects]
-        assert any(kept) != composite.names_a_style(templates[t.anchor_idx]), (templates[t.anchor_idx], kept)
+        assert any(kept), (templates[t.anchor_idx], kept)
 
 
 

@@ -36,6 +36,10 @@ from gal.miniature.rows import (
     COMPOSITE_ROWS,
     EXPOSURE,
     FEWER,
+    MASKED,
+    MASKED_FEWER,
+    MASKED_LOSS,
+    MASKED_SCALED,
     PERFECT,
     PERFECT_ROWS,
     QUICK_ROWS,
@@ -99,7 +103,7 @@ def evaluated(run_dir: Path, prompts: Path, n: int, subject: world.Subject, judg
                             splits=("test", "validation") if validation else ("test",))
     out = found["test"]
     for r, v in zip(out, found.get("validation", [])):
-        r["validation"] = {k: v[k] for k in ("txt_aln", "img_aln", "ovf")}
+        r["validation"] = {k: v[k] for k in ("txt_aln", "img_aln", "ovf", "img_aln_subject") if k in v}
     if judge is not None:
         templates = [line for line in prompts.read_text().splitlines() if line.strip()]
         for r in out:
@@ -179,7 +183,7 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
 
     def record(row: str, run_dir: Path, lora_scale: float = 1.0, validation: bool = False, **extra) -> None:
         rounds = evaluated(run_dir, prompts, settings["n"], subject, judge, lora_scale,
-                           rounds=[1] if row in (BASELINE, SCALED) else None, validation=validation)
+                           rounds=[1] if row in (BASELINE, SCALED, MASKED, MASKED_SCALED) else None, validation=validation)
         results.append({**entry, "row": row, **extra, "rounds": rounds})
         scalars = {k: v for k, v in extra.items() if not isinstance(v, list)}
         log(f"{subject_name} seed {seed} {row}{' ' + str(scalars) if scalars else ''}: " + ", ".join(
@@ -202,14 +206,32 @@ def subject_runs(out: Path, subject_name: str, seed: int, settings: dict, models
     if SCALED in rows:
         for scale in SCALES:
             record(SCALED, first, lora_scale=scale, train_steps=full_steps, scale=scale)
+    # the controls with masked loss (objects: a style has no mask), from their own round 1
+    masked_first = folder / "round-1-masked"
+    if subject.kind == "object" and {MASKED, MASKED_FEWER, MASKED_SCALED, "composite-masked"} & set(rows):
+        run_one(dataclasses.replace(base, strategy="human", balance="paper", added=dreambooth, class_images=class_images,
+                                    out=str(masked_first), **MASKED_LOSS))
+        if MASKED in rows:
+            record(MASKED, masked_first, train_steps=full_steps, share=1.0, scale=1.0)
+        if MASKED_FEWER in rows:
+            for share in FRONTIER:
+                s = max(1, round(share * full_steps))
+                run_dir = folder / f"dreambooth-masked-{s}"
+                run_one(dataclasses.replace(base, strategy="none", rounds=1, train_steps=s, class_images=class_images,
+                                            added=dreambooth, out=str(run_dir), **MASKED_LOSS))
+                record(MASKED_FEWER, run_dir, train_steps=s, share=share)
+        if MASKED_SCALED in rows:
+            for scale in SCALES:
+                record(MASKED_SCALED, masked_first, lora_scale=scale, train_steps=full_steps, scale=scale)
     for row in ROWS + PERFECT_ROWS + COMPOSITE_ROWS:
         pastes = row.key in COMPOSITE or row.added == "composite"
-        if row.key not in rows or (pastes and subject.kind != "object"):  # a style has no region to paste
+        masks = pastes or "masked_loss" in row.options
+        if row.key not in rows or (masks and subject.kind != "object"):  # a style has no region to paste or mask
             continue
         run_dir = folder / row.key
         shared = "query_guidance" not in row.options  # round 1 is shared, its query too; else only its class images
         if shared and not run_dir.exists():
-            _fork(first, run_dir)
+            _fork(masked_first if "masked_loss" in row.options else first, run_dir)
         if row.key in PERFECT:
             player = lambda run_dir, k, n=PERFECT[row.key]: players.perfect_picks(run_dir, subject, n, k)  # noqa: E731
         elif row.key in COMPOSITE:

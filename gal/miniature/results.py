@@ -17,6 +17,9 @@ from gal.miniature.rows import (
     COMPOSITE_ROWS,
     EXPOSURE,
     FEWER,
+    MASKED,
+    MASKED_FEWER,
+    MASKED_SCALED,
     NAMES,
     PERFECT,
     ROWS,
@@ -53,7 +56,9 @@ def merge_summaries(summary: dict, other: dict, source: str) -> dict:
 
 
 # The controls a user has without GAL: train less (DreamBooth at fewer steps) or turn the 1x LoRA down at inference
-CONTROLS = {"steps": (BASELINE, FEWER), "both": (BASELINE, FEWER, SCALED)}
+# the frontiers of training less: fewer steps; and a lower LoRA scale; "all": with masked loss's too (objects)
+CONTROLS = {"steps": (BASELINE, FEWER), "both": (BASELINE, FEWER, SCALED),
+            "all": (BASELINE, FEWER, SCALED, MASKED, MASKED_FEWER, MASKED_SCALED)}
 # Two readings of every image: the CLIP-like scorer's (the paper's metrics) and the judge's ground truth
 SPACES = {"clip": ("img_aln", "txt_aln", "ovf"), "judge": ("kept", "followed", "faithful")}
 METRICS = ("txt_aln", "img_aln", "ovf")  # the tables' columns, in the paper's order
@@ -135,7 +140,7 @@ def interval(values, n: int = 10000, seed: int = 0) -> tuple[float, float, float
 def row_keys(summary: dict) -> list[str]:
     """The keys of the rows in the tables that `summary` has runs of, in the tables' order."""
     present = {e["row"] for e in summary["results"]}
-    return [k for k in NAMES if k in present and k not in (FEWER, SCALED)]
+    return [k for k in NAMES if k in present and k not in (FEWER, SCALED, MASKED_FEWER, MASKED_SCALED)]
 
 
 def table(summary: dict, pick=last_round) -> list[dict]:

@@ -8,12 +8,17 @@ from gal.suite import TABLE1, Row
 
 # The DreamBooth rows, without GAL. Round 1 of every row is DreamBooth at the default step count (the baseline,
 # Table 1's first row); the controls a user has without GAL are DreamBooth trained less and its LoRA turned down at
-# inference (the cheapest control of all); the last is trained on as many reference draws as Uncertainty + Balance's
-# last round.
+# inference (the cheapest control of all); the next is trained on as many reference draws as Uncertainty + Balance's
+# last round. With masks (objects), the field's own answer to copied backgrounds is a control too: DreamBooth with
+# masked loss (`gal run --masked-loss`, kohya's --masked_loss), at the default step count, fewer and turned down.
+MASKED_LOSS = {"masked_loss": 0.0}
 DREAMBOOTH_ROWS = [TABLE1[0], Row("fewer-steps", "DreamBooth, fewer steps", "none", "off"),
                    Row("lora-scale", "DreamBooth, LoRA scale", "none", "off"),
-                   Row("exposure", "DreamBooth, exposure-matched", "none", "off")]
-BASELINE, FEWER, SCALED, EXPOSURE = (r.key for r in DREAMBOOTH_ROWS)
+                   Row("exposure", "DreamBooth, exposure-matched", "none", "off"),
+                   Row("masked", "DreamBooth, masked loss", "none", "off", MASKED_LOSS),
+                   Row("masked-fewer-steps", "DreamBooth, masked loss, fewer steps", "none", "off", MASKED_LOSS),
+                   Row("masked-lora-scale", "DreamBooth, masked loss, LoRA scale", "none", "off", MASKED_LOSS)]
+BASELINE, FEWER, SCALED, EXPOSURE, MASKED, MASKED_FEWER, MASKED_SCALED = (r.key for r in DREAMBOOTH_ROWS)
 
 # Table 1's rows (the baseline is round 1, which every row shares), then the bench's own
 ROWS = TABLE1[1:] + [
@@ -26,6 +31,8 @@ ROWS = TABLE1[1:] + [
         {"pick": "identity"}),
     # gal's object default (gal/composite.py), through `gal run` itself: the composite probe's winner made an option
     Row("composite", "Uncertainty, composites (gal's object default)", "uncertainty", "off", added="composite"),
+    # the same with masked loss on the references (round 1: DreamBooth with masked loss, the control "masked")
+    Row("composite-masked", "Uncertainty, composites, masked loss", "uncertainty", "off", MASKED_LOSS, added="composite"),
 ]
 # Diagnostics a user does not have: after round 1, the world's own renders of the subject in the anchors'
 # contexts replace the added images (three in GAL's top-k directions, Eq. 10 set aside; or one per anchor), then
@@ -57,7 +64,7 @@ COMPOSITE_ROWS = [Row(key, f"Composites x{n}{_ON[on]}, {WEIGHTS[key.split('-')[-
                       key.split("-")[-1]) for key, (n, on) in COMPOSITE.items()]
 TWO_ROUNDS = set(PERFECT) | set(COMPOSITE)  # rows that stop after round 2: no round to choose
 
-ROW_KEYS = [FEWER, SCALED, EXPOSURE] + [r.key for r in ROWS + PERFECT_ROWS + COMPOSITE_ROWS]  # `--rows`; all by default
+ROW_KEYS = [FEWER, SCALED, EXPOSURE, MASKED, MASKED_FEWER, MASKED_SCALED] + [r.key for r in ROWS + PERFECT_ROWS + COMPOSITE_ROWS]  # `--rows`; all by default
 QUICK_ROWS = [FEWER, SCALED, EXPOSURE] + [r.key for r in TABLE1[1:]]  # `--quick`: the controls and Table 1
 NAMES = {r.key: r.name for r in DREAMBOOTH_ROWS + ROWS + PERFECT_ROWS + COMPOSITE_ROWS}  # key -> name, tables' order
 
