@@ -11,7 +11,7 @@ from gal import composite, run_folder
 from gal.cli import main
 from gal.ledger import Ledger
 
-from conftest import run_args
+from conftest import one_line_error, run_args
 
 ANCHORS = "{} in a workshop\n{} in a museum\n{} on a boat\n{} in dotted style\n{} in a garden in striped style\n"
 
@@ -148,3 +148,23 @@ def test_composites_without_a_mask_for_every_reference_are_refused_before_anythi
     Image.new("L", (20, 20)).save(refs / "ref1.mask.png")  # not the image's size
     assert main(args) == 2
     assert "ref1.mask.png: 20x20 pixels; expected the mask of ref1.png at its size, 48x48" in capsys.readouterr().err
+
+
+def test_masked_loss_needs_every_references_mask_and_records_its_weight(tiny, tmp_path, capsys):
+    """`--masked-loss` without a mask for every reference is one line naming the first that has none, before anything
+    is written; with masks, the run records the weight outside the subject (`--masked-loss` alone: 0) and keeps its
+    own copy of each mask, which a resume trains on."""
+    run = tmp_path / "run"
+    assert main(run_args(tiny, run, "--masked-loss")) == 2
+    line = one_line_error(capsys)
+    assert "--masked-loss:" in line and "ref0.png has no mask" in line
+    assert not run.exists()
+    args = run_args(tiny, run, "--rounds", "1", "--masked-loss", "0.25")
+    args[args.index("--references") + 1] = str(masked_references(tiny, tmp_path / "refs"))
+    assert main(args) == 0
+    ledger = Ledger(run, read_only=True)
+    try:
+        assert ledger.get("config")["masked_loss"] == 0.25
+        assert all(run_folder.mask(run / t.path).exists() for t in ledger.added(0))
+    finally:
+        ledger.close()

@@ -469,3 +469,42 @@ def test_composites_restyle_where_the_family_has_an_img2img_twin_and_are_refused
             err = capsys.readouterr().err.strip()
             assert "--added composite: not with --base" in err and "\n" not in err and not out.exists(), err
     assert [f for f, b in bases.items() if not family_of(str(b)).composites] == ["flux2-klein", "z-image", "chroma"]
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl", "flux", "sd3", *NEW])
+def test_masked_loss_learns_nothing_from_outside_the_subject_on_every_family(family, bases, tiny, monkeypatch):
+    """`--masked-loss`: each latent's error is weighted by its share of the mask, in the family's own latent grid (SD's
+    unpacked latents; FLUX.2's patchified ones, half the size): with a mask on the left half of each reference, the
+    loss's gradient reaches the denoiser's prediction on the left latents and is exactly 0 on the right ones; with
+    the weight 1 outside, masked loss is plain DreamBooth's loss bit for bit."""
+    from accelerate import Accelerator
+
+    from gal.models import load_pipeline
+    from gal.personalize import Example, Personalizer, Term, masked
+    from gal.references import read_references
+
+    left = np.zeros((32, 32), np.float32)  # at the training resolution: no resize blurs its edge
+    left[:, :16] = 1
+    images = [r.image.resize((32, 32)) for r in read_references(str(tiny / "references"))]
+    trainer = Personalizer(load_pipeline(str(bases[family])), Accelerator(cpu=True), method="lora", lr=1e-4, rank=4,
+                           resolution=32)
+    grads = []
+    predict = trainer.family.predict
+
+    def watched(*args, **kwargs):  # the prediction's gradient, as the loss sends it back
+        pred = predict(*args, **kwargs)
+        pred.register_hook(lambda g: grads.append(g.detach().clone()))
+        return pred
+    monkeypatch.setattr(trainer.family, "predict", watched)
+
+    def loss(outside):
+        examples = [Example(im, "a <sks> ball", 1.0, None if outside is None else masked(left, outside)) for im in images]
+        trainer.reset(seed=0)
+        return trainer.train([Term(examples)], steps=1, batch_size=1, seed=0)
+
+    assert loss(None) == loss(1.0)  # weight 1 everywhere: plain DreamBooth
+    grads.clear()
+    loss(0.0)
+    (g,) = grads
+    half = g.shape[-1] // 2
+    assert g[..., half:].abs().max() == 0 and g[..., :half].abs().min() > 0
