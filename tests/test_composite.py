@@ -2,6 +2,7 @@
 subject and the base model's own pictures, the object default where every reference has a mask."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,22 @@ def test_masked_loss_needs_every_references_mask_and_records_its_weight(tiny, tm
         assert all(run_folder.mask(run / t.path).exists() for t in ledger.added(0))
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("added,balance,expected", [
+    (None, None, ("composite", "off")), (None, "paper", ("samples", "paper")), (None, "separate", ("composite", "separate")),
+    (None, "off", ("composite", "off")), ("samples", None, ("samples", "paper")), ("samples", "off", ("samples", "off")),
+    ("composite", None, ("composite", "off")), ("composite", "paper", ("composite", "paper")),
+    ("composite", "separate", ("composite", "separate"))])
+def test_every_added_and_balance_pair_settles_as_the_readme_says(added, balance, expected):
+    """The README's paragraph on `--added` and `--balance`, for an object whose every reference has a mask; without
+    masks, left open, the paper's samples at Δ."""
+    from gal.config import Config
+    from gal.resolve import settle
+
+    cfg = Config(references="r", subject="a <sks> cat", base="b", scorer="s", added=added, balance=balance)
+    settled = settle(cfg, unmasked=[]).config
+    assert (settled.added, settled.balance) == expected
+    if added is None:
+        unmasked = settle(cfg, unmasked=[Path("r/cat.png")]).config
+        assert (unmasked.added, unmasked.balance) == ("samples", balance or "paper")
