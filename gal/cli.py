@@ -88,8 +88,9 @@ def _eval_parser(sub) -> None:
                    help="with --base: a LoRA file, a folder with one, a folder of a trainer's checkpoints (kohya's "
                         "name-000010.safetensors, ai-toolkit's name_000001000.safetensors, checkpoint-N/ folders) or a "
                         "gal run (repeatable); read with the base's pipe.load_lora_weights")
-    p.add_argument("--lora-scale", type=number, nargs="+", default=[1.0], metavar="X",
-                   help="the LoRA's strength, as a user of the file can turn it down; several: each (default: 1)")
+    p.add_argument("--lora-scale", type=number, nargs="+", action="extend", metavar="X",
+                   help="the LoRA's strength, as a user of the file can turn it down; several (or repeated): each "
+                        "(default: 1)")
     p.add_argument("--masked", action="store_true", help="with --lora: IMG-ALN on the subject's region too (CLIPSeg "
                                                          "prompted with the class word; NAME.mask.png or an alpha "
                                                          "channel gives a reference's own)")
@@ -212,6 +213,13 @@ def _run(args: dict) -> int:
 
 
 def _bench(a: dict) -> int:
+    from gal.storage import check_output
+
+    reads = {"--data": [a["data"]], "--merge": a["merge"] or []}
+    check_output("--out", Path(a["out"]), reads, folder=True)
+    for flag in ("results", "summary"):
+        if a[flag]:
+            check_output(f"--{flag}", Path(a[flag]), reads)
     if a["suite"] is None:
         import shlex
 
@@ -286,6 +294,7 @@ def _eval(a: dict) -> int:
         raise GalError(f"--n {a['n']}: expected 1 to 1000 images per test prompt")
     if not 0 <= a["seed"] < 2**63:
         raise GalError(f"--seed {a['seed']}: expected 0 or more")
+    scales = a["lora_scale"] or [1.0]
     if a["run"]:
         if a["lora"]:
             raise GalError(f"--lora {a['lora'][0]}: gal eval RUN evaluates the run's own rounds; expected either RUN "
@@ -294,7 +303,7 @@ def _eval(a: dict) -> int:
         from gal.view import run_summary
 
         out = []
-        for scale in a["lora_scale"]:  # the test prompts, and the validation split `gal show` chooses the round on
+        for scale in scales:  # the test prompts, and the validation split `gal show` chooses the round on
             found = evaluate_splits(Path(a["run"]), rounds=a["round"], splits=("test", "validation"), n=a["n"],
                                     seed=a["seed"], prompts_file=a["prompts"], image_model=a["image_model"],
                                     lora_scale=scale, device=a["device"])
@@ -317,10 +326,16 @@ def _eval(a: dict) -> int:
     if not a.get("base"):
         raise GalError("gal eval: expected a run folder (gal eval RUN) or a model (gal eval --base MODEL ...)")
     cfg = make_config({k: a[k] for k in MODEL_EVAL_FIELDS if k in a}, source="flags")
+    if a["report"]:
+        from gal.compare import check_report
+
+        inputs = ("references", "base", "scorer", "anchors", "prompts", "segmenter", "image_model")
+        check_report(Path(a["report"]), {"--lora": a["lora"] or [],
+                                         **{"--" + k.replace("_", "-"): [a.get(k)] for k in inputs}})
     import tempfile
 
     with tempfile.TemporaryDirectory() as images:
-        result = gal.evaluate_checkpoints(cfg, a["lora"] or [], a["lora_scale"], n=a["n"], seed=a["seed"],
+        result = gal.evaluate_checkpoints(cfg, a["lora"] or [], scales, n=a["n"], seed=a["seed"],
                                           prompts_file=a["prompts"], masked=a["masked"], segmenter=a["segmenter"],
                                           image_model=a["image_model"], device=a["device"],
                                           save_dir=Path(images) if a["report"] else None,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from gal import strategy
-from gal.checkpoints import Checkpoint, find
+from gal.checkpoints import Checkpoint, find_all
 from gal.config import N_EVAL, Config
 from gal.errors import GalError
 from gal.generate import sample_seed
@@ -54,12 +54,13 @@ def evaluate_checkpoints(cfg: Config, loras: Sequence[str], scales: Sequence[flo
     cfg, family = settle(cfg, machine, family_of=family_of)
     check_device(device, cfg.mixed_precision, machine)
     m = m or cfg.m
-    found = [c for path in loras for c in find(path)] if loras else [None]
+    found = find_all(loras) if loras else [None]
     if len(scales) != len(set(scales)):
         raise GalError("--lora-scale: a scale given twice; expected each once")
     if not loras and list(scales) != [1.0]:
         raise GalError(f"--lora-scale {scales[0]:g}: there is no --lora to scale; expected --lora PATH with it")
     refs = read_references(cfg.references)
+    given = _given_masks(refs, cfg) if masked else None
     non_soi = list(dict.fromkeys(t for t in [*cfg.non_soi, *(r.caption for r in refs)] if t))  # as `gal run`'s ē*
     if not non_soi:
         raise GalError("--non-soi: missing, and no reference has a caption; OVF (Eq. 8) needs the references' "
@@ -75,7 +76,7 @@ def evaluate_checkpoints(cfg: Config, loras: Sequence[str], scales: Sequence[flo
     resolution = models.image_resolution(pipe, cfg.resolution, family)
     query = Query(pipe, scorer, PartialState(), auto_batch_size(torch_device, resolution), resolution,
                   dtype if precision != "no" else None)
-    regions = _Regions(segmenter, torch_device, cfg, refs, scorer) if masked else None
+    regions = _Regions(segmenter, torch_device, refs, given, _class_word(cfg), scorer) if masked else None
     from gal.metrics import ImageEmbedder
 
     embedder = ImageEmbedder(image_model, torch_device) if image_model else None
@@ -92,7 +93,7 @@ def evaluate_checkpoints(cfg: Config, loras: Sequence[str], scales: Sequence[flo
             if name:
                 pipe.set_adapters([name], adapter_weights=[scale])
             label = f"{checkpoint.label} @ {scale:g}" if checkpoint else "base"
-            folder = save_dir / _slug(label) if save_dir else None
+            folder = save_dir / f"{len(rows):03d}-{_slug(label)}" if save_dir else None  # one per row, whatever its label
             test = _scored(query, prompts, non_soi, reference_features, n, seed, cfg, f"{label}: test", folder,
                            regions, second)
             test.pop("beta")
@@ -152,16 +153,29 @@ def copying_line(result: dict, row: dict, worst: int = 2) -> str:
             + (f"; worst: {', '.join(named)}" if named else ""))
 
 
+def _class_word(cfg: Config) -> str:
+    """What CLIPSeg is prompted with: an object's class word, a style's words."""
+    words = re.sub(r"^(a|an|the)\s+", "", cfg.subject_plain.strip(), flags=re.IGNORECASE)
+    return words.split()[-1] if cfg.kind == "object" and words else words
+
+
+def _given_masks(refs, cfg: Config) -> list:
+    """The user's masks of the references (`masks.given_masks`), before any model loads; the rest are CLIPSeg's."""
+    from gal.masks import given_masks, warn_unmasked
+
+    given = given_masks(refs)
+    warn_unmasked(refs, given, f"--masked uses CLIPSeg's mask of them (prompted with '{_class_word(cfg)}')")
+    return given
+
+
 class _Regions:
     """Subject masks: the user's for the references where given, CLIPSeg's (prompted with the class word) else."""
 
-    def __init__(self, segmenter: str | None, device, cfg: Config, refs, scorer):
-        from gal.masks import DEFAULT_SEGMENTER, Segmenter, given_mask, on_grey
+    def __init__(self, segmenter: str | None, device, refs, given: list, prompt: str, scorer):
+        from gal.masks import DEFAULT_SEGMENTER, Segmenter, on_grey
 
         self.segmenter = Segmenter(segmenter or DEFAULT_SEGMENTER, device)
-        words = re.sub(r"^(a|an|the)\s+", "", cfg.subject_plain.strip(), flags=re.IGNORECASE)
-        self.prompt = words.split()[-1] if cfg.kind == "object" and words else words
-        given = [given_mask(r.source) for r in refs]
+        self.prompt = prompt
         found = self.segmenter.masks([r.image for r in refs], self.prompt)
         self.features = scorer.image_features([on_grey(r.image, g if g is not None else f)
                                                for r, g, f in zip(refs, given, found)])  # the references' subject
@@ -205,27 +219,48 @@ def _scored(query, prompts: Sequence[TestPrompt], non_soi, reference_features, n
 
 
 def _load(pipe, checkpoint: Checkpoint, name: str) -> str:
-    """The checkpoint as adapter `name`; a file diffusers cannot read, or one whose keys fit no module of this base,
-    named in one line with the layout found."""
-    path = checkpoint.path
-    where = dict(pretrained_model_name_or_path_or_dict=str(path.parent), weight_name=path.name) if path.is_file() \
-        else dict(pretrained_model_name_or_path_or_dict=str(path))
+    """The checkpoint as adapter `name`; a file diffusers cannot read, or one with no weights for the base's denoiser
+    (a text encoder's alone, or another family's), named in one line with the layout found."""
+    import tempfile
+
     import diffusers
 
     from gal.models import quiet_transformers
 
-    try:
-        with quiet_transformers():  # its notes on text-encoder keys, and a failed load's dump: ours is one line
-            diffusers.logging.set_verbosity(diffusers.logging.CRITICAL)
-            pipe.load_lora_weights(**where, adapter_name=name)
-    except Exception as e:  # noqa: BLE001 - whatever diffusers' converters raise for a layout they do not know
-        raise GalError(f"--lora {path}: {type(pipe).__name__}.load_lora_weights cannot read it ({_layout(path)}; "
-                       f"{str(e).strip().splitlines()[0][:140] if str(e).strip() else e.__class__.__name__}); expected a "
-                       "LoRA of this base's family in a layout diffusers reads (diffusers, kohya, ai-toolkit, ...)") from None
-    if name not in {a for names in pipe.get_list_adapters().values() for a in names}:
-        raise GalError(f"--lora {path}: none of its weights fits a module of this base ({_layout(path)}); expected a "
-                       f"LoRA trained on a {type(pipe).__name__} base")
+    path = checkpoint.path
+    with tempfile.TemporaryDirectory() as links:
+        readable = _plain_name(path, Path(links))
+        where = dict(pretrained_model_name_or_path_or_dict=str(readable.parent), weight_name=readable.name) \
+            if readable.is_file() else dict(pretrained_model_name_or_path_or_dict=str(readable))
+        try:
+            with quiet_transformers():  # its notes on text-encoder keys, and a failed load's dump: ours is one line
+                diffusers.logging.set_verbosity(diffusers.logging.CRITICAL)
+                pipe.load_lora_weights(**where, adapter_name=name)
+        except Exception as e:  # noqa: BLE001 - whatever diffusers' converters raise for a layout they do not know
+            raise GalError(f"--lora {path}: {type(pipe).__name__}.load_lora_weights cannot read it ({_layout(readable)}; "
+                           f"{str(e).strip().splitlines()[0][:140] if str(e).strip() else e.__class__.__name__}); expected "
+                           "a LoRA of this base's family in a layout diffusers reads (diffusers, kohya, ai-toolkit, ...)") from None
+        if name not in pipe.get_list_adapters().get(_denoiser(pipe), []):
+            raise GalError(f"--lora {path}: none of its weights fits this base's {_denoiser(pipe)} ({_layout(readable)}); "
+                           f"expected a LoRA trained on a {type(pipe).__name__} base, with weights for its "
+                           f"{_denoiser(pipe)} (a text encoder's alone is not a checkpoint gal eval compares)")
     return name
+
+
+def _plain_name(path: Path, links: Path) -> Path:
+    """`path`, or, where its name is not UTF-8 (which the safetensors library cannot open), a link to it of a plain
+    name in the folder `links`."""
+    try:
+        str(path).encode()
+        return path
+    except UnicodeEncodeError:
+        link = links / ("lora.safetensors" if path.is_file() else "lora")
+        link.symlink_to(path.resolve())
+        return link
+
+
+def _denoiser(pipe) -> str:
+    return "unet" if hasattr(pipe, "unet") else "transformer"
 
 
 def _layout(path: Path) -> str:
@@ -248,7 +283,7 @@ def _same_shape(pipe, checkpoint: Checkpoint, name: str, shape: tuple | None) ->
     """(rank, targets) of the adapter just loaded: the checkpoints of one series are of one training."""
     from peft.tuners.lora import LoraLayer
 
-    denoiser = pipe.unet if hasattr(pipe, "unet") else pipe.transformer
+    denoiser = getattr(pipe, _denoiser(pipe))
     layers = [(n, m) for n, m in denoiser.named_modules() if isinstance(m, LoraLayer) and name in m.lora_A]
     mine = (max(m.r[name] for _, m in layers), len(layers))
     if shape is not None and mine != shape:
@@ -260,6 +295,19 @@ def _same_shape(pipe, checkpoint: Checkpoint, name: str, shape: tuple | None) ->
 
 def _slug(label: str) -> str:
     return re.sub(r"[^\w.-]+", "_", label, flags=re.ASCII).strip("_")
+
+
+def check_report(path: Path, reads: dict[str, list]) -> None:
+    """Before any scoring: `--report` can be written (`storage.check_output`: on none of the inputs in `reads`), and a
+    file already there is an earlier report to replace, not another file."""
+    from gal.storage import check_output
+
+    check_output("--report", path, reads)
+    if path.is_file():
+        with open(path, "rb") as f:
+            if not f.read(200).lstrip().lower().startswith((b"<!doctype html", b"<html")):
+                raise GalError(f"--report {path}: a file that is not an HTML page is there; expected a new file name, "
+                               "or an earlier report to replace")
 
 
 def write_report(result: dict, path: Path, base: str, n: int, m: int) -> Path:

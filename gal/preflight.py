@@ -15,9 +15,10 @@ from gal.anchors import make_anchors, read_templates
 from gal.config import Config, result_dict, to_dict, valid_keys
 from gal.errors import GalError, warn
 from gal.ledger import Anchor, Ledger, Reference
+from gal.masks import given_masks, warn_unmasked
 from gal.references import ReferenceImage, read_references, reference_prompt
 from gal.resolve import settle, stored_config, this_machine, validate
-from gal.storage import write_png, write_text
+from gal.storage import check_output, write_png, write_text
 from gal.view import ledger_summary
 
 
@@ -26,7 +27,7 @@ class Inputs(NamedTuple):
     references: list[ReferenceImage]
     templates: dict[int, str]
     captions: list[str]
-    masks: list  # per reference, its subject's mask ((H, W) in [0, 1], `masks.given_mask`) or None
+    masks: list  # per reference, its subject's mask ((H, W) in [0, 1], `masks.given_masks`) or None
     class_images: list[ReferenceImage] = ()  # the user's (--class-images), copied into the run; none: made by the base
 
 
@@ -50,10 +51,13 @@ def examine(config: Config, force: bool = False) -> Found:
     validate(config, machine)  # every value, before the inputs are read with them
     stored = existing_config(run_dir)
     if stored is None:
-        check_new_folder(run_dir)
+        check_new_folder(run_dir, {f"--{k.replace('_', '-')}": [getattr(config, k)]
+                                   for k in ("references", "base", "scorer", "anchors", "class_images")})
         inputs = read_inputs(config)
         unmasked = [ref.source for ref, mask in zip(inputs.references, inputs.masks) if mask is None]
         cfg, family = settle(config, machine, unmasked=unmasked, family_of=family_of)
+        warn_unmasked(inputs.references, inputs.masks, "a run uses masks only where every reference has one, so this "
+                      "one uses none (no composites, no masked loss)")
         if cfg.class_images and cfg.prior:
             inputs = inputs._replace(class_images=read_references(cfg.class_images, flag="--class-images"))
         found = Found("new", cfg, family, [], inputs=inputs)
@@ -78,19 +82,12 @@ def examine(config: Config, force: bool = False) -> Found:
 
 def read_inputs(config: Config) -> Inputs:
     """A new run's references (with their captions and masks) and anchors, read and checked."""
-    from gal.masks import given_mask
-
     refs = read_references(config.references)
     templates = read_templates(config.anchors, config.kind)
     if config.k > len(templates):
         raise GalError(f"--k {config.k}: larger than the {len(templates)} anchors in the pool; expected --k "
                        f"{len(templates)} or less")
-    masks = [given_mask(ref.source) for ref in refs]
-    for ref, mask in zip(refs, masks):
-        if mask is not None and mask.shape != (ref.image.height, ref.image.width):
-            raise GalError(f"--references {run_folder.mask(ref.source)}: {mask.shape[1]}x{mask.shape[0]} pixels; "
-                           f"expected the mask of {ref.source.name} at its size, {ref.image.width}x{ref.image.height}")
-    return Inputs(refs, templates, captions(refs, config), masks)
+    return Inputs(refs, templates, captions(refs, config), given_masks(refs))
 
 
 _STATES = {"new": "no run yet", "unfinished": "an unfinished run", "finished": "a finished run"}
@@ -120,11 +117,11 @@ def prepare(ledger: Ledger, found: Found, parts, force: bool) -> None:
         anchors = make_anchors(found.inputs.templates, cfg.subject, cfg.subject_plain)
         warn_about_inputs(cfg, found.inputs.references, anchors, parts.pipe.tokenizer, parts.resolution)
         start(ledger, cfg, found.inputs)
-    elif force:
+    if cfg.added == "composite" or cfg.masked_loss is not None:
+        keep_masks(ledger, cfg)  # before a changed config is recorded: a refused mask leaves the run as it was
+    if found.state != "new" and force:
         ledger.set("config", result_dict(cfg))
     keep_class_images(ledger, cfg)  # a resumed run of an earlier gal copies them now
-    if cfg.added == "composite" or cfg.masked_loss is not None:
-        keep_masks(ledger, cfg)
     if ledger.reference_features().size == 0:  # for the report's map of each round
         images = [run_folder.read_image(ledger.run_dir / t.path, "reference") for t in ledger.added(0)]
         ledger.set_reference_features([f.numpy().astype(np.float16).tobytes() for f in parts.scorer.image_features(images)])
@@ -163,29 +160,28 @@ def start(ledger: Ledger, cfg: Config, inputs: Inputs) -> None:
 
 
 def keep_masks(ledger: Ledger, cfg: Config) -> None:
-    """A run that adds composites or trains with masked loss reads its references' masks from its own copies. One that
-    has none (started by an earlier gal, or turned to `--added composite` or `--masked-loss` with --force) copies them now from --references, each where the
+    """A run that adds composites or trains with masked loss reads its references' masks from its own copies, each
+    checked as a new run checks the user's (`run_folder.read_mask`). One that has none (started by an earlier gal, or
+    turned to `--added composite` or `--masked-loss` with --force) copies them now from --references, each where the
     image there is still the one the run copied; else one clear line."""
     import numpy as np
 
-    from gal.masks import given_mask
-
     run_dir = ledger.run_dir
     missing = [t for t in ledger.added(0) if not run_folder.mask(run_dir / t.path).exists()]
-    if not missing:
-        return
     folder = Path(cfg.references) if cfg.references else None
-    sources = read_references(folder) if folder is not None and folder.is_dir() else []
-    by_copy = {run_folder.reference(i, r.source): r for i, r in enumerate(sources)}
+    sources = read_references(folder) if missing and folder is not None and folder.is_dir() else []
+    by_copy = {run_folder.reference(i, r.source): (r, mask)
+               for i, (r, mask) in enumerate(zip(sources, given_masks(sources)))}
     for t in missing:
-        source = by_copy.get(t.path)
-        mask = given_mask(source.source) if source is not None else None
+        source, mask = by_copy.get(t.path, (None, None))
         if mask is None or not np.array_equal(np.asarray(source.image),
                                               np.asarray(run_folder.read_image(run_dir / t.path, "reference"))):
             raise GalError(f"{run_dir / t.path}: no mask in the run, and none for this image in --references {folder}; "
                            f"{'--added composite' if cfg.added == 'composite' else '--masked-loss'} needs one per reference: "
                            f"expected {run_folder.mask(run_dir / t.path)} (white on the subject)")
         write_png(run_folder.mask(run_dir / t.path), run_folder.grey(mask))
+    for t in ledger.added(0):
+        run_folder.read_mask(run_dir / t.path)
 
 
 def _copy_class_images(run_dir: Path, images: list[ReferenceImage]) -> list[tuple[int, int, str]]:
@@ -239,16 +235,14 @@ def existing_config(run_dir: Path) -> dict | None:
         ledger.close()
 
 
-def check_new_folder(run_dir: Path) -> None:
+def check_new_folder(run_dir: Path, reads: dict[str, list]) -> None:
+    """A new run's --out: a folder of its own (`storage.check_output`: on none of the inputs in `reads`), empty, or one
+    that a run killed before its first record left."""
     if Ledger.exists(run_dir):
         if (run_dir / run_folder.ROUNDS).exists():  # rounds without a record: an emptied ledger, not a run to start over
             raise GalError(Ledger.damaged(run_dir, "it holds no record of the run"))
         return  # a run killed before its first transaction: start it again
-    if run_dir.exists() and not run_dir.is_dir():
-        raise GalError(f"--out {run_dir}: is a file; expected a folder for the run")
-    blocking = next((p for p in run_dir.parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise GalError(f"--out {run_dir}: {blocking} is a file, so no folder can be made under it; expected a folder")
+    check_output("--out", run_dir, reads, folder=True)
     if run_dir.is_dir() and any(p.name not in {".lock", Ledger.FILE} for p in run_dir.iterdir()):
         raise GalError(f"--out {run_dir}: folder exists and holds no gal run; expected a new or empty folder, "
                        "or the folder of an unfinished run to resume")

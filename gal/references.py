@@ -12,12 +12,14 @@ import unicodedata
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gal.errors import GalError
 
 MAX_ASPECT = 8  # the long side at most 8 times the short one: a 1 x 60000 strip resized to 512 px is 30 Gpixel
 MAX_CAPTION = 1000  # characters; the text encoders read 77 (CLIP) to 512 (T5) tokens of it anyway
+MASK = ".mask"  # NAME.mask.EXT beside NAME.EXT: the mask of NAME's subject (kohya's and OneTrainer's convention)
 
 
 def image_suffixes() -> set[str]:
@@ -26,15 +28,29 @@ def image_suffixes() -> set[str]:
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
 
+def mask_of(path: Path) -> str | None:
+    """The name of the image whose mask `path` is (`NAME` for `NAME.mask.EXT`, any case, any image suffix); None for
+    any other file."""
+    stem = Path(path.stem)
+    return stem.stem if path.suffix.lower() in image_suffixes() and stem.suffix.lower() == MASK else None
+
+
 class ReferenceImage(NamedTuple):
     source: Path
     image: Image.Image  # RGB
     caption: str | None  # from a sidecar .txt
+    alpha: np.ndarray | None = None  # its alpha channel, (H, W) in [0, 1]; None: its format has none
 
 
 def load_rgb(path: Path) -> Image.Image:
     """Open any PIL-readable image as 8-bit RGB: CMYK, 16-bit, palette and alpha are converted
     (transparent pixels become white), EXIF rotation is applied."""
+    return load_rgb_alpha(path)[0]
+
+
+def load_rgb_alpha(path: Path) -> tuple[Image.Image, np.ndarray | None]:
+    """`load_rgb`'s image, and its alpha channel in [0, 1] before it was made white (None: no alpha channel)."""
+    alpha = None
     with Image.open(path) as im:
         im.load()
         im = ImageOps.exif_transpose(im)
@@ -45,10 +61,11 @@ def load_rgb(path: Path) -> Image.Image:
             im = im.point(lambda v: v * 255 if high <= 1.0 else v).convert("L")
         if im.mode == "P":
             im = im.convert("RGBA")
-        if im.mode in ("RGBA", "LA"):
-            background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(background, im.convert("RGBA"))
-        return im.convert("RGB")
+        if im.mode in ("RGBA", "LA", "PA"):
+            im = im.convert("RGBA")
+            alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255
+            im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
+        return im.convert("RGB"), alpha
 
 
 def read_references(folder: str | Path, flag: str = "--references") -> list[ReferenceImage]:
@@ -58,14 +75,14 @@ def read_references(folder: str | Path, flag: str = "--references") -> list[Refe
         raise GalError(f"{flag} {folder}: not a folder; expected a folder of images")
     refs, skipped, suffixes = [], [], image_suffixes()
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.is_dir() or path.name.lower().endswith(".mask.png"):
-            continue  # NAME.mask.png: the subject's mask of NAME (gal eval --masked), not an image
+        if path.name.startswith(".") or path.is_dir() or mask_of(path) is not None:
+            continue  # NAME.mask.EXT: the mask of NAME's subject (gal.masks), never a photo of it
         if path.suffix.lower() not in suffixes:
             if path.suffix.lower() != ".txt":
                 skipped.append(path.name)
             continue
         try:
-            image = load_rgb(path)
+            image, alpha = load_rgb_alpha(path)
         except Image.DecompressionBombError as e:
             raise GalError(f"{flag} {path}: too many pixels ({_reason(e)}); expected a photo, e.g. resized "
                            "to 2048 px on its long side") from None
@@ -75,8 +92,11 @@ def read_references(folder: str | Path, flag: str = "--references") -> list[Refe
         if max(image.size) > MAX_ASPECT * min(image.size):
             raise GalError(f"{flag} {path}: {image.size[0]}x{image.size[1]} pixels, the long side more than "
                            f"{MAX_ASPECT} times the short one; expected a photo (crop it)")
+        if alpha is not None and alpha.max() < 0.5:
+            raise GalError(f"{flag} {path}: transparent everywhere (no pixel of its alpha channel half opaque): it would "
+                           "train as a blank square; expected the photo with its subject opaque")
         caption = read_caption(path.with_suffix(".txt"), flag)
-        refs.append(ReferenceImage(path, image, caption or None))
+        refs.append(ReferenceImage(path, image, caption or None, alpha))
     if skipped:
         print(f"gal: note: ignored {len(skipped)} file(s) that are not images Pillow reads in {folder}: "
               f"{', '.join(skipped[:5])}" + (" ..." if len(skipped) > 5 else ""), file=sys.stderr)

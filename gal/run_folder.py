@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from gal import masks
 from gal.errors import GalError
 from gal.references import load_rgb
 
@@ -93,8 +94,15 @@ def read_image(path: Path, what: str) -> Image.Image:
 
 
 def read_mask(image: Path) -> np.ndarray:
-    """The run's copy of a reference's mask, (H, W) in [0, 1]."""
-    return np.asarray(read_image(mask(image), "reference's mask").convert("L"), dtype=np.float32) / 255
+    """The run's copy of a reference's mask, (H, W) in [0, 1], read as the user's are (`masks.read_mask`): one of
+    another size than its image, or one no one can mean, is refused as a new run refuses it."""
+    path, what = mask(image), "reference's mask"
+    if not path.exists():
+        raise GalError(f"{path}: missing; it is a {what} of this run; expected it back: {FIXES[what]}")
+    try:
+        return masks.read_mask(path, image.name, read_image(image, "reference").size)
+    except GalError as e:
+        raise GalError(f"{e}; it is a {what} of this run: {FIXES[what]}") from None
 
 
 def grey(values: np.ndarray) -> Image.Image:

@@ -19,11 +19,15 @@ def write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # nothing half-written left behind
+        raise
 
 
 def write_text(path: Path, text: str) -> None:
@@ -34,6 +38,24 @@ def write_png(path: Path, image) -> None:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     write_bytes(path, buf.getvalue())
+
+
+def check_output(flag: str, path: Path, reads: dict[str, list], folder: bool = False) -> None:
+    """Before any work: `path`, which `flag` writes (a file, or a `folder`), can be made there, and it is none of the
+    paths the command reads (`reads`: flag -> paths; those not on this machine, such as hub ids, skipped) nor inside
+    one of them: no output lands on an input."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise GalError(f"{flag} {path}: is a {'file' if folder else 'folder'}; expected "
+                       f"{'a folder' if folder else 'the name of a file'}")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise GalError(f"{flag} {path}: {blocking} is a file, so nothing can be made under it; expected a path in a folder")
+    target = path.resolve()
+    for other, read in ((f, Path(p)) for f, paths in reads.items() for p in paths if p):
+        if read.exists() and (target == read.resolve() or read.resolve() in target.parents):
+            raise GalError(f"{flag} {path}: {'is' if target == read.resolve() else 'inside'} {other} {read}, which this "
+                           "command reads and never writes; expected a path of its own")
 
 
 @contextmanager

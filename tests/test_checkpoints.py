@@ -5,7 +5,7 @@ import json
 import shutil
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from gal.checkpoints import find
 from gal.cli import main
@@ -90,7 +90,9 @@ def test_the_subject_region_has_its_own_img_aln(layouts, tiny, tmp_path, capsys)
     refs = tmp_path / "refs"
     shutil.copytree(tiny / "references", refs)
     first = sorted(refs.glob("*.png"))[0]
-    Image.new("L", Image.open(first).size, 255).save(first.with_name(first.stem + ".mask.png"))  # a user's mask
+    mask = Image.new("L", Image.open(first).size, 0)
+    ImageDraw.Draw(mask).ellipse([12, 12, 36, 36], fill=255)
+    mask.save(first.with_name(first.stem + ".mask.png"))  # a user's mask of one reference (CLIPSeg's for the others)
     args = eval_args(tiny, "--lora", str(layouts["ai-toolkit"]), "--masked", "--segmenter", str(segmenter), "--json")
     args[args.index("--references") + 1] = str(refs)
     capsys.readouterr()

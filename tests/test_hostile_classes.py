@@ -4,6 +4,7 @@ silently changed data."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from gal.cli import main
 
@@ -331,6 +332,241 @@ def test_a_file_size_limit_is_named_not_taken_for_a_damaged_ledger(tiny, tmp_pat
     line = [l for l in done.stderr.splitlines() if l.startswith("gal: error")][-1]
     assert "file-size limit" in line and "damaged" not in line
     assert main(run_args(tiny, out)) == 0  # as the line says: without the limit, the same command goes on
+
+
+# ---- 8. what a user points at is never written over, and no mask is silently wrong (issue 36) -----------------
+
+def _square(size=16, value=255, dtype=np.uint8) -> Image.Image:
+    """A mask of a 16 x 16 photo: `value` on its middle quarter (the subject), 0 around it."""
+    values = np.zeros((size, size), dtype)
+    values[4:12, 4:12] = value
+    return Image.fromarray(values)
+
+
+def _on_transparency(folder: Path, name: str, colour=(200, 30, 30)) -> None:
+    image = Image.new("RGBA", (16, 16), (*colour, 255))
+    image.putalpha(_square())
+    image.save(folder / name)
+
+
+MASKS_READ = {  # beside the photo a.png (16 x 16): what is written, and the mask's mean (None: no mask)
+    "a mask saved as JPEG": (lambda f: _square().save(f / "a.mask.jpg"), 0.25),
+    "an upper-case suffix": (lambda f: _square().save(f / "a.MASK.PNG"), 0.25),
+    "a 16-bit soft mask": (lambda f: _square(value=32768, dtype=np.uint16).save(f / "a.mask.png"), 0.125),
+    "a bilevel mask": (lambda f: _square().convert("1").save(f / "a.mask.png"), 0.25),
+    "white on transparency": (lambda f: _on_transparency(f, "a.mask.png", (255, 255, 255)), 0.25),
+    "the photo's own alpha": (lambda f: _on_transparency(f, "a.png"), 0.25),
+    "an opaque RGBA photo": (lambda f: Image.new("RGBA", (16, 16), (200, 30, 30, 255)).save(f / "a.png"), None),
+}
+
+
+@pytest.mark.parametrize("case", MASKS_READ)
+def test_masks_are_read_by_one_contract_and_never_taken_for_photos(case, tmp_path):
+    from gal.masks import given_masks
+    from gal.references import read_references
+
+    write, mean = MASKS_READ[case]
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "a.png")
+    write(tmp_path)
+    refs = read_references(tmp_path)
+    assert [r.source.name for r in refs] == ["a.png"]  # the mask is no second photo of the subject
+    (mask,) = given_masks(refs)
+    if mean is None:
+        assert mask is None
+    else:
+        assert mask.shape == (16, 16) and mask.mean() == pytest.approx(mean, abs=0.03)
+
+
+MASKS_REFUSED = {  # beside the photo a.png (16 x 16): what is written, and the error's words
+    "an all-white mask": (lambda f: Image.new("L", (16, 16), 255).save(f / "a.mask.png"), "all subject"),
+    "an all-black mask": (lambda f: Image.new("L", (16, 16), 0).save(f / "a.mask.png"), "no subject in it"),
+    "a mask of another size": (lambda f: _square(size=20).save(f / "a.mask.png"),
+                               "20x20 pixels; expected the mask of a.png at its size, 16x16"),
+    "two masks of one photo": (lambda f: [_square().save(f / n) for n in ("a.mask.png", "a.mask.webp")],
+                               "2 masks of a.png (a.mask.png, a.mask.webp)"),
+    "a mask that is no image": (lambda f: (f / "a.mask.png").write_bytes(b"white on the cat"), "cannot read the mask"),
+    "a photo transparent everywhere": (lambda f: Image.new("RGBA", (16, 16), (200, 30, 30, 0)).save(f / "a.png"),
+                                       "transparent everywhere"),
+}
+
+
+@pytest.mark.parametrize("case", MASKS_REFUSED)
+def test_masks_no_one_can_mean_are_refused_in_one_line(case, tmp_path):
+    from gal.errors import GalError
+    from gal.masks import given_masks
+    from gal.references import read_references
+
+    write, words = MASKS_REFUSED[case]
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "a.png")
+    write(tmp_path)
+    with pytest.raises(GalError, match=re.escape(words)) as e:
+        given_masks(read_references(tmp_path))
+    assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)
+
+
+def _masked(tiny, folder: Path, masks: dict) -> Path:
+    """The tiny references with `masks` (name: mask image) beside them."""
+    shutil.copytree(tiny / "references", folder)
+    for name, image in masks.items():
+        image.save(folder / name)
+    return folder
+
+
+def _disc() -> Image.Image:
+    """A mask of a tiny reference (48 x 48): a disc."""
+    mask = Image.new("L", (48, 48), 0)
+    ImageDraw.Draw(mask).ellipse([12, 12, 36, 36], fill=255)
+    return mask
+
+
+@pytest.fixture(scope="module")
+def doctor(tiny, tmp_path_factory):
+    """`gal eval --base ... [flags]` on the tiny models, as small as it goes: one test prompt, two anchors."""
+    prompts = tmp_path_factory.mktemp("doctor")
+    (prompts / "anchors.txt").write_text("{} in a museum\n{} on a boat\n")
+    (prompts / "test.txt").write_text("{} in the snow\n")
+    return lambda *extra: ["eval", "--base", str(tiny / "pipeline"), "--scorer", str(tiny / "clip"), "--references",
+                           str(tiny / "references"), "--subject", "a <sks> ball", "--non-soi", "a ball on grass",
+                           "--anchors", str(prompts / "anchors.txt"), "--prompts", str(prompts / "test.txt"),
+                           "--steps", "2", "--n", "1", "--m", "2", *map(str, extra)]
+
+
+@pytest.mark.parametrize("command", ["run", "eval --masked"])
+def test_run_and_eval_refuse_the_same_mask_before_any_model_loads(command, tiny, doctor, tmp_path, capsys):
+    refs = _masked(tiny, tmp_path / "refs", {"ref0.mask.png": Image.new("L", (48, 48), 0)})
+    out = tmp_path / "out"
+    args = run_args(tiny, out) if command == "run" else doctor("--masked")
+    args[args.index("--references") + 1] = str(refs)
+    assert main(args) == 2
+    assert f"{refs / 'ref0.mask.png'}: no subject in it" in one_line_error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["refs"]
+
+
+def test_masks_for_some_references_and_orphan_masks_are_named(tiny, tmp_path, capsys):
+    from gal.config import Config
+    from gal.preflight import examine
+
+    refs = _masked(tiny, tmp_path / "refs", {"ref0.mask.png": _disc(), "ref9.mask.png": _disc()})
+    config = Config(references=str(refs), subject="a <sks> ball", base=str(tiny / "pipeline"), scorer=str(tiny / "clip"),
+                    non_soi=["a ball on grass"], out=str(tmp_path / "run"))
+    assert examine(config).cfg.added == "samples"  # masks used only where every reference has one
+    err = capsys.readouterr().err
+    assert "ref9.mask.png: a mask with no image of its name beside it; ignored" in err
+    assert "2 of the 3 references have no mask (ref1.png, ref2.png); a run uses masks only where every" in err
+
+
+def test_a_resumed_run_refuses_a_copied_mask_of_another_size(reviewed_run, tmp_path, capsys):
+    run, args = reviewed_run.copy(tmp_path / "run")
+    for image in sorted((run / "references").glob("*.png")):
+        _square(size=20).save(image.with_name(image.stem + ".mask.png"))  # not the copies' 48 x 48
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main(args + ["--masked-loss", "--force"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gal: error")]
+    assert len(errors) == 1 and "00-ref0.mask.png: 20x20 pixels; expected the mask of 00-ref0.png at its size" in errors[0]
+    assert snapshot(run) == before  # the changed config is not recorded either
+
+
+@pytest.fixture
+def lora(finished_run, tmp_path) -> Path:
+    """A copy of a round's LoRA file."""
+    path = tmp_path / "loras" / "cat.safetensors"
+    path.parent.mkdir()
+    shutil.copy(finished_run.folder / "rounds" / "1" / "checkpoint" / "pytorch_lora_weights.safetensors", path)
+    return path
+
+
+OUTPUTS = {  # --report, and what else the command is given: the error's words
+    "the LoRA it scores": (lambda t, lora: (lora, []), "is --lora"),
+    "a folder": (lambda t, lora: (t, []), "is a folder"),
+    "under a file": (lambda t, lora: (lora / "which.html", []), "is a file, so nothing can be made under it"),
+    "a file that is no report": (lambda t, lora: (lora.parent / "notes.txt", []), "not an HTML page"),
+    "inside the run it scores": (lambda t, lora: (t / "run" / "which.html", ["--lora", t / "run"]), "inside --lora"),
+}
+
+
+@pytest.mark.parametrize("case", OUTPUTS)
+def test_a_report_never_lands_on_what_the_command_reads(case, lora, finished_run, doctor, tmp_path, capsys):
+    finished_run.copy(tmp_path / "run")
+    (lora.parent / "notes.txt").write_text("my notes")
+    report, extra = OUTPUTS[case][0](tmp_path, lora)
+    before = snapshot(tmp_path)
+    assert main(doctor("--lora", str(lora), *extra, "--report", report)) == 2
+    assert OUTPUTS[case][1] in one_line_error(capsys)
+    assert snapshot(tmp_path) == before  # refused before any work: nothing written, nothing changed
+
+
+def test_a_run_never_lands_in_its_references(tiny, tmp_path, capsys):
+    refs = shutil.copytree(tiny / "references", tmp_path / "refs")
+    args = run_args(tiny, refs / "run")
+    args[args.index("--references") + 1] = str(refs)
+    before = snapshot(tmp_path)
+    assert main(args) == 2
+    assert f"--out {refs / 'run'}: inside --references {refs}, which this command reads" in one_line_error(capsys)
+    assert snapshot(tmp_path) == before
+
+
+BENCH_OUTPUTS = {  # gal bench flags ({file}: a file that is there): the error's words
+    "--out a file": (["--out", "{file}"], "--out {file}: is a file; expected a folder"),
+    "--out under a file": (["--out", "{file}/bench"], "is a file, so nothing can be made under it"),
+    "--summary over its --merge": (["--summary", "{file}", "--merge", "{file}"], "--summary {file}: is --merge"),
+    "--results a folder": (["--results", "{folder}"], "--results {folder}: is a folder"),
+}
+
+
+@pytest.mark.parametrize("case", BENCH_OUTPUTS)
+def test_bench_outputs_are_checked_before_the_bench(case, tmp_path, capsys):
+    file = tmp_path / "bench.json"
+    file.write_text("{}")
+    flags, words = BENCH_OUTPUTS[case]
+    fill = {"file": file, "folder": tmp_path}
+    before = snapshot(tmp_path)
+    assert main(["bench", "--quick", "--only", "no-such-subject", "--out", str(tmp_path / "bench"),
+                 *(f.format(**fill) for f in flags)]) == 2
+    assert words.format(**fill) in one_line_error(capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_the_doctor_reads_an_emptied_run_without_writing_its_ledger(finished_run, doctor, tmp_path, capsys):
+    run = finished_run.copy(tmp_path / "run").folder
+    (run / "gal.sqlite").write_bytes(b"")
+    assert main(doctor("--lora", str(run))) == 2
+    line = one_line_error(capsys)
+    assert "gal.sqlite: the run's ledger is damaged" in line and "checkpoints of round(s) 1, 2" in line
+    assert (run / "gal.sqlite").read_bytes() == b""
+
+
+def test_the_doctor_scores_each_checkpoint_once(lora, finished_run, doctor, capsys):
+    assert main(doctor("--lora", str(lora), "--lora", str(lora))) == 2
+    assert f"--lora {lora}: given twice; expected each checkpoint once" in one_line_error(capsys)
+    run = finished_run.folder
+    assert main(doctor("--lora", str(run), "--lora", str(run / "rounds" / "2" / "checkpoint"))) == 2
+    assert f"is also among the checkpoints of --lora {run}" in one_line_error(capsys)
+
+
+def test_the_doctor_refuses_a_lora_of_the_text_encoder_alone(doctor, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "te.safetensors"
+    save_file({f"text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_{ab}.weight": torch.zeros(shape)
+               for ab, shape in (("A", (4, 32)), ("B", (32, 4)))}, str(path))
+    assert main(doctor("--lora", str(path))) == 2
+    assert f"--lora {path}: none of its weights fits this base's unet" in one_line_error(capsys)
+
+
+def test_the_doctor_labels_two_files_of_one_name_apart_whatever_the_name(lora, doctor, tmp_path, capsys):
+    """Two checkpoints named alike in two folders (a name that is not UTF-8), each at two scales given one by one."""
+    name = os.fsdecode(b"chat-\xe9.safetensors")
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(lora, tmp_path / folder / name)
+    capsys.readouterr()
+    assert main(doctor("--lora", str(tmp_path / "a" / name), "--lora", str(tmp_path / "b" / name),
+                        "--lora-scale", "0.5", "--lora-scale", "1", "--json")) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(r["checkpoint"], r["scale"]) for r in rows] == [(f"{f}/chat-\\xe9", s) for f in "ab" for s in (0.5, 1.0)]
+    assert rows[0]["txt_aln"] == pytest.approx(rows[2]["txt_aln"])  # the same weights, read under that name
 
 
 # ---- the CLI's flags, any value -------------------------------------------------------------------------------
