@@ -87,9 +87,7 @@ def _step(name: str) -> int | None:
 def _gal_run(path: Path, flag: str) -> list[Checkpoint]:
     from gal.ledger import Ledger
 
-    if (path / Ledger.FILE).stat().st_size == 0:  # read only: an emptied ledger is no run's record, and stays as it is
-        raise GalError(Ledger.damaged(path, "it is empty"))
-    ledger = Ledger(path, read_only=True)
+    ledger = Ledger(path, read_only=True)  # an emptied ledger is no run's record, and stays as it is
     try:
         ledger.recorded_config()  # an emptied ledger is named as such, not taken for a run without rounds
         rounds = [r for r in ledger.rounds() if r["checkpoint"] and (path / r["checkpoint"] / DIFFUSERS_FILE).exists()]

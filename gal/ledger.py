@@ -101,6 +101,8 @@ class Ledger:
         if path.is_dir():
             raise GalError(f"{path}: is a folder; expected the run's ledger, an SQLite file (move the folder away)")
         new = not path.exists() or path.stat().st_size == 0
+        if read_only and new:  # nothing to read, and a reader writes nothing, not even the tables
+            raise GalError(Ledger.damaged(self.run_dir, "it is empty"))
         try:
             self.db = (sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
                        if read_only else sqlite3.connect(path, isolation_level=None))

@@ -118,7 +118,7 @@ def alignment_plot(points: list[tuple[int, float, float]], label: str) -> str | 
 
 def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
-    ledger = Ledger(run_dir)
+    ledger = Ledger(run_dir, read_only=True)  # a reader never writes the ledger
     try:
         summary = ledger_summary(ledger)
         ref_features = ledger.reference_features()

@@ -105,7 +105,7 @@ def run_summary(folder: str | Path) -> dict:
     folder = Path(folder)
     if not Ledger.exists(folder):
         raise GalError(f"{folder}: no gal run here (no {Ledger.FILE}); expected a folder made by `gal run --out`")
-    ledger = Ledger(folder)
+    ledger = Ledger(folder, read_only=True)  # a reader never writes the ledger
     try:
         summary = ledger_summary(ledger)
     finally:

@@ -534,6 +534,10 @@ def test_the_doctor_reads_an_emptied_run_without_writing_its_ledger(finished_run
     line = one_line_error(capsys)
     assert "gal.sqlite: the run's ledger is damaged" in line and "checkpoints of round(s) 1, 2" in line
     assert (run / "gal.sqlite").read_bytes() == b""
+    for command in (["show", str(run)], ["report", str(run)]):  # the other readers of a run
+        assert main(command) == 2
+        assert "gal.sqlite: the run's ledger is damaged" in one_line_error(capsys)
+        assert (run / "gal.sqlite").read_bytes() == b""
 
 
 def test_the_doctor_scores_each_checkpoint_once(lora, finished_run, doctor, capsys):
