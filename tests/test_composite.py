@@ -1,6 +1,7 @@
 """`gal run --added composite` (gal/composite.py): the chosen directions' added images made from the references'
 subject and the base model's own pictures, the object default where every reference has a mask."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -169,6 +170,11 @@ def test_masked_loss_needs_every_references_mask_and_records_its_weight(tiny, tm
         assert all(run_folder.mask(run / t.path).exists() for t in ledger.added(0))
     finally:
         ledger.close()
+    # with every reference's mask, `gal eval` reads IMG-ALN against the subjects on grey too
+    capsys.readouterr()
+    assert main(["eval", str(run), "--n", "1", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rounds"]
+    assert 0 < row["img_aln_subject"] < 1 and row["img_aln_subject"] != row["img_aln"]
 
 
 @pytest.mark.parametrize("added,balance,expected", [
