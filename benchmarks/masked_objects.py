@@ -49,22 +49,22 @@ def rule(metric: str, keep: float):
     return choose
 
 
-RULES = {"IMG-ALN 80% (gal show until 2026-12-07)": rule("img_aln", KEEP_IMAGE),
+RULES = {"IMG-ALN 80%": rule("img_aln", KEEP_IMAGE),  # gal.keep's
          **{f"subject IMG-ALN {k:.0%}": rule("img_aln_subject", k) for k in (0.8, 0.9, 0.95, 1.0)},
          "last round": lambda rounds: len(rounds) - 1, "round 1": lambda rounds: 0}
 
 
-def load(paths: list[str], merge: list[str], old_composite: str | None) -> dict:
+def load(paths: list[str], merge: list[str], old_composite: list[str]) -> dict:
     summary = None
     for p in paths:
         s = read_summary(Path(p))
         summary = s if summary is None else merge_summaries(summary, s, p)
     for p in merge:
         summary = merge_summaries(summary, read_summary(Path(p)), p)
-    if old_composite:
-        old = read_summary(Path(old_composite))
+    for p in old_composite:
+        old = read_summary(Path(p))
         old["results"] = [{**e, "row": OLD} for e in old["results"] if e["row"] == "composite"]
-        summary = merge_summaries(summary, old, old_composite)
+        summary = merge_summaries(summary, old, p)
     summary["results"] = [e for e in summary["results"] if e["subject"] in OBJECTS]
     return summary
 
@@ -88,8 +88,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("summaries", nargs="+")
     p.add_argument("--merge", action="append", default=[], help="another bench's runs this one lacks")
-    p.add_argument("--old-composite", help="a bench summary whose `composite` rows ran before 2026-12-07")
-    p.add_argument("--rule", default="subject IMG-ALN 90%", help="the keep rule the tables use (see RULES)")
+    p.add_argument("--old-composite", action="append", default=[],
+                   help="a bench summary whose `composite` rows ran with the code before 2026-12-07 (repeatable)")
+    p.add_argument("--rule", default="IMG-ALN 80%", help="the keep rule the tables use (see RULES)")
     p.add_argument("--choose", default="0,1,2", help="the seeds the keep rule is chosen on; the others validate it")
     p.add_argument("--json", help="write the merged summary here")
     a = p.parse_args()
@@ -100,18 +101,20 @@ def main() -> None:
     choose_seeds = {int(s) for s in a.choose.split(",")}
     pick = at(RULES[a.rule])
     print(f"## Against the envelope of all the controls (the round `{a.rule}` recommends)\n")
-    print("| Row | Runs | above ↑ | above, judge ↑ | OVF above ↓ | above fewer steps + scale only ↑ | kept | followed |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| Row | Runs | above ↑ | above, judge ↑ | OVF above ↓ | without the masked controls: above ↑ | "
+          "above, judge ↑ | last round: above ↑ | above, judge ↑ | kept | followed |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in ROWS:
         runs = [e for e in results if e["row"] == row and e["rounds"]]
         if not runs:
             continue
         clip, judge = above(summary, row, pick, "clip"), above(summary, row, pick, "judge")
-        both = above(summary, row, pick, "clip", "both")
+        others = [above(summary, row, pick, "clip", "both"), above(summary, row, pick, "judge", "both"),
+                  above(summary, row, lambda e: e["rounds"][-1], "clip"), above(summary, row, lambda e: e["rounds"][-1], "judge")]
         print(f"| {row} | {len(runs)} | {fmt(interval([d['above'] for d in clip.values()]))} | "
               f"{fmt(interval([d['above'] for d in judge.values()]))} | "
               f"{fmt(interval([d['ovf_above'] for d in clip.values()]))} | "
-              f"{fmt(interval([d['above'] for d in both.values()]))} | "
+              + " | ".join(fmt(interval([d['above'] for d in o.values()])) for o in others) + " | "
               f"{np.mean([pick(e)['kept'] for e in runs]):.2f} | {np.mean([pick(e)['followed'] for e in runs]):.2f} |")
     print("\n## The judge's kept share per subject (recommended round) against DreamBooth 1x's\n")
     print("| Row | " + " | ".join(OBJECTS) + " |\n| --- | " + " | ".join("---" for _ in OBJECTS) + " |")

@@ -4,9 +4,9 @@ anchor, and the composite the scorer finds closest to the anchor (s_a) goes into
 
 Why: the round's best samples, the paper's pick, lose the subject, and the scorer cannot tell (docs/results.md,
 "images worth adding"). A composite keeps the subject by construction, and it follows the anchor as far as the base
-model does, which never saw the references and so copies nothing of them. On the miniature world, objects, round 2
-at weight 1, it lands above the envelope of training less by both metric families and above the perfect-image ceiling
-(docs/training-less.md).
+model does, which never saw the references and so copies nothing of them. On the miniature world (objects, 10 runs,
+2026-12-07), at the round `gal show` recommends, it is above the envelope of every control, masked loss included, by
+the CLIP-like metric and on it by the judge, keeping the subject on both objects (docs/training-less.md).
 
 Four steps per seed of a chosen direction (its samples' seeds), as measured:
 - picture: the base model (the LoRA at scale 0) draws the anchor in plain words;

@@ -3,7 +3,8 @@ training set, full or LoRA; what differs between model families comes from gal.f
 
 Eq. 2 with per-sample weights: each sample's diffusion loss is multiplied by its weight (1 for the
 user's references, Δ_r or 1 for added ones), then averaged over the batch. Prior preservation adds the
-class images' loss, as in DreamBooth. The weights stay loaded: `reset` returns to the base model in place
+class images' loss, as in DreamBooth. With masked loss (`--masked-loss`), a reference's loss is first weighted per
+latent by its subject's mask (`_masked_mse`). The weights stay loaded: `reset` returns to the base model in place
 (the authors restart each round from the base), `save`/`load` write and read the formats plain diffusers
 loads (`pytorch_lora_weights.safetensors`, or a pipeline folder for a full fine-tune).
 """
