@@ -102,8 +102,8 @@ _PASSES: dict[str, int] = {}  # how often this process passed each pause point
 
 def pause_point(name: str) -> None:
     """For tests that make a race or a kill happen at a known moment: with GAL_PAUSE_AT=NAME:FILE (or NAME#N:FILE: the
-    N-th time this process passes NAME), this process writes FILE.waiting here and waits (up to a minute) until FILE.go
-    exists. Without the variable (always, outside tests), nothing."""
+    N-th time this process passes NAME), this process writes FILE.waiting here and waits (up to ten minutes: the other
+    side may be a whole run on a loaded machine) until FILE.go exists. Without the variable (always, outside tests), nothing."""
     point, _, barrier = os.environ.get("GAL_PAUSE_AT", "").partition(":")
     wanted, _, nth = point.partition("#")
     if wanted != name:
@@ -114,7 +114,7 @@ def pause_point(name: str) -> None:
     import time
 
     Path(f"{barrier}.waiting").write_text(str(os.getpid()))
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600
     while not Path(f"{barrier}.go").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
 
